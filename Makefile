@@ -1,0 +1,47 @@
+# orchestrion: two commands do all the set-up.
+#   make demo   creates .venv, installs everything, composes with every built-in model
+#   make test   the same install, then the test suite
+# Both are idempotent: a second run installs nothing unless pyproject.toml changed.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SYSTEM := $(VENV)/.system-deps
+
+.PHONY: install demo test test-slow test-browser lint bench clean
+
+install: $(STAMP) $(SYSTEM)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch is pinned to the CPU build that pip finds on this machine's disk; installing it first keeps
+# pip from pulling a multi-GB CUDA build to satisfy another package's requirement.
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+$(SYSTEM): scripts/system-deps.sh | $(VENV)/bin/python
+	bash scripts/system-deps.sh
+	touch $(SYSTEM)
+
+demo: install
+	$(VENV)/bin/orchestrion demo --out demo-out
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+
+test: install lint
+	$(PY) -m pytest -q
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
+
+test-browser: install
+	$(PY) -m pytest -q -m browser
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache

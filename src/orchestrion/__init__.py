@@ -1,0 +1,35 @@
+"""orchestrion: learn music from a corpus and compose new music.
+
+Public API (heavy libraries are imported lazily, inside the functions that need them):
+
+    >>> import orchestrion
+    >>> composer = orchestrion.load_composer("builtin:markov")
+    >>> piece = orchestrion.compose("builtin:markov", bars=8, seed=3)
+    >>> piece.save("piece.mid")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from orchestrion.composers.base import Composer, Piece
+
+__all__ = ["__version__", "compose", "load_composer"]
+
+
+def load_composer(ref: str) -> Composer:
+    """Load a model by directory or `builtin:NAME`."""
+    from orchestrion.composers import load_composer as _load
+
+    return _load(ref)
+
+
+def compose(model: str = "builtin:markov", **request: object) -> Piece:
+    """Compose one piece: `compose("builtin:markov", bars=8, seed=3)`."""
+    from orchestrion.requests import ComposeRequest
+
+    req = ComposeRequest(model=model, **request)
+    return load_composer(model).compose(req)

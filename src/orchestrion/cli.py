@@ -1,0 +1,346 @@
+"""The `orchestrion` command line: wiring only, no logic.
+
+Every command parses its options and calls one function elsewhere. Heavy libraries (torch,
+transformers, music21, audio) are imported inside the commands so that `orchestrion --help` is fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="orchestrion",
+    help="Learn music from a corpus and compose new music (mmm, abc, markov and sashimi models).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+corpus_app = typer.Typer(help="Built-in corpora: list them, export them as files.", no_args_is_help=True)
+encode_app = typer.Typer(help="Turn files into a training dataset.", no_args_is_help=True)
+decode_app = typer.Typer(help="Turn model tokens or text back into music.", no_args_is_help=True)
+train_app = typer.Typer(help="Train a model on a dataset or corpus.", no_args_is_help=True)
+app.add_typer(corpus_app, name="corpus")
+app.add_typer(encode_app, name="encode")
+app.add_typer(decode_app, name="decode")
+app.add_typer(train_app, name="train")
+
+Inputs = Annotated[list[str], typer.Argument(help="files, folders or builtin:CORPUS names")]
+OutDir = Annotated[Path, typer.Option("--out", "-o", help="output directory")]
+Workers = Annotated[int, typer.Option("--workers", "-j", help="parallel worker processes (0 = all cores)")]
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def not_built(what: str, issue: str) -> None:
+    from orchestrion.errors import NotBuilt
+
+    raise NotBuilt(f"{what} is not built yet (see the '{issue}' issue).")
+
+
+# ------------------------------------------------------------------------------------------- corpus
+
+
+@corpus_app.command("list")
+def corpus_list() -> None:
+    """List the built-in corpora and whether they are cached."""
+    from orchestrion import corpora
+
+    corpora.print_corpus_table()
+
+
+@corpus_app.command("export")
+def corpus_export(
+    name: Annotated[str, typer.Argument(help="bach-chorales, palestrina or folk-abc")],
+    out: OutDir,
+    workers: Workers = 0,
+    cache_dir: Annotated[Path | None, typer.Option(help="conversion cache (default ~/.cache/orchestrion)")] = None,
+) -> None:
+    """Write a built-in corpus as files (MIDI or ABC), converting once into the cache."""
+    from orchestrion import corpora
+
+    corpora.export_corpus(name, out, workers=workers, cache_dir=cache_dir)
+
+
+# ------------------------------------------------------------------------------------------- encode
+
+
+@encode_app.command("mmm")
+def encode_mmm(
+    inputs: Inputs,
+    out: OutDir,
+    bars: Annotated[int, typer.Option(help="window length in bars (4, 8 or 16)")] = 4,
+    hop: Annotated[int, typer.Option(help="bars between window starts")] = 2,
+    transpose: Annotated[str, typer.Option(help="semitone range LO:HI (HI exclusive), e.g. -5:6")] = "0:1",
+    fill: Annotated[bool, typer.Option("--fill", help="bar infilling (FILL_IN ... FILL_START/FILL_END)")] = False,
+    permute_tracks: Annotated[bool, typer.Option("--permute-tracks", help="shuffle track order")] = False,
+    workers: Workers = 0,
+    engine: Annotated[str, typer.Option(help="local or ray")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (with --engine ray)")] = None,
+) -> None:
+    """Encode MIDI into an mmmtrack token dataset (parallel, resumable, deterministic)."""
+    not_built("encode mmm", "mmm")
+
+
+@encode_app.command("abc")
+def encode_abc(
+    inputs: Inputs,
+    out: OutDir,
+    keep: Annotated[str, typer.Option(help="keep tunes that compile: clean, warnings or all")] = "warnings",
+    workers: Workers = 0,
+) -> None:
+    """Clean ABC tunes into a spaceless dataset with a BPE tokenizer."""
+    not_built("encode abc", "abc")
+
+
+@encode_app.command("events")
+def encode_events(inputs: Inputs, out: OutDir, workers: Workers = 0) -> None:
+    """Encode MIDI into melody/chord events for the Markov model."""
+    not_built("encode events", "markov")
+
+
+@encode_app.command("audio")
+def encode_audio(
+    inputs: Inputs,
+    out: OutDir,
+    chunk_seconds: Annotated[float, typer.Option(help="chunk length in seconds")] = 60.0,
+    quantization: Annotated[str, typer.Option(help="mulaw or linear")] = "mulaw",
+    workers: Workers = 0,
+) -> None:
+    """Encode audio into 16 kHz 8-bit mu-law shards for SaShiMi."""
+    not_built("encode audio", "sashimi")
+
+
+# ------------------------------------------------------------------------------------------- decode
+
+
+@decode_app.command("mmm")
+def decode_mmm(
+    source: Annotated[str, typer.Argument(help="a file of mmm tokens (one sequence per line) or the tokens")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output .mid")],
+) -> None:
+    """Decode mmm tokens into a MIDI file, repairing malformed model output."""
+    not_built("decode mmm", "mmm")
+
+
+@decode_app.command("abc")
+def decode_abc(
+    source: Annotated[Path, typer.Argument(help="an ABC file")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output .mid")],
+) -> None:
+    """Compile ABC into MIDI with abc2midi."""
+    not_built("decode abc", "abc")
+
+
+# -------------------------------------------------------------------------------------------- train
+
+
+@train_app.command("markov")
+def train_markov(
+    data: Annotated[list[str], typer.Argument(help="MIDI files, folders or builtin:CORPUS")],
+    out: OutDir,
+    workers: Workers = 0,
+) -> None:
+    """Train the Markov composer (melody and chord chains, major and minor)."""
+    not_built("train markov", "markov")
+
+
+@train_app.command("gpt")
+def train_gpt(
+    data: Annotated[Path, typer.Argument(help="a dataset written by 'encode mmm' or 'encode abc'")],
+    out: OutDir,
+    preset: Annotated[str, typer.Option(help="seed, small or tiny")] = "small",
+    resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in --out")] = False,
+    init: Annotated[str | None, typer.Option(help="start from a model, e.g. builtin:chorales")] = None,
+    steps: Annotated[int | None, typer.Option(help="optimizer steps (default from the preset)")] = None,
+) -> None:
+    """Train the GPT-2 composer on mmm tokens or ABC text."""
+    not_built("train gpt", "gpt")
+
+
+@train_app.command("sashimi")
+def train_sashimi(
+    data: Annotated[Path, typer.Argument(help="a dataset written by 'encode audio'")],
+    out: OutDir,
+    layers: Annotated[int, typer.Option(help="S4 blocks per stage: 2 or 8")] = 2,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in --out")] = False,
+    steps: Annotated[int | None, typer.Option(help="optimizer steps")] = None,
+) -> None:
+    """Train the SaShiMi raw-audio composer."""
+    not_built("train sashimi", "sashimi")
+
+
+# ----------------------------------------------------------------------------------------- generate
+
+
+def _int_list(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.replace(" ", "").split(",") if x != ""]
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated whole numbers, got {text!r}") from None
+
+
+@app.command()
+def generate(
+    model: Annotated[str | None, typer.Argument(help="a model directory or builtin:NAME")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="output file: .mid, .wav or .abc")] = Path("piece.mid"),
+    prompt: Annotated[str | None, typer.Option(help="a prompt file (MIDI, ABC or audio) to continue")] = None,
+    bars: Annotated[int | None, typer.Option(help="number of 4/4 measures")] = None,
+    seconds: Annotated[float | None, typer.Option(help="seconds of audio")] = None,
+    voices: Annotated[str | None, typer.Option(help="voice kinds, e.g. 0,0,1,1,2 (0 high, 1 low, 2 chords)")] = None,
+    programs: Annotated[str | None, typer.Option(help="General MIDI program per voice, e.g. 0,40,32")] = None,
+    key: Annotated[str | None, typer.Option(help="key and mode, e.g. 'D minor'")] = None,
+    tempo: Annotated[float | None, typer.Option(help="quarter notes per minute")] = None,
+    temperature: Annotated[float | None, typer.Option(help="sampling temperature")] = None,
+    top_p: Annotated[float | None, typer.Option(help="nucleus sampling mass")] = None,
+    top_k: Annotated[int | None, typer.Option(help="sample among the k most likely tokens")] = None,
+    repetition_penalty: Annotated[float | None, typer.Option(help="penalty for repeated tokens (>1)")] = None,
+    seed: Annotated[int | None, typer.Option(help="same seed, same piece")] = None,
+    num_samples: Annotated[int | None, typer.Option("--num-samples", "-n", help="pieces to make")] = None,
+    instruments: Annotated[str | None, typer.Option(help="mmm instruments per track, e.g. SOPRANO,ALTO or 0,32")] = None,
+    fill_bars: Annotated[str | None, typer.Option(help="mmm bars to fill in, e.g. 2,3")] = None,
+    keep_tracks: Annotated[str | None, typer.Option(help="prompt tracks to keep, e.g. 0")] = None,
+    title: Annotated[str | None, typer.Option(help="ABC title")] = None,
+    meter: Annotated[str | None, typer.Option(help="ABC meter, e.g. 6/8")] = None,
+    rhythm: Annotated[str | None, typer.Option(help="ABC rhythm, e.g. jig")] = None,
+    replay: Annotated[Path | None, typer.Option(help="a provenance sidecar (piece.mid.json) to make again")] = None,
+) -> None:
+    """Compose a piece with a model and write it with its provenance sidecar."""
+    from orchestrion.generate import generate_to_files
+    from orchestrion.requests import ComposeRequest
+
+    fields = {
+        "bars": bars,
+        "seconds": seconds,
+        "voices": _int_list(voices),
+        "programs": _int_list(programs),
+        "key": key,
+        "tempo": tempo,
+        "temperature": temperature,
+        "top_p": top_p,
+        "top_k": top_k,
+        "repetition_penalty": repetition_penalty,
+        "seed": seed,
+        "num_samples": num_samples,
+        "prompt": prompt,
+        "instruments": instruments.split(",") if instruments else None,
+        "fill_bars": _int_list(fill_bars),
+        "keep_tracks": _int_list(keep_tracks),
+        "title": title,
+        "meter": meter,
+        "rhythm": rhythm,
+    }
+    fields = {k: v for k, v in fields.items() if v is not None}
+    if replay is not None:
+        from orchestrion.provenance import read_sidecar
+
+        record = read_sidecar(replay)
+        request = ComposeRequest(**{**record["request"], **fields})
+    else:
+        if model is None:
+            raise typer.BadParameter("give a MODEL (a directory or builtin:NAME) or --replay piece.json")
+        request = ComposeRequest(model=model, **fields)
+    for path in generate_to_files(request, out):
+        print(path)
+
+
+# ------------------------------------------------------------------------------------------- render
+
+
+@app.command()
+def render(
+    source: Annotated[Path, typer.Argument(help="a .mid, .abc or MusicXML file")],
+    wav: Annotated[Path | None, typer.Option(help="write audio here (FluidSynth)")] = None,
+    png: Annotated[Path | None, typer.Option(help="write a piano roll here")] = None,
+    svg: Annotated[Path | None, typer.Option(help="write a score here (verovio)")] = None,
+    sample_rate: Annotated[int, typer.Option(help="audio sample rate")] = 44100,
+) -> None:
+    """Render a piece to audio (WAV), a piano roll (PNG) and a score (SVG)."""
+    from orchestrion.render import render_file
+
+    for path in render_file(source, wav=wav, png=png, svg=svg, sample_rate=sample_rate):
+        print(path)
+
+
+# --------------------------------------------------------------------------------------------- eval
+
+
+@app.command("eval")
+def evaluate(
+    model: Annotated[str, typer.Argument(help="a model directory or builtin:NAME")],
+    data: Annotated[str, typer.Option(help="held-out data: a dataset, folder or builtin:CORPUS")],
+    report: Annotated[Path, typer.Option(help="report directory")] = Path("eval-report"),
+    compare: Annotated[str | None, typer.Option(help="a second model to put side by side")] = None,
+    samples: Annotated[int, typer.Option(help="pieces to generate for the musical statistics")] = 16,
+) -> None:
+    """Evaluate a model: likelihood, musical statistics, validity, novelty; writes an HTML report."""
+    not_built("eval", "eval")
+
+
+# ---------------------------------------------------------------------------------------- serve/demo
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to bind (127.0.0.1 keeps it private)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+) -> None:
+    """Serve the web app: live streamed composition in the browser."""
+    not_built("serve", "serve")
+
+
+@app.command()
+def demo(out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path("demo-out")) -> None:
+    """Compose with every built-in model and write MIDI, WAV and PNG files."""
+    from orchestrion.demo import run_demo
+
+    for path in run_demo(out):
+        print(path)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from orchestrion import __version__
+
+    print(__version__)
+
+
+# --------------------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    """Entry point: turns our errors into a clear message and a non-zero exit, never a traceback."""
+    from orchestrion.errors import NotBuilt, OrchestrionError
+
+    try:
+        app()
+    except NotBuilt as exc:
+        _console().print(f"[yellow]not built yet:[/yellow] {exc}")
+        sys.exit(2)
+    except OrchestrionError as exc:
+        _console().print(f"[red]error:[/red] {exc}")
+        sys.exit(1)
+    except Exception as exc:
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError):
+            from orchestrion.requests import first_error
+
+            field, message = first_error(exc)
+            _console().print(f"[red]invalid request:[/red] {field}: {message}")
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

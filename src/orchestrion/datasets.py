@@ -1,0 +1,153 @@
+"""Token datasets on disk: the contract between the encoders (mmm, abc) and the GPT trainer.
+
+A dataset directory holds
+
+    dataset.json                 {"format": "orchestrion-tokens", "version": 1, "encoding": "mmm" | "abc",
+                                  "vocab_size": V, "special_tokens": {...}, "splits": {split: {"shards": [...],
+                                  "sequences": N, "tokens": N}}, ...encoding-specific fields}
+    tokenizer.json               a Hugging Face `tokenizers` file (WordLevel for mmm, byte-level BPE for abc)
+    shards/<split>-<k>.bin       token ids, uint16, all sequences of the shard back to back
+    shards/<split>-<k>.idx.npy   int64 offsets, length sequences + 1 (sequence i is bin[idx[i]:idx[i+1]])
+    text/<split>-<k>.txt         the same sequences as text, one per line, for people
+
+Shards are memory-mapped for reading. Every file is written to a temporary name and renamed, so a
+killed run never leaves a partial file under a final name.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from orchestrion.errors import BadInput
+
+FORMAT = "orchestrion-tokens"
+VERSION = 1
+SPLITS = ("train", "validation", "test")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    tmp.replace(path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def shard_name(split: str, index: int) -> str:
+    return f"{split}-{index:05d}"
+
+
+@dataclass
+class ShardWriter:
+    """Writes one shard: token ids (uint16), offsets and the text lines, all at `close()`."""
+
+    root: Path
+    split: str
+    index: int
+    sequences: list[np.ndarray] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, ids: np.ndarray | list[int], text: str) -> None:
+        ids = np.asarray(ids)
+        if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(np.uint16).max):
+            raise ValueError("token ids must fit in uint16")
+        if "\n" in text:
+            raise ValueError("a sequence's text must be one line")
+        self.sequences.append(ids.astype(np.uint16))
+        self.lines.append(text)
+
+    @property
+    def tokens(self) -> int:
+        return int(sum(len(s) for s in self.sequences))
+
+    def close(self) -> dict:
+        name = shard_name(self.split, self.index)
+        offsets = np.zeros(len(self.sequences) + 1, dtype=np.int64)
+        if self.sequences:
+            offsets[1:] = np.cumsum([len(s) for s in self.sequences])
+            ids = np.concatenate(self.sequences)
+        else:
+            ids = np.zeros(0, dtype=np.uint16)
+        atomic_write_bytes(self.root / "shards" / f"{name}.bin", ids.tobytes())
+        save_npy(self.root / "shards" / f"{name}.idx.npy", offsets)
+        atomic_write_text(self.root / "text" / f"{name}.txt", "".join(line + "\n" for line in self.lines))
+        return {"name": name, "sequences": len(self.sequences), "tokens": int(offsets[-1])}
+
+
+def write_dataset_json(root: Path, meta: dict) -> None:
+    record = {"format": FORMAT, "version": VERSION, **meta}
+    atomic_write_text(root / "dataset.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+class TokenSplit:
+    """The sequences of one split, memory-mapped: `len()`, `[i]` -> np.ndarray of ids, `tokens`."""
+
+    def __init__(self, root: Path, shards: list[str]):
+        self._bins = [np.memmap(root / "shards" / f"{s}.bin", dtype=np.uint16, mode="r") for s in shards]
+        self._offsets = [np.load(root / "shards" / f"{s}.idx.npy", allow_pickle=False) for s in shards]
+        counts = np.array([len(o) - 1 for o in self._offsets], dtype=np.int64)
+        self._starts = np.concatenate([[0], np.cumsum(counts)])
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    @property
+    def tokens(self) -> int:
+        return int(sum(int(o[-1]) for o in self._offsets))
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        shard = int(np.searchsorted(self._starts, i, side="right") - 1)
+        j = i - int(self._starts[shard])
+        offsets = self._offsets[shard]
+        return np.asarray(self._bins[shard][offsets[j] : offsets[j + 1]])
+
+    def concatenated(self) -> np.ndarray:
+        """All ids of the split back to back (a memory map when there is one shard)."""
+        if len(self._bins) == 1:
+            return self._bins[0]
+        return np.concatenate(self._bins) if self._bins else np.zeros(0, dtype=np.uint16)
+
+
+class TokenDataset:
+    """A dataset directory written by `orchestrion encode mmm|abc`."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        meta_path = self.root / "dataset.json"
+        if not meta_path.is_file():
+            raise BadInput("not a token dataset (no dataset.json); make one with 'orchestrion encode'", self.root)
+        self.meta = json.loads(meta_path.read_text())
+        if self.meta.get("format") != FORMAT:
+            raise BadInput(f"dataset.json has format {self.meta.get('format')!r}, expected {FORMAT!r}", meta_path)
+
+    @property
+    def encoding(self) -> str:
+        return self.meta["encoding"]
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.root / "tokenizer.json"
+
+    def split(self, name: str) -> TokenSplit:
+        splits = self.meta.get("splits", {})
+        if name not in splits:
+            raise BadInput(f"the dataset has no {name!r} split (it has: {', '.join(splits) or 'none'})", self.root)
+        return TokenSplit(self.root, [s["name"] if isinstance(s, dict) else s for s in splits[name]["shards"]])

@@ -1,0 +1,278 @@
+"""Score helpers over symusic: load and save any MIDI, quantize, check meters, estimate the key.
+
+symusic's `Score` is orchestrion's in-memory score. Everything here works on its numpy views
+(`track.notes.numpy()`), never on Python loops over note objects, so it stays fast on large corpora.
+Times are ticks unless a name says otherwise; `tpq` is ticks per quarter note.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from orchestrion.errors import BadInput
+
+if TYPE_CHECKING:
+    import symusic
+
+MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".smf")
+MAX_MIDI_BYTES = 64 * 1024 * 1024
+DEFAULT_STEPS_PER_QUARTER = 4  # a 16th-note grid
+PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+
+# Krumhansl & Kessler (1982) key profiles, from C.
+_MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+_MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+# ---------------------------------------------------------------------------------------------- I/O
+
+
+def load_midi(source: str | Path | bytes, *, require_notes: bool = True) -> symusic.Score:
+    """Load a MIDI file (type 0 or 1, running status, any number of tempos and meters) in ticks.
+
+    Raises `BadInput` naming the file and the reason for empty, truncated, non-MIDI or zero-note input.
+    """
+    import symusic
+
+    name = "<bytes>" if isinstance(source, bytes | bytearray) else str(source)
+    if isinstance(source, bytes | bytearray):
+        data = bytes(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise BadInput("no such file", path)
+        size = path.stat().st_size
+        if size == 0:
+            raise BadInput("the file is empty (0 bytes)", path)
+        if size > MAX_MIDI_BYTES:
+            raise BadInput(f"the file is {size / 2**20:.0f} MiB, over the {MAX_MIDI_BYTES // 2**20} MiB limit", path)
+        data = path.read_bytes()
+    if len(data) == 0:
+        raise BadInput("the data is empty (0 bytes)", name)
+    if not data.startswith(b"MThd") and b"MThd" not in data[:512]:  # RIFF-wrapped MIDI puts MThd later
+        raise BadInput("not a MIDI file (no 'MThd' header)", name)
+    try:
+        score = symusic.Score.from_midi(data)
+    except Exception as exc:  # symusic raises plain RuntimeError/ValueError for corrupt data
+        raise BadInput(f"corrupt or truncated MIDI: {exc}", name) from exc
+    if score.tpq <= 0 or score.tpq > 32767:
+        raise BadInput(f"absurd tick resolution ({score.tpq} ticks per quarter)", name)
+    if require_notes and note_count(score) == 0:
+        raise BadInput("the file has no notes", name)
+    return score
+
+
+def save_midi(score: symusic.Score, path: str | Path) -> Path:
+    """Write `score` as a type-1 MIDI file, atomically (a partial file is never left under `path`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    score.dump_midi(str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def note_count(score: symusic.Score) -> int:
+    return int(sum(len(track.notes) for track in score.tracks))
+
+
+def score_from_notes(
+    tracks: list[dict],
+    *,
+    tpq: int = 480,
+    tempo_qpm: float = 120.0,
+    time_signature: tuple[int, int] = (4, 4),
+) -> symusic.Score:
+    """Build a Score from plain arrays.
+
+    Each track dict holds `pitch`, `start`, `duration` (ticks at `tpq`) and optionally `velocity`,
+    `program` (0-127), `is_drum` and `name`.
+    """
+    import symusic
+
+    score = symusic.Score(tpq)
+    score.tempos.append(symusic.Tempo(0, tempo_qpm))
+    score.time_signatures.append(symusic.TimeSignature(0, *time_signature))
+    for spec in tracks:
+        track = symusic.Track(spec.get("name", ""), int(spec.get("program", 0)), bool(spec.get("is_drum", False)))
+        pitch = np.asarray(spec["pitch"], dtype=np.int8)
+        start = np.asarray(spec["start"], dtype=np.int32)
+        duration = np.asarray(spec["duration"], dtype=np.int32)
+        velocity = np.asarray(spec.get("velocity", np.full(len(pitch), 80)), dtype=np.int8)
+        if len(pitch):
+            order = np.lexsort((pitch, start))
+            track.notes = symusic.Note.from_numpy(start[order], duration[order], pitch[order], velocity[order])
+        score.tracks.append(track)
+    return score
+
+
+# ----------------------------------------------------------------------------------------- quantize
+
+
+def quantize(score: symusic.Score, steps_per_quarter: int = DEFAULT_STEPS_PER_QUARTER) -> symusic.Score:
+    """Snap every note to a grid of `steps_per_quarter` steps per quarter note.
+
+    The result has `tpq == steps_per_quarter`, so one tick is one grid step. Starts and ends are rounded
+    to the nearest step; a note that would shrink to nothing keeps one step. Tempos, meters and key
+    signatures are resampled with it.
+    """
+    import symusic
+
+    out = score.resample(steps_per_quarter, min_dur=1)
+    # symusic rounds starts and durations separately; recompute durations from rounded ends so that a
+    # note's end lands on the grid point nearest its real end.
+    factor = steps_per_quarter / score.tpq
+    for src, dst in zip(score.tracks, out.tracks, strict=True):
+        if len(src.notes) == 0:
+            continue
+        a = src.notes.numpy()
+        start = np.rint(a["time"] * factor).astype(np.int64)
+        end = np.rint((a["time"] + a["duration"]) * factor).astype(np.int64)
+        duration = np.maximum(end - start, 1)
+        order = np.lexsort((a["pitch"], start))
+        dst.notes = symusic.Note.from_numpy(
+            start[order].astype(np.int32),
+            duration[order].astype(np.int32),
+            a["pitch"][order],
+            a["velocity"][order],
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------------------- meters
+
+
+@dataclass(frozen=True)
+class MeterSpan:
+    """One time signature and the ticks it covers (`end` is exclusive; the last span ends at the score's end)."""
+
+    numerator: int
+    denominator: int
+    start: int
+    end: int
+
+    @property
+    def is_four_four(self) -> bool:
+        return (self.numerator, self.denominator) == (4, 4)
+
+
+def time_signatures(score: symusic.Score) -> list[MeterSpan]:
+    """The score's meters in order; a score with none is 4/4 throughout (the MIDI default)."""
+    end = max(int(score.end()), 1)
+    changes = sorted((int(ts.time), int(ts.numerator), int(ts.denominator)) for ts in score.time_signatures)
+    # Keep the last of several changes at the same tick and drop repeats of the meter in force.
+    dedup: list[tuple[int, int, int]] = []
+    for change in changes:
+        if dedup and dedup[-1][0] == change[0]:
+            dedup[-1] = change
+        elif not dedup or dedup[-1][1:] != change[1:]:
+            dedup.append(change)
+    if not dedup or dedup[0][0] > 0:
+        dedup.insert(0, (0, 4, 4))
+    spans = []
+    for i, (time, num, den) in enumerate(dedup):
+        span_end = dedup[i + 1][0] if i + 1 < len(dedup) else max(end, time)
+        if span_end > time or i + 1 == len(dedup):
+            spans.append(MeterSpan(num, den, time, span_end))
+    return spans
+
+
+def is_four_four(score: symusic.Score) -> bool:
+    """True when the piece is in 4/4 throughout."""
+    return all(span.is_four_four for span in time_signatures(score))
+
+
+# ---------------------------------------------------------------------------------------------- key
+
+
+@dataclass(frozen=True)
+class Key:
+    """A key: `tonic` is a pitch class (0 = C), `mode` is 'major' or 'minor'."""
+
+    tonic: int
+    mode: str
+    correlation: float = 1.0
+
+    @property
+    def name(self) -> str:
+        return f"{PITCH_NAMES[self.tonic]} {self.mode}"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def parse_key(text: str) -> Key:
+    """Parse 'D minor', 'Bb major', 'f# min', 'C' (major) into a Key; raise BadInput otherwise."""
+    parts = text.strip().replace("-", " ").split()
+    if not parts or len(parts) > 2:
+        raise BadInput(f"cannot read the key {text!r}: write it like 'D minor' or 'Bb major'")
+    letter = parts[0]
+    names = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+    if letter[0].upper() not in names:
+        raise BadInput(f"cannot read the key {text!r}: {letter!r} is not a note name (A-G)")
+    tonic = names[letter[0].upper()]
+    for accidental in letter[1:]:
+        if accidental in "#♯":
+            tonic += 1
+        elif accidental in "b♭":
+            tonic -= 1
+        else:
+            raise BadInput(f"cannot read the key {text!r}: unknown accidental {accidental!r}")
+    mode = parts[1].lower() if len(parts) == 2 else "major"
+    modes = {"major": "major", "maj": "major", "minor": "minor", "min": "minor", "m": "minor"}
+    if mode not in modes:
+        raise BadInput(f"cannot read the key {text!r}: the mode must be 'major' or 'minor'")
+    return Key(tonic % 12, modes[mode])
+
+
+def pitch_class_histogram(score: symusic.Score, *, include_drums: bool = False) -> np.ndarray:
+    """Duration-weighted pitch-class histogram, shape (12,), in ticks."""
+    hist = np.zeros(12, dtype=np.float64)
+    for track in score.tracks:
+        if (track.is_drum and not include_drums) or len(track.notes) == 0:
+            continue
+        a = track.notes.numpy()
+        hist += np.bincount(a["pitch"].astype(np.int64) % 12, weights=a["duration"].astype(np.float64), minlength=12)
+    return hist
+
+
+def estimate_key_from_histogram(hist: np.ndarray) -> Key:
+    """Krumhansl-Schmuckler: the key whose rotated profile correlates best with `hist`."""
+    hist = np.asarray(hist, dtype=np.float64)
+    if hist.sum() <= 0:
+        return Key(0, "major", 0.0)
+    # (24, 12): row k < 12 is the major profile moved to tonic k, row 12 + k the minor one.
+    profiles = np.stack(
+        [np.roll(_MAJOR_PROFILE, k) for k in range(12)] + [np.roll(_MINOR_PROFILE, k) for k in range(12)]
+    )
+    h = hist - hist.mean()
+    p = profiles - profiles.mean(axis=1, keepdims=True)
+    denom = np.linalg.norm(p, axis=1) * max(np.linalg.norm(h), 1e-12)
+    corr = (p @ h) / denom
+    best = int(np.argmax(corr))
+    return Key(best % 12, "major" if best < 12 else "minor", float(corr[best]))
+
+
+def estimate_key(score: symusic.Score) -> Key:
+    """Estimate the key and mode of a piece (Krumhansl-Schmuckler, duration-weighted, drums ignored)."""
+    return estimate_key_from_histogram(pitch_class_histogram(score))
+
+
+# ------------------------------------------------------------------------------------------ summary
+
+
+def describe(score: symusic.Score) -> dict:
+    """A short JSON-friendly summary of a score (for CLI output and provenance)."""
+    return {
+        "tpq": int(score.tpq),
+        "tracks": len(score.tracks),
+        "notes": note_count(score),
+        "end_ticks": int(score.end()),
+        "time_signatures": [f"{s.numerator}/{s.denominator}@{s.start}" for s in time_signatures(score)],
+        "four_four": is_four_four(score),
+        "key": estimate_key(score).name,
+    }

@@ -1,0 +1,36 @@
+"""Shared fixtures and marker handling.
+
+`gpu` tests are skipped without CUDA and `browser` tests without Debian's chromium, so that the
+default suite passes on any machine; `slow` tests are deselected by default (see pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    has_cuda = False
+    if any("gpu" in item.keywords for item in items):
+        try:
+            import torch
+
+            has_cuda = torch.cuda.is_available()
+        except ImportError:
+            has_cuda = False
+    has_chromium = shutil.which("chromium") is not None or Path("/usr/bin/chromium").exists()
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(pytest.mark.skip(reason="no CUDA device"))
+        if "browser" in item.keywords and not has_chromium:
+            item.add_marker(pytest.mark.skip(reason="chromium is not installed (apt-get install chromium)"))
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES

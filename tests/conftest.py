@@ -34,3 +34,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def corpus_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private corpus cache for the test session (the user's ~/.cache is never touched)."""
+    return tmp_path_factory.mktemp("orchestrion-cache")
+
+
+@pytest.fixture(scope="session")
+def chorale_files(corpus_cache: Path) -> list[Path]:
+    """The first four Bach chorales as MIDI (soprano/alto/tenor/bass tracks), converted once per session."""
+    from orchestrion.corpora import corpus_files
+
+    return corpus_files("bach-chorales", limit=4, workers=1, cache_dir=corpus_cache)

@@ -97,13 +97,17 @@ def encode_abc(
     workers: Workers = 0,
 ) -> None:
     """Clean ABC tunes into a spaceless dataset with a BPE tokenizer."""
-    not_built("encode abc", "abc")
+    from orchestrion.abc_dataset import encode_abc as run
+
+    run(inputs, out, keep=keep, workers=workers)
 
 
 @encode_app.command("events")
 def encode_events(inputs: Inputs, out: OutDir, workers: Workers = 0) -> None:
     """Encode MIDI into melody/chord events for the Markov model."""
-    not_built("encode events", "markov")
+    from orchestrion.codecs.events import encode_to_dir
+
+    print(encode_to_dir(inputs, out, workers=workers))
 
 
 @encode_app.command("audio")
@@ -135,8 +139,17 @@ def decode_abc(
     source: Annotated[Path, typer.Argument(help="an ABC file")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output .mid")],
 ) -> None:
-    """Compile ABC into MIDI with abc2midi."""
-    not_built("decode abc", "abc")
+    """Compile ABC into MIDI with abc2midi (a spaceless or one-line generated tune is made readable first)."""
+    from orchestrion.abcmidi import abc_to_midi, validate
+    from orchestrion.codecs.abc import to_readable
+    from orchestrion.errors import BadInput
+
+    if not source.is_file():
+        raise BadInput("no such file", source)
+    text = to_readable(source.read_text(encoding="utf-8", errors="replace"))
+    validity = validate(text)
+    abc_to_midi(text, out)
+    _console().print(f"{source} -> {out} ({validity.status}{': ' + validity.messages[0] if validity.messages else ''})")
 
 
 # -------------------------------------------------------------------------------------------- train
@@ -149,7 +162,12 @@ def train_markov(
     workers: Workers = 0,
 ) -> None:
     """Train the Markov composer (melody and chord chains, major and minor)."""
-    not_built("train markov", "markov")
+    from orchestrion.composers.markov import train
+
+    composer = train(data, out, workers=workers)
+    for problem in composer.problems:
+        _console().print(f"[yellow]skipped[/yellow] {problem}")
+    print(out)
 
 
 @train_app.command("gpt")
@@ -161,8 +179,15 @@ def train_gpt(
     init: Annotated[str | None, typer.Option(help="start from a model, e.g. builtin:chorales")] = None,
     steps: Annotated[int | None, typer.Option(help="optimizer steps (default from the preset)")] = None,
 ) -> None:
-    """Train the GPT-2 composer on mmm tokens or ABC text."""
-    not_built("train gpt", "gpt")
+    """Train the GPT-2 composer on mmm tokens or ABC text (under torchrun: DDP across processes)."""
+    import shlex
+
+    from orchestrion.composers.gpt import train_gpt as _train_gpt
+
+    result = _train_gpt(data, out, preset_name=preset, resume=resume, init=init, steps=steps,
+                        command=shlex.join(["orchestrion", *sys.argv[1:]]))
+    _console().print(f"{out}: {result.steps} steps, validation loss {result.val_loss:.4f}, "
+                     f"{result.tokens_per_second:,.0f} tokens/s")
 
 
 @train_app.command("sashimi")
@@ -293,9 +318,18 @@ def evaluate(
 def serve(
     host: Annotated[str, typer.Option(help="address to bind (127.0.0.1 keeps it private)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="serve these models (default: every built-in one)")
+    ] = None,
+    max_jobs: Annotated[int, typer.Option(help="compositions at once; past it clients are told the server is busy")] = 64,
 ) -> None:
     """Serve the web app: live streamed composition in the browser."""
-    not_built("serve", "serve")
+    import uvicorn
+
+    from orchestrion.server import create_app
+
+    _console().print(f"orchestrion: serving on http://{host}:{port}/ (Ctrl+C stops)")
+    uvicorn.run(create_app(model or None, max_jobs=max_jobs), host=host, port=port, log_level="warning", ws_ping_interval=20)
 
 
 @app.command()

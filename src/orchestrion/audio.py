@@ -1,0 +1,100 @@
+"""Audio loading: any file -> mono float32 at the rate a model wants (16 kHz for SaShiMi).
+
+soundfile (libsndfile) reads wav, flac, ogg, aiff and friends directly; anything it cannot read (mp3,
+m4a, opus in odd containers, video) is decoded by ffmpeg into a WAV in memory. Resampling is soxr's
+high-quality mode, which is both faster and cleaner than ffmpeg's default resampler.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from orchestrion.errors import BadInput
+
+SAMPLE_RATE = 16000
+# Read by soundfile; the rest go through ffmpeg.
+SNDFILE_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au", ".w64")
+FFMPEG_SUFFIXES = (".mp3", ".m4a", ".aac", ".opus", ".wma", ".webm", ".mp4", ".mka")
+AUDIO_SUFFIXES = SNDFILE_SUFFIXES + FFMPEG_SUFFIXES
+FFMPEG_TIMEOUT = 300.0
+
+
+def find_audio_files(inputs: list[str | Path]) -> list[Path]:
+    """Files and folders (searched recursively) -> the audio files among them, sorted, de-duplicated."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found.extend(p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise BadInput("no such file or folder", path)
+    return sorted(dict.fromkeys(p.resolve() for p in found))
+
+
+def resample(x: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono float32 at `rate` -> float32 at `target` (soxr, high quality)."""
+    if rate == target:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    import soxr
+
+    return soxr.resample(np.asarray(x, dtype=np.float32), rate, target, quality="HQ").astype(np.float32)
+
+
+def _read_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    from orchestrion.errors import ToolFailed
+    from orchestrion.tools import run_tool
+
+    try:
+        result = run_tool(
+            ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-vn", "-f", "wav", "-acodec", "pcm_f32le", "-"],
+            timeout=FFMPEG_TIMEOUT,
+        )
+    except ToolFailed as exc:
+        raise BadInput(f"cannot decode audio: {exc}", path) from exc
+    try:
+        data, rate = sf.read(io.BytesIO(result.stdout), dtype="float32", always_2d=True)
+    except (RuntimeError, ValueError) as exc:  # soundfile raises LibsndfileError, a RuntimeError
+        raise BadInput(f"ffmpeg produced no readable audio: {exc}", path) from exc
+    return data, int(rate)
+
+
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Read any audio file as mono float32 in [-1, 1] at `sample_rate`; BadInput when it is not audio."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput("no such audio file", path)
+    data: np.ndarray | None = None
+    if path.suffix.lower() not in FFMPEG_SUFFIXES:
+        try:
+            data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        except (RuntimeError, ValueError):
+            data = None  # not something libsndfile knows: let ffmpeg try
+    if data is None:
+        data, rate = _read_with_ffmpeg(path)
+    if data.shape[0] == 0:
+        raise BadInput("the audio file is empty", path)
+    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if not np.isfinite(mono).all():
+        raise BadInput("the audio holds NaN or infinite samples", path)
+    return np.clip(resample(mono, rate, sample_rate), -1.0, 1.0)
+
+
+def write_wav(path: str | Path, x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Write mono float audio as 16-bit PCM WAV, atomically (temp file + rename)."""
+    import soundfile as sf
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.wav")
+    sf.write(str(tmp), np.clip(np.asarray(x, dtype=np.float32), -1, 1), sample_rate, subtype="PCM_16")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,363 @@
+"""Constraint processors: the mmm grammar mask, the repetition-trap breaker, forced token runs.
+
+Each is a `LogitsProcessor` (see `orchestrion.sampling`): called with the whole sequence so far (prompt
+included) and the next-token scores, it returns scores with the disallowed tokens at -inf. State is kept
+per row and advanced incrementally from the tokens it has not seen yet, so a prompt is parsed by the
+same state machine that constrains the continuation.
+
+`MMMGrammar` makes every sample decodable by `orchestrion.codecs.mmm.decode` without a single repair
+(see that module's grammar): exactly `bars` bars in each of `tracks` tracks, the requested INST= and
+DENSITY= tokens, NOTE_OFF only for a sounding note after its start, TIME_DELTA never past the bar line,
+every note closed by the end of its track, FILL bars filled in, PIECE_END only when all that is done.
+A per-bar token cap, set from the token budget, guarantees that the piece ends inside the context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from orchestrion.errors import InvalidRequest
+
+NEG_INF = float("-inf")
+STEPS_PER_BAR = 16
+
+
+# ---------------------------------------------------------------------------------- repetition trap
+
+
+class RepetitionTrap:
+    """Break loops: when the last tokens repeat one phrase `repeats` times in a row, ban its continuation.
+
+    A phrase is any period p (1..max_period tokens): the trap fires when the last (repeats - 1) * p
+    tokens (and at least `min_tokens`) each equal the token p before them, i.e. the phrase has come
+    `repeats` times; the token that would start repetition number repeats + 1 is then banned, unless it
+    is the only one allowed (a forced token). Run lengths per period are kept incrementally, so a step
+    costs one vectorised comparison per row. `fired` counts the breaks per row.
+    """
+
+    def __init__(self, batch_size: int, repeats: int = 4, min_tokens: int = 12, max_period: int = 256,
+                 skip_prompt: bool = True):
+        if repeats < 2:
+            raise InvalidRequest("trap_repeats", f"a trap needs at least 2 repeats, got {repeats}")
+        self.repeats, self.min_tokens, self.max_period = repeats, min_tokens, max_period
+        self.periods = np.arange(1, max_period + 1)
+        self.runs = np.zeros((batch_size, max_period), np.int64)  # (B, P): positions equal to p back
+        self.history: list[list[int]] = [[] for _ in range(batch_size)]
+        self.fired = [0] * batch_size
+        self.seen = 0
+        self.skip_prompt = skip_prompt
+        self.prompt_len: int | None = None
+
+    def _advance(self, input_ids: torch.Tensor) -> None:
+        new = input_ids[:, self.seen :].tolist()
+        if self.prompt_len is None:
+            self.prompt_len = input_ids.shape[1]
+        for row, tokens in enumerate(new):
+            hist, runs = self.history[row], self.runs[row]
+            for token in tokens:
+                n = len(hist)
+                back = np.full(self.max_period, -1, np.int64)
+                k = min(n, self.max_period)
+                if k:
+                    back[:k] = hist[n - 1 :: -1][:k] if n - 1 >= 0 else []
+                runs[:] = np.where(back == token, runs + 1, 0)
+                hist.append(token)
+        self.seen = input_ids.shape[1]
+
+    def banned(self, row: int) -> list[int]:
+        """Tokens that would extend a trap in `row` now."""
+        runs, hist = self.runs[row], self.history[row]
+        need = np.maximum((self.repeats - 1) * self.periods, self.min_tokens)
+        hits = np.flatnonzero(runs >= need)
+        out = []
+        for i in hits:
+            p = int(self.periods[i])
+            # The trap must lie in generated tokens: a repeating prompt is the user's business.
+            if self.skip_prompt and len(hist) - need[i] - p < (self.prompt_len or 0):
+                continue
+            out.append(hist[len(hist) - p])
+        return sorted(set(out))
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self._advance(input_ids)
+        out = scores
+        for row in range(scores.shape[0]):
+            ban = self.banned(row)
+            if not ban:
+                continue
+            allowed = torch.isfinite(out[row])
+            keep = allowed.clone()
+            keep[ban] = False
+            if bool(keep.any()) and bool((allowed & ~keep).any()):
+                if out is scores:
+                    out = scores.clone()
+                out[row] = out[row].masked_fill(~keep, NEG_INF)
+                self.fired[row] += 1
+        return out
+
+
+# ------------------------------------------------------------------------------------------ mmm
+
+
+@dataclass
+class MMMIds:
+    """Token ids of the mmm vocabulary, looked up by name in a tokenizer's vocabulary."""
+
+    vocab: dict[str, int]
+    size: int = 0
+    note_on: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # by pitch, -1 where missing
+    note_off: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    delta: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # by steps 0..16 (0 unused)
+    kind: dict[int, tuple[str, int]] = field(default_factory=dict)  # id -> (name, value)
+
+    @classmethod
+    def from_vocab(cls, vocab: dict[str, int]) -> MMMIds:
+        for name in ("PIECE_START", "PIECE_END", "TRACK_START", "TRACK_END", "BAR_START", "BAR_END"):
+            if name not in vocab:
+                raise InvalidRequest("model", f"the tokenizer has no {name} token: it is not an mmm model")
+        ids = cls(vocab=vocab, size=max(vocab.values()) + 1)
+        ids.note_on = np.full(128, -1, np.int64)
+        ids.note_off = np.full(128, -1, np.int64)
+        ids.delta = np.full(STEPS_PER_BAR + 1, -1, np.int64)
+        for token, i in vocab.items():
+            name, _, value = token.partition("=")
+            ids.kind[i] = (name, int(value) if value.isdigit() else -1)
+            if name == "NOTE_ON" and value.isdigit() and int(value) < 128:
+                ids.note_on[int(value)] = i
+            elif name == "NOTE_OFF" and value.isdigit() and int(value) < 128:
+                ids.note_off[int(value)] = i
+            elif name == "TIME_DELTA" and value.isdigit() and 1 <= int(value) <= STEPS_PER_BAR:
+                ids.delta[int(value)] = i
+        return ids
+
+    def __getitem__(self, token: str) -> int:
+        if token not in self.vocab:
+            raise InvalidRequest("instruments", f"{token} is not in the model's vocabulary")
+        return self.vocab[token]
+
+    def prefixed(self, prefix: str) -> list[int]:
+        return sorted(i for t, i in self.vocab.items() if t.startswith(prefix))
+
+
+# Phases of the piece-level state machine.
+START, TRACKS, INST, DENSITY, BARS, BODY, FILLS, FILL_BODY, DONE, FORCED = range(10)
+
+
+@dataclass
+class _Fill:
+    track: int
+    bar: int
+    held: dict[int, int]  # notes sounding when the bar began: pitch -> start step
+    close: set[int] = field(default_factory=set)  # held notes the rest of the track never closes
+    open: set[int] = field(default_factory=set)  # pitches closed later without an opening: the fill opens them
+
+
+@dataclass
+class _Row:
+    phase: int = START
+    track: int = 0
+    bar: int = -1
+    t: int = 0
+    body: int = 0  # tokens in the current bar body
+    sounding: dict[int, int] = field(default_factory=dict)  # pitch -> absolute start step
+    step_kind: str = ""  # "", "off" or "on": what the current time step has had (canonical order)
+    step_pitch: int = -1
+    prev_delta: bool = False
+    forced: list[int] = field(default_factory=list)
+    fills: list[_Fill] = field(default_factory=list)
+    fill_index: int = 0
+    fill_opened: set[int] = field(default_factory=set)
+
+
+class MMMGrammar:
+    """The mmm grammar as a logits mask (see the module docstring); one state machine per batch row.
+
+    `instruments[k]` / `densities[k]` (token strings such as "INST=ALTO", "DENSITY=3", or None for free)
+    are forced for track k; `forced_tracks[k]` is a whole track's token ids (TRACK_START ... TRACK_END)
+    kept verbatim. `bar_cap` bounds the tokens of one bar body (closing then takes at most polyphony + 3).
+    """
+
+    def __init__(self, ids: MMMIds, batch_size: int, *, bars: int, tracks: int,
+                 instruments: Sequence[str | None] = (), densities: Sequence[str | None] = (),
+                 forced_tracks: dict[int, list[int]] | None = None, bar_cap: int = 64, polyphony: int = 8):
+        if bars < 1 or tracks < 1:
+            raise InvalidRequest("bars", "a piece needs at least one bar and one track")
+        self.ids, self.bars, self.tracks = ids, bars, tracks
+        self.instruments = [ids[t] if t else None for t in instruments] + [None] * tracks
+        self.densities = [ids[t] if t else None for t in densities] + [None] * tracks
+        self.forced_tracks = forced_tracks or {}
+        self.bar_cap, self.polyphony = bar_cap, polyphony
+        self.rows = [_Row() for _ in range(batch_size)]
+        self.seen = 0
+        self.inst_ids = [i for i in ids.prefixed("INST=")]
+        self.density_ids = [i for i in ids.prefixed("DENSITY=")]
+        self.repairs = [0] * batch_size  # prompt tokens that did not fit the grammar
+
+    @staticmethod
+    def budget(bars: int, tracks: int, polyphony: int = 8) -> int:
+        """Tokens a piece needs beyond its bar bodies' free events: structure plus closing reserves."""
+        return 2 + tracks * (4 + bars * (2 + polyphony + 3))
+
+    # --------------------------------------------------------------------------------- state update
+
+    def _advance(self, row: _Row, token: int, r: int) -> None:
+        name, value = self.ids.kind.get(token, ("?", -1))
+        if row.phase == FORCED:
+            row.forced.pop(0)
+            if not row.forced:
+                row.phase, row.track = TRACKS, row.track + 1
+            return
+        if name == "PIECE_START":
+            row.phase = TRACKS
+        elif name == "TRACK_START":
+            row.phase, row.bar, row.sounding = INST, -1, {}
+        elif name == "INST":
+            row.phase = DENSITY
+        elif name == "DENSITY":
+            row.phase = BARS
+        elif name == "BAR_START":
+            row.phase, row.bar, row.t, row.body = BODY, row.bar + 1, 0, 0
+            row.step_kind, row.prev_delta = "", False
+        elif name == "BAR_END":
+            row.phase = BARS
+        elif name == "TRACK_END":
+            for fill in row.fills:  # held notes of a filled bar that nothing later closes: the fill must
+                if fill.track == row.track:
+                    fill.close |= set(fill.held) & set(row.sounding)
+            row.phase, row.track, row.sounding = TRACKS, row.track + 1, {}
+        elif name == "FILL_IN":
+            row.fills.append(_Fill(row.track, row.bar, dict(row.sounding)))
+        elif name == "FILL_START":
+            fill = row.fills[row.fill_index]
+            row.phase, row.t, row.body, row.step_kind, row.prev_delta = FILL_BODY, 0, 0, "", False
+            row.bar = fill.bar
+            row.sounding, row.fill_opened = dict(fill.held), set()
+        elif name == "FILL_END":
+            row.phase, row.fill_index = FILLS, row.fill_index + 1
+        elif name == "PIECE_END":
+            row.phase = DONE
+        elif name == "TIME_DELTA":
+            row.t = min(row.t + value, STEPS_PER_BAR)
+            row.step_kind, row.prev_delta, row.body = "", True, row.body + 1
+        elif name in ("NOTE_ON", "NOTE_OFF"):
+            now = row.bar * STEPS_PER_BAR + row.t
+            if name == "NOTE_ON":
+                row.sounding[value] = now
+                if row.phase == FILL_BODY:
+                    row.fill_opened.add(value)
+            elif value in row.sounding:
+                del row.sounding[value]
+            else:  # a prompt's note closed whose opening was moved into a fill
+                for fill in reversed(row.fills):
+                    if fill.track == row.track:
+                        fill.open.add(value)
+                        break
+                else:
+                    self.repairs[r] += 1
+            row.step_kind, row.step_pitch, row.prev_delta, row.body = name[5:].lower(), value, False, row.body + 1
+        if row.phase == TRACKS and row.track in self.forced_tracks and row.track < self.tracks:
+            row.phase, row.forced = FORCED, list(self.forced_tracks[row.track])
+
+    # ------------------------------------------------------------------------------------ allowed
+
+    def allowed(self, row: _Row) -> list[int]:
+        ids = self.ids
+        if row.phase == START:
+            return [ids["PIECE_START"]]
+        if row.phase == FORCED:
+            return [row.forced[0]]
+        if row.phase == TRACKS:
+            if row.track < self.tracks:
+                return [ids["TRACK_START"]]
+            row.phase = FILLS
+        if row.phase == FILLS:
+            if row.fill_index < len(row.fills):
+                return [ids["FILL_START"]]
+            return [ids["PIECE_END"]]
+        if row.phase == INST:
+            forced = self.instruments[row.track]
+            return [forced] if forced is not None else self.inst_ids
+        if row.phase == DENSITY:
+            forced = self.densities[row.track]
+            return [forced] if forced is not None else self.density_ids
+        if row.phase == BARS:
+            return [ids["BAR_START"] if row.bar + 1 < self.bars else ids["TRACK_END"]]
+        if row.phase == BODY:
+            return self._body(row)
+        if row.phase == FILL_BODY:
+            return self._fill_body(row)
+        return [ids["PIECE_END"]]
+
+    def _body(self, row: _Row) -> list[int]:
+        ids, t = self.ids, row.t
+        last_bar = row.bar + 1 >= self.bars
+        closing = row.body >= self.bar_cap
+        now = row.bar * STEPS_PER_BAR + t
+        closable = sorted(p for p, s in row.sounding.items() if s < now) if t > 0 else []
+        if row.step_kind == "on":
+            closable = []
+        elif row.step_kind == "off":
+            closable = [p for p in closable if p > row.step_pitch]
+        if t >= STEPS_PER_BAR and last_bar and closable:
+            closable = closable[:1]  # no later step in this track: close in rising order so all can close
+        out = [int(ids.note_off[p]) for p in closable]
+        bar_end_ok = not row.prev_delta and (not last_bar or not row.sounding)
+        if bar_end_ok:
+            out.append(ids["BAR_END"])
+        may_open = t < STEPS_PER_BAR and len(row.sounding) < self.polyphony
+        if may_open and (not closing or (row.prev_delta and not closable)):
+            low = row.step_pitch if row.step_kind == "on" else -1
+            out.extend(int(ids.note_on[p]) for p in range(low + 1, 128) if p not in row.sounding)
+        need_time = closing and not bar_end_ok and not closable and not row.prev_delta
+        if not row.prev_delta and (not closing or need_time):
+            room = STEPS_PER_BAR - t
+            top = room if row.sounding else room - 1  # a delta to the bar line must be followed by a NOTE_OFF
+            out.extend(int(ids.delta[d]) for d in range(1, top + 1))
+        return [i for i in out if i >= 0]
+
+    def _fill_body(self, row: _Row) -> list[int]:
+        ids, t = self.ids, row.t
+        fill = row.fills[row.fill_index]
+        now = row.bar * STEPS_PER_BAR + t
+        closing = row.body >= self.bar_cap
+        to_open = fill.open - set(row.sounding)
+        held_left = fill.close & set(row.sounding)
+        out: list[int] = []
+        for p, s in sorted(row.sounding.items()):
+            if t > 0 and s < now and p not in fill.open and (p in row.fill_opened or p in fill.close):
+                out.append(int(ids.note_off[p]))
+        extra = [p for p in row.sounding if p in row.fill_opened and p not in fill.open]
+        if not to_open and not held_left and not extra:
+            out.append(ids["FILL_END"])
+        if t < STEPS_PER_BAR:
+            if closing:
+                out.extend(int(ids.note_on[p]) for p in sorted(to_open))
+            elif len(row.sounding) < self.polyphony + len(fill.held):
+                out.extend(int(ids.note_on[p]) for p in range(128) if p not in row.sounding)
+        if not row.prev_delta or closing:
+            # Openings still owed need a step before the bar line; closings need time after the openings.
+            limit = STEPS_PER_BAR - 1 if to_open else STEPS_PER_BAR
+            if not closing or (not out and t < limit) or (held_left and t == 0):
+                out.extend(int(ids.delta[d]) for d in range(1, limit - t + 1))
+        return [i for i in out if i >= 0]
+
+    # ------------------------------------------------------------------------------------ processor
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        new = input_ids[:, self.seen :].tolist()
+        self.seen = input_ids.shape[1]
+        mask = torch.ones(scores.shape, dtype=torch.bool)
+        for r, (row, tokens) in enumerate(zip(self.rows, new, strict=True)):
+            for token in tokens:
+                self._advance(row, token, r)
+            allowed = self.allowed(row)
+            assert allowed, f"grammar dead end in phase {row.phase}"  # an internal invariant
+            mask[r, allowed] = False
+        return scores.masked_fill(mask.to(scores.device), NEG_INF)
+
+    def finished(self, row: int) -> bool:
+        return self.rows[row].phase == DONE

@@ -1,0 +1,15 @@
+"""The web app: a FastAPI server that streams compositions over a websocket to a static browser client.
+
+Layout (FastAPI's "bigger applications"): `app.py` builds the app and loads every model once in its
+lifespan; `state.py` holds what the routes share (models, the job limiter, prompt and piece stores);
+`routes_api.py` is the REST API, `routes_stream.py` the websocket; `formats.py` turns a piece into MIDI,
+WAV, ABC, SVG or JSON; `static/` is the client (plain HTML/CSS/JS, no build step).
+
+Nothing here is imported by `orchestrion --help`: `orchestrion serve` imports it when it runs.
+"""
+
+from __future__ import annotations
+
+from orchestrion.server.app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,130 @@
+"""A piece as the client asked for it: MIDI, WAV, ABC, SVG or JSON notes.
+
+The format comes from a `format` query parameter or, failing that, the Accept header. Rendering (FluidSynth,
+abc2midi, verovio) goes through orchestrion.render and orchestrion.abcmidi, in a worker thread.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from orchestrion.composers.base import Piece
+from orchestrion.server.state import ApiError
+
+FORMATS = {
+    "mid": "audio/midi",
+    "wav": "audio/wav",
+    "abc": "text/vnd.abc; charset=utf-8",
+    "svg": "image/svg+xml",
+    "json": "application/json",
+}
+ALIASES = {"midi": "mid", "wave": "wav", "notes": "json"}
+ACCEPT = {
+    "audio/midi": "mid",
+    "audio/x-midi": "mid",
+    "audio/mid": "mid",
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/wave": "wav",
+    "text/vnd.abc": "abc",
+    "text/x-abc": "abc",
+    "image/svg+xml": "svg",
+    "application/json": "json",
+}
+
+
+def pick_format(query: str | None, accept: str | None) -> str:
+    """`?format=` wins; else the first Accept type we know; else JSON notes."""
+    if query:
+        name = ALIASES.get(query.lower(), query.lower())
+        if name not in FORMATS:
+            raise ApiError(422, "format", f"unknown format {query!r}; use one of: {', '.join(FORMATS)}")
+        return name
+    for part in (accept or "").split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in ACCEPT:
+            return ACCEPT[media]
+    return "json"
+
+
+def public_provenance(piece: Piece) -> dict:
+    """The provenance without server paths (an uploaded prompt shows as its id)."""
+    record = dict(piece.provenance)
+    request = dict(record.get("request", {}))
+    if "prompt" in request:
+        request["prompt"] = Path(str(request["prompt"])).stem
+    record["request"] = request
+    return record
+
+
+def piece_json(piece: Piece, piece_id: str | None = None) -> dict:
+    """JSON notes: every note with its voice, pitch, start and duration in quarter notes."""
+    body: dict = {"type": "piece", "id": piece_id, "provenance": public_provenance(piece)}
+    if piece.score is not None:
+        score = piece.score
+        tpq = score.tpq
+        voices, notes = [], []
+        for v, track in enumerate(score.tracks):
+            voices.append({"name": track.name, "program": int(track.program), "is_drum": bool(track.is_drum)})
+            arr = track.notes.numpy()
+            for t, d, p, vel in zip(arr["time"], arr["duration"], arr["pitch"], arr["velocity"], strict=True):
+                notes.append(
+                    {"voice": v, "pitch": int(p), "start": float(t) / tpq, "duration": float(d) / tpq, "velocity": int(vel)}
+                )
+        notes.sort(key=lambda n: (n["start"], n["voice"], n["pitch"]))
+        tempo = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
+        body.update(tempo=tempo, voices=voices, notes=notes)
+    if piece.abc is not None:
+        body["abc"] = piece.abc
+    if piece.audio is not None:
+        body["audio"] = {"sample_rate": piece.sample_rate, "samples": int(len(piece.audio))}
+    return body
+
+
+def render_piece(piece: Piece, fmt: str) -> bytes:
+    """The piece's bytes in `fmt` (not JSON). Blocking: call it from a worker thread."""
+    with tempfile.TemporaryDirectory(prefix="orchestrion-render-") as tmp:
+        tmp = Path(tmp)
+        if fmt == "abc":
+            if piece.abc is None:
+                raise ApiError(406, "format", "this piece has no ABC text (ask for mid, wav or json)")
+            return piece.abc.encode()
+        if fmt == "mid":
+            if piece.score is not None:
+                return bytes(piece.score.dumps_midi())
+            if piece.abc is not None:
+                return _abc_midi(piece.abc, tmp).read_bytes()
+            raise ApiError(406, "format", "this piece is audio and has no notes (ask for wav)")
+        if fmt == "wav":
+            out = tmp / "piece.wav"
+            if piece.audio is not None or piece.score is not None:
+                piece.save(out, sidecar=False)
+            elif piece.abc is not None:
+                from orchestrion.render import render_wav
+
+                render_wav(_abc_midi(piece.abc, tmp), out)
+            else:
+                raise ApiError(406, "format", "this piece is empty")
+            return out.read_bytes()
+        if fmt == "svg":
+            from orchestrion.render import render_svg
+
+            if piece.abc is not None:
+                source = tmp / "piece.abc"
+                source.write_text(piece.abc)
+            elif piece.score is not None:
+                source = tmp / "piece.mid"
+                source.write_bytes(bytes(piece.score.dumps_midi()))
+            else:
+                raise ApiError(406, "format", "this piece is audio and has no score (ask for wav)")
+            out = tmp / "piece.svg"
+            render_svg(source, out)
+            return out.read_bytes()
+    raise ApiError(422, "format", f"unknown format {fmt!r}")
+
+
+def _abc_midi(abc: str, tmp: Path) -> Path:
+    from orchestrion.abcmidi import abc_to_midi
+
+    return abc_to_midi(abc, tmp / "piece.mid")

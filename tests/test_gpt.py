@@ -1,0 +1,189 @@
+"""The GPT composer's training side: tiny datasets, export, kill -9 + resume, fine-tuning, DDP (torchrun)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from orchestrion.datasets import ShardWriter, TokenDataset, write_dataset_json
+
+BIN = Path(sys.executable).parent
+
+
+def make_token_dataset(root: Path, sequences: int = 40, seed: int = 0, extra: tuple[str, ...] = ()) -> Path:
+    """A tiny mmm-like dataset (WordLevel tokenizer), written the way the encoders write theirs."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = ["[PAD]", "PIECE_START", "PIECE_END", "TRACK_START", "TRACK_END", "BAR_START", "BAR_END", "INST=0",
+             "INST=32", "TIME_DELTA=4"]
+    vocab += [f"NOTE_ON={p}" for p in range(55, 72)] + [f"NOTE_OFF={p}" for p in range(55, 72)] + list(extra)
+    tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(vocab)}, unk_token="[PAD]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    root.mkdir(parents=True, exist_ok=True)
+    tok.save(str(root / "tokenizer.json"))
+    rng = np.random.default_rng(seed)
+    splits = {}
+    for split, count in (("train", sequences), ("validation", max(4, sequences // 10))):
+        writer = ShardWriter(root, split, 0)
+        for _ in range(count):
+            words = ["PIECE_START"]
+            for inst in ("INST=0", "INST=32"):
+                words += ["TRACK_START", inst]
+                for _bar in range(2):
+                    base = int(rng.integers(55, 64))
+                    words.append("BAR_START")
+                    for step in (0, 2, 4, 5):
+                        words += [f"NOTE_ON={base + step}", "TIME_DELTA=4", f"NOTE_OFF={base + step}"]
+                    words += list(extra) + ["BAR_END"]
+                words.append("TRACK_END")
+            text = " ".join([*words, "PIECE_END"])
+            writer.add(tok.encode(text).ids, text)
+        info = writer.close()
+        splits[split] = {"shards": [info["name"]], "sequences": info["sequences"], "tokens": info["tokens"]}
+    write_dataset_json(root, {"encoding": "mmm", "vocab_size": tok.get_vocab_size(), "splits": splits,
+                              "special_tokens": {"pad": "[PAD]", "bos": "PIECE_START", "eos": "PIECE_END"}})
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[Path, Path]:
+    """(dataset, trained tiny model directory), trained once for the module."""
+    from orchestrion.composers.gpt import train_gpt
+
+    root = tmp_path_factory.mktemp("gpt")
+    data = make_token_dataset(root / "data")
+    train_gpt(data, root / "model", preset_name="tiny", steps=30, command="pytest tiny", quiet=True)
+    return data, root / "model"
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "orchestrion", *args]
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def test_task_windows_are_deterministic_in_split_step_and_index(tmp_path) -> None:
+    from orchestrion.composers.gpt import GPTTask
+
+    task = GPTTask(TokenDataset(make_token_dataset(tmp_path)), context=32, batch_size=4, seed=3)
+    a, b = task.batch("train", 5, 1)["input_ids"], task.batch("train", 5, 1)["input_ids"]
+    assert a.shape == (4, 33) and (a == b).all()
+    assert not (task.batch("train", 6, 1)["input_ids"] == a).all()
+    assert not (task.batch("train", 5, 0)["input_ids"] == a).all()
+    assert task.tokens(task.batch("validation", 0, 0)) == 4 * 32
+
+
+def test_export_loads_with_plain_transformers(tiny) -> None:
+    from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    data, model_dir = tiny
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["composer"] == "gpt" and config["encoding"] == "mmm" and config["model_type"] == "gpt2"
+    model = GPT2LMHeadModel.from_pretrained(model_dir)
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(model_dir / "tokenizer.json"))
+    ids = tok("PIECE_START TRACK_START INST=0").input_ids
+    assert ids == [1, 3, 7]
+    assert model(input_ids=__import__("torch").tensor([ids])).logits.shape == (1, 3, model.config.vocab_size)
+    card = json.loads((model_dir / "model_card.json").read_text())
+    assert card["command"] == "pytest tiny" and card["steps"] == 30 and card["data"] == str(data.resolve())
+    # The tiny model learns the toy grammar: far below the uniform loss ln(V).
+    assert card["val_loss"] < 0.6 * math.log(model.config.vocab_size)
+    assert "validation loss" in (model_dir / "model_card.md").read_text()
+    assert (model_dir / "loss_curve.png").is_file() and (model_dir / "checkpoint" / "optimizer.pt").is_file()
+
+
+def test_load_composer_routes_to_gpt(tiny) -> None:
+    from orchestrion.composers import load_composer
+
+    composer = load_composer(tiny[1])
+    assert composer.kind == "gpt" and composer.encoding == "mmm" and composer.options()["context"] == 256
+    assert len(composer.checkpoint_hash) == 16
+
+
+def test_kill_9_then_resume_continues_the_same_loss_curve(tmp_path) -> None:
+    data = make_token_dataset(tmp_path / "data")
+    steps = ["--preset", "tiny", "--steps", "150"]
+    whole = subprocess.run(_cli("train", "gpt", str(data), "--out", str(tmp_path / "whole"), *steps),
+                           env=_env(), capture_output=True, text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen(_cli("train", "gpt", str(data), "--out", str(cut), *steps), env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = cut / "checkpoint" / "train_state.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (state.is_file() and json.loads(state.read_text())["step"] >= 20):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    from orchestrion.training import checkpoint_dir
+
+    killed_at = json.loads((checkpoint_dir(cut) / "train_state.json").read_text())["step"]
+    assert 20 <= killed_at < 150
+    resumed = subprocess.run(_cli("train", "gpt", str(data), "--out", str(cut), *steps, "--resume"),
+                             env=_env(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = [json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
+    b = [json.loads(line) for line in (cut / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for ra, rb in zip(a, b, strict=True):
+        assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-5), ra["step"]
+    assert json.loads((cut / "checkpoint" / "train_state.json").read_text())["step"] == 150
+
+
+def test_fine_tune_adds_new_tokens_and_resizes_embeddings(tiny, tmp_path) -> None:
+    from tokenizers import Tokenizer
+    from transformers import GPT2LMHeadModel
+
+    from orchestrion.composers.gpt import train_gpt
+
+    _, base = tiny
+    mine = make_token_dataset(tmp_path / "mine", sequences=12, seed=5, extra=("DENSITY=3", "NOTE_ON=90"))
+    result = train_gpt(mine, tmp_path / "tuned", preset_name="tiny", init=str(base), steps=10, quiet=True)
+    assert math.isfinite(result.val_loss)
+    before = GPT2LMHeadModel.from_pretrained(base)
+    after = GPT2LMHeadModel.from_pretrained(tmp_path / "tuned")
+    assert after.config.vocab_size == before.config.vocab_size + 2
+    tok = Tokenizer.from_file(str(tmp_path / "tuned" / "tokenizer.json"))
+    assert tok.token_to_id("DENSITY=3") == before.config.vocab_size
+    assert tok.encode("BAR_START DENSITY=3 NOTE_ON=90").ids == [5, before.config.vocab_size, before.config.vocab_size + 1]
+    card = json.loads((tmp_path / "tuned" / "model_card.json").read_text())
+    assert card["init"] == str(base) and card["added_tokens"] == 2
+
+
+def test_fine_tune_refuses_another_encoding(tiny, tmp_path) -> None:
+    from orchestrion.composers.gpt import train_gpt
+    from orchestrion.errors import BadInput
+
+    data = make_token_dataset(tmp_path / "abc")
+    meta = json.loads((data / "dataset.json").read_text())
+    (data / "dataset.json").write_text(json.dumps({**meta, "encoding": "abc"}))
+    with pytest.raises(BadInput, match="cannot fine-tune a mmm model on a abc dataset"):
+        train_gpt(data, tmp_path / "out", preset_name="tiny", init=str(tiny[1]), steps=2, quiet=True)
+
+
+def test_torchrun_two_processes_ddp_on_cpu(tmp_path) -> None:
+    data = make_token_dataset(tmp_path / "data")
+    run = subprocess.run(
+        [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29517", "-m", "orchestrion", "train",
+         "gpt", str(data), "--out", str(tmp_path / "ddp"), "--preset", "tiny", "--steps", "20"],
+        env=_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    state = json.loads((tmp_path / "ddp" / "checkpoint" / "train_state.json").read_text())
+    assert state["step"] == 20 and state["world_size"] == 2
+    records = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [5, 10, 15, 20] and records[-1]["train_loss"] < records[0]["train_loss"]
+    from transformers import GPT2LMHeadModel
+
+    assert GPT2LMHeadModel.from_pretrained(tmp_path / "ddp").config.composer == "gpt"

@@ -52,6 +52,15 @@ def test_cache_is_reused_and_resumable(chorale_files: list[Path], corpus_cache: 
     assert manifest["complete"] is False and manifest["sources"] >= 400
 
 
+def test_palestrina_pieces(corpus_cache: Path) -> None:
+    files = corpus_files("palestrina", limit=2, workers=1, cache_dir=corpus_cache)
+    assert [p.name for p in files] == ["Agnus.mid", "Agnus_00.mid"]
+    for path in files:
+        score = load_midi(path)
+        assert len(score.tracks) >= 4 and all(len(t.notes) > 20 for t in score.tracks)
+        assert all(t.name and not t.name.isdigit() for t in score.tracks)
+
+
 def test_cache_dir_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("ORCHESTRION_CACHE", str(tmp_path / "env"))
     assert cache_dir() == tmp_path / "env"

@@ -20,13 +20,17 @@ BIN = Path(sys.executable).parent
 
 
 def make_token_dataset(root: Path, sequences: int = 40, seed: int = 0, extra: tuple[str, ...] = ()) -> Path:
-    """A tiny mmm-like dataset (WordLevel tokenizer), written the way the encoders write theirs."""
+    """A tiny mmm dataset (the real mmm vocabulary, WordLevel), written the way the encoders write theirs.
+
+    Each sequence is a 2-bar, 4-voice piece of quarter notes; `extra` tokens (new to the vocabulary) are put
+    at the end of every bar, for the fine-tuning test.
+    """
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    vocab = ["[PAD]", "PIECE_START", "PIECE_END", "TRACK_START", "TRACK_END", "BAR_START", "BAR_END", "INST=0",
-             "INST=32", "TIME_DELTA=4"]
-    vocab += [f"NOTE_ON={p}" for p in range(55, 72)] + [f"NOTE_OFF={p}" for p in range(55, 72)] + list(extra)
-    tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(vocab)}, unk_token="[PAD]"))
+    from orchestrion.codecs.mmm import SPECIAL_TOKENS, vocabulary
+
+    vocab = vocabulary() + list(extra)
+    tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(vocab)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     root.mkdir(parents=True, exist_ok=True)
     tok.save(str(root / "tokenizer.json"))
@@ -36,10 +40,10 @@ def make_token_dataset(root: Path, sequences: int = 40, seed: int = 0, extra: tu
         writer = ShardWriter(root, split, 0)
         for _ in range(count):
             words = ["PIECE_START"]
-            for inst in ("INST=0", "INST=32"):
-                words += ["TRACK_START", inst]
+            for voice, low in (("SOPRANO", 67), ("ALTO", 60), ("TENOR", 55), ("BASS", 48)):
+                words += ["TRACK_START", f"INST={voice}", "DENSITY=3"]
                 for _bar in range(2):
-                    base = int(rng.integers(55, 64))
+                    base = low + int(rng.integers(0, 5))
                     words.append("BAR_START")
                     for step in (0, 2, 4, 5):
                         words += [f"NOTE_ON={base + step}", "TIME_DELTA=4", f"NOTE_OFF={base + step}"]
@@ -50,7 +54,7 @@ def make_token_dataset(root: Path, sequences: int = 40, seed: int = 0, extra: tu
         info = writer.close()
         splits[split] = {"shards": [info["name"]], "sequences": info["sequences"], "tokens": info["tokens"]}
     write_dataset_json(root, {"encoding": "mmm", "vocab_size": tok.get_vocab_size(), "splits": splits,
-                              "special_tokens": {"pad": "[PAD]", "bos": "PIECE_START", "eos": "PIECE_END"}})
+                              "special_tokens": SPECIAL_TOKENS, "options": {"bars": 2}})
     return root
 
 
@@ -93,7 +97,7 @@ def test_export_loads_with_plain_transformers(tiny) -> None:
     model = GPT2LMHeadModel.from_pretrained(model_dir)
     tok = PreTrainedTokenizerFast(tokenizer_file=str(model_dir / "tokenizer.json"))
     ids = tok("PIECE_START TRACK_START INST=0").input_ids
-    assert ids == [1, 3, 7]
+    assert ids == tok.convert_tokens_to_ids(["PIECE_START", "TRACK_START", "INST=0"]) and len(set(ids)) == 3
     assert model(input_ids=__import__("torch").tensor([ids])).logits.shape == (1, 3, model.config.vocab_size)
     card = json.loads((model_dir / "model_card.json").read_text())
     assert card["command"] == "pytest tiny" and card["steps"] == 30 and card["data"] == str(data.resolve())
@@ -113,7 +117,7 @@ def test_load_composer_routes_to_gpt(tiny) -> None:
 
 def test_kill_9_then_resume_continues_the_same_loss_curve(tmp_path) -> None:
     data = make_token_dataset(tmp_path / "data")
-    steps = ["--preset", "tiny", "--steps", "150"]
+    steps = ["--preset", "tiny", "--steps", "80"]
     whole = subprocess.run(_cli("train", "gpt", str(data), "--out", str(tmp_path / "whole"), *steps),
                            env=_env(), capture_output=True, text=True, timeout=300)
     assert whole.returncode == 0, whole.stderr[-2000:]
@@ -129,7 +133,7 @@ def test_kill_9_then_resume_continues_the_same_loss_curve(tmp_path) -> None:
     from orchestrion.training import checkpoint_dir
 
     killed_at = json.loads((checkpoint_dir(cut) / "train_state.json").read_text())["step"]
-    assert 20 <= killed_at < 150
+    assert 20 <= killed_at < 80
     resumed = subprocess.run(_cli("train", "gpt", str(data), "--out", str(cut), *steps, "--resume"),
                              env=_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -138,7 +142,7 @@ def test_kill_9_then_resume_continues_the_same_loss_curve(tmp_path) -> None:
     assert [r["step"] for r in a] == [r["step"] for r in b]
     for ra, rb in zip(a, b, strict=True):
         assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-5), ra["step"]
-    assert json.loads((cut / "checkpoint" / "train_state.json").read_text())["step"] == 150
+    assert json.loads((cut / "checkpoint" / "train_state.json").read_text())["step"] == 80
 
 
 def test_fine_tune_adds_new_tokens_and_resizes_embeddings(tiny, tmp_path) -> None:
@@ -148,17 +152,29 @@ def test_fine_tune_adds_new_tokens_and_resizes_embeddings(tiny, tmp_path) -> Non
     from orchestrion.composers.gpt import train_gpt
 
     _, base = tiny
-    mine = make_token_dataset(tmp_path / "mine", sequences=12, seed=5, extra=("DENSITY=3", "NOTE_ON=90"))
+    mine = make_token_dataset(tmp_path / "mine", sequences=12, seed=5, extra=("CHORD=I", "CHORD=V"))
     result = train_gpt(mine, tmp_path / "tuned", preset_name="tiny", init=str(base), steps=10, quiet=True)
     assert math.isfinite(result.val_loss)
     before = GPT2LMHeadModel.from_pretrained(base)
     after = GPT2LMHeadModel.from_pretrained(tmp_path / "tuned")
     assert after.config.vocab_size == before.config.vocab_size + 2
     tok = Tokenizer.from_file(str(tmp_path / "tuned" / "tokenizer.json"))
-    assert tok.token_to_id("DENSITY=3") == before.config.vocab_size
-    assert tok.encode("BAR_START DENSITY=3 NOTE_ON=90").ids == [5, before.config.vocab_size, before.config.vocab_size + 1]
+    new = before.config.vocab_size
+    assert tok.token_to_id("CHORD=I") == new
+    assert tok.encode("BAR_START CHORD=I CHORD=V").ids == [tok.token_to_id("BAR_START"), new, new + 1]
     card = json.loads((tmp_path / "tuned" / "model_card.json").read_text())
     assert card["init"] == str(base) and card["added_tokens"] == 2
+
+
+def test_resume_refuses_a_re_encoded_dataset(tmp_path) -> None:
+    from orchestrion.composers.gpt import train_gpt
+    from orchestrion.errors import BadInput
+
+    data = make_token_dataset(tmp_path / "data")
+    train_gpt(data, tmp_path / "m", preset_name="tiny", steps=2, quiet=True)
+    make_token_dataset(tmp_path / "data", seed=9)  # the same path, encoded again: other tokens
+    with pytest.raises(BadInput, match="the dataset changed since this run started"):
+        train_gpt(data, tmp_path / "m", preset_name="tiny", steps=4, resume=True, quiet=True)
 
 
 def test_fine_tune_refuses_another_encoding(tiny, tmp_path) -> None:
@@ -187,3 +203,86 @@ def test_torchrun_two_processes_ddp_on_cpu(tmp_path) -> None:
     from transformers import GPT2LMHeadModel
 
     assert GPT2LMHeadModel.from_pretrained(tmp_path / "ddp").config.composer == "gpt"
+
+
+def test_mmm_stream_yields_bars_as_they_close_then_measures(tiny) -> None:
+    from orchestrion.composers import load_composer
+    from orchestrion.composers.base import Measure, TextChunk
+    from orchestrion.requests import ComposeRequest
+
+    composer = load_composer(tiny[1])
+    request = ComposeRequest(model=str(tiny[1]), bars=2, seed=11)
+    chunks = list(composer.stream(request))
+    kinds = [type(c).__name__ for c in chunks]
+    assert kinds == ["TextChunk"] * 8 + ["Measure"] * 2  # 4 tracks x 2 bars, then 2 bars of all voices
+    assert all(isinstance(c, TextChunk) and c.text.count("BAR_START") == 1 for c in chunks[:8])
+    assert [c.index for c in chunks if isinstance(c, Measure)] == [0, 1]
+    piece = composer.compose(request)
+    assert len(piece.score.tracks) == 4 and piece.score.end() <= 2 * 4 * piece.score.ticks_per_quarter
+    # No instruments asked for: the training data's usual line-up, recorded in the request for replays.
+    assert composer.model.config.default_instruments == ["SOPRANO", "ALTO", "TENOR", "BASS"]
+    assert [t.name.upper() for t in piece.score.tracks] == ["SOPRANO", "ALTO", "TENOR", "BASS"]
+    assert piece.provenance["request"]["instruments"] == ["SOPRANO", "ALTO", "TENOR", "BASS"]
+    assert piece.report["bars"] == 2 and piece.report["tracks"] == 4 and "repetition_traps" in piece.report
+    again = composer.compose(request)
+    assert again.report["tokens_text"] == piece.report["tokens_text"]  # same seed, same piece
+    other = composer.compose(request.model_copy(update={"seed": 12}))
+    assert other.report["tokens_text"] != piece.report["tokens_text"]
+
+
+TUNES = [
+    "X:1\nT:A\nM:6/8\nL:1/8\nK:G\n|:GAB c2d|edc BAG|GAB c2d|e2d d3:|\n",
+    "X:2\nT:B\nM:4/4\nL:1/8\nK:D\n|:d2fd A2FA|d2fd e2ce|d2fd A2FA|G2E2 D4:|\n",
+    "X:3\nT:C\nM:3/4\nL:1/4\nK:C\nC E G|c2 G|E C E|D3|C E G|c2 e|d B G|c3|]\n",
+]
+
+
+def make_abc_dataset(root: Path, copies: int = 20) -> Path:
+    """A tiny spaceless-ABC dataset with the ABC encoder's own BPE tokenizer: <s> tune </s> per sequence."""
+    from orchestrion.abc_dataset import SPECIAL_TOKENS, make_tokenizer
+    from orchestrion.codecs import abc as abccodec
+
+    texts = [abccodec.spaceless(t) for t in TUNES]
+    tok = make_tokenizer(texts * 4, 300)
+    root.mkdir(parents=True, exist_ok=True)
+    tok.save(str(root / "tokenizer.json"))
+    bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
+    splits = {}
+    for split, n in (("train", copies), ("validation", 2)):
+        writer = ShardWriter(root, split, 0)
+        for i in range(n):
+            text = texts[i % len(texts)]
+            writer.add([bos, *tok.encode(text).ids, eos], abccodec.escape_newlines(text))
+        info = writer.close()
+        splits[split] = {"shards": [info["name"]], "sequences": info["sequences"], "tokens": info["tokens"]}
+    write_dataset_json(root, {"encoding": "abc", "vocab_size": tok.get_vocab_size(), "splits": splits,
+                              "special_tokens": SPECIAL_TOKENS})
+    return root
+
+
+def test_abc_model_streams_bars_and_a_complete_tune_with_its_header(tmp_path) -> None:
+    from orchestrion.composers import load_composer
+    from orchestrion.composers.base import TextChunk
+    from orchestrion.composers.gpt import train_gpt
+    from orchestrion.requests import ComposeRequest
+
+    data = make_abc_dataset(tmp_path / "abc")
+    train_gpt(data, tmp_path / "model", preset_name="tiny", steps=60, quiet=True)
+    composer = load_composer(tmp_path / "model")
+    assert composer.encoding == "abc"
+    request = ComposeRequest(model=str(tmp_path / "model"), title="Test Jig", meter="6/8", seed=2)
+    chunks = list(composer.stream(request))
+    assert all(isinstance(c, TextChunk) for c in chunks)
+    assert chunks[-1].complete and not any(c.complete for c in chunks[:-1])
+    assert any("|" in c.text for c in chunks[:-1])  # bars came before the whole tune
+    tune = chunks[-1].text
+    lines = tune.splitlines()
+    assert lines[0] == "X:1" and lines[1] == "T:Test Jig" and "M:6/8" in lines and any(x.startswith("K:") for x in lines)
+    piece = composer.compose(request)
+    assert piece.abc == tune and "retries" in piece.report
+    # No key asked for: one of the training data's keys, drawn with the seed and recorded for replays.
+    assert composer.model.config.default_headers["key"][0][0] in ("G major", "D major", "C major")
+    assert piece.provenance["request"]["key"] in ("G major", "D major", "C major")
+    assert f"K:{piece.provenance['request']['key'].split()[0]}" in lines
+    if piece.report["valid"]:  # abc2midi compiled it: the piece also has notes for .mid / .wav
+        assert piece.score is not None and sum(len(t.notes) for t in piece.score.tracks) > 0

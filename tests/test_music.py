@@ -69,6 +69,12 @@ def test_type0_running_status_is_read(fixtures_dir: Path) -> None:
     assert rows == [(60, 0, 480, 100), (64, 0, 480, 80), (67, 480, 960, 90)]
 
 
+def test_riff_wrapped_midi_is_read(fixtures_dir: Path) -> None:
+    data = (fixtures_dir / "one_track.mid").read_bytes()
+    riff = b"RIFF" + (len(data) + 12).to_bytes(4, "little") + b"RMIDdata" + len(data).to_bytes(4, "little") + data
+    assert notes_of(load_midi(riff)) == notes_of(load_midi(data))
+
+
 def test_drum_track_stays_a_drum_track(fixtures_dir: Path, tmp_path: Path) -> None:
     score = load_midi(save_midi(load_midi(fixtures_dir / "drums.mid"), tmp_path / "d.mid"))
     assert [t.is_drum for t in score.tracks] == [True, False]
@@ -170,12 +176,18 @@ def _scale_score(tonic: int, steps: list[int]) -> symusic.Score:
     return score_from_notes([{"pitch": pitches, "start": starts, "duration": durations}])
 
 
+@pytest.mark.parametrize("profile", ["aarden-essen", "krumhansl-kessler"])
 @pytest.mark.parametrize("tonic", range(12))
-def test_key_of_synthetic_scales(tonic: int) -> None:
-    major = estimate_key(_scale_score(tonic, MAJOR_STEPS))
+def test_key_of_synthetic_scales(tonic: int, profile: str) -> None:
+    major = estimate_key(_scale_score(tonic, MAJOR_STEPS), profile)
     assert (major.tonic, major.mode) == (tonic, "major")
-    minor = estimate_key(_scale_score(tonic, HARMONIC_MINOR_STEPS))
+    minor = estimate_key(_scale_score(tonic, HARMONIC_MINOR_STEPS), profile)
     assert (minor.tonic, minor.mode) == (tonic, "minor")
+
+
+def test_unknown_key_profile() -> None:
+    with pytest.raises(BadInput, match="aarden-essen"):
+        estimate_key(_scale_score(0, MAJOR_STEPS), "temperley")
 
 
 def test_key_of_known_chorales(chorale_files: list[Path]) -> None:

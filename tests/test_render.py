@@ -10,7 +10,16 @@ import soundfile
 
 from orchestrion.errors import BadInput, ToolFailed, ToolMissing
 from orchestrion.music import load_midi
-from orchestrion.render import VOICE_COLOURS, bar_lines, render_file, render_pianoroll, render_svg, render_wav, write_wav
+from orchestrion.render import (
+    VOICE_COLOURS,
+    bar_lines,
+    render_file,
+    render_pianoroll,
+    render_spectrogram,
+    render_svg,
+    render_wav,
+    write_wav,
+)
 from orchestrion.tools import find_soundfont, run_tool
 
 RMS_FLOOR = 0.01  # a FluidSynth render of real notes sits far above this; silence is 0
@@ -108,6 +117,13 @@ def test_bar_lines_follow_meter_changes(fixtures_dir: Path) -> None:
     assert bar_lines(score).tolist() == [0, 1920, 2880, 4800, 6720]
 
 
+def test_spectrogram_of_audio(fixtures_dir: Path, tmp_path: Path) -> None:
+    png = render_spectrogram(fixtures_dir / "short.wav", tmp_path / "spec.png")
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
+    with pytest.raises(BadInput, match="256 samples"):
+        render_spectrogram(np.zeros(10), tmp_path / "tiny.png", sample_rate=16000)
+
+
 # --------------------------------------------------------------------------------------------- scores
 
 
@@ -161,3 +177,19 @@ def test_find_soundfont(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     monkeypatch.setenv("ORCHESTRION_SOUNDFONT", str(tmp_path / "none.sf2"))
     with pytest.raises(BadInput, match="ORCHESTRION_SOUNDFONT"):
         find_soundfont()
+
+
+# ----------------------------------------------------------------------------------------------- demo
+
+
+def test_demo_chorale(chorale_files: list[Path], corpus_cache: Path, tmp_path: Path,
+                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrion.demo import demo_chorale
+
+    monkeypatch.setenv("ORCHESTRION_CACHE", str(corpus_cache))  # bwv1.6 is already converted there
+    written = demo_chorale(tmp_path)
+    assert [p.suffix for p in written] == [".mid", ".wav", ".png", ".musicxml", ".svg"]
+    audio, _ = soundfile.read(str(written[1]), dtype="float32")
+    assert rms(audio) > RMS_FLOOR
+    svg = written[-1].read_text()
+    assert svg.count('class="staff"') >= 4 and svg.count('class="note"') > 200  # four voices, the whole chorale

@@ -4,6 +4,7 @@ stop and disconnect cancelling work, the busy answer, and every bad input answer
 from __future__ import annotations
 
 import io
+import json
 import time
 
 import numpy as np
@@ -106,6 +107,12 @@ def test_compose_wav_is_real_audio(client):
     assert rate > 0 and float(np.sqrt(np.mean(np.square(audio)))) > 1e-3
 
 
+def test_compose_svg_score(client):
+    r = client.post("/api/compose", json=request(bars=2), headers={"Accept": "image/svg+xml"})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/svg+xml"
+    assert r.text.lstrip().startswith("<svg") and r.text.count("<g") > 10  # verovio drew staves and notes
+
+
 def test_abc_of_a_markov_piece_is_refused_clearly(client):
     r = client.post("/api/compose?format=abc", json=request(bars=1))
     assert r.status_code == 406 and r.json()["field"] == "format"
@@ -165,10 +172,21 @@ def test_prompt_uploads_are_checked_and_stored_by_id(client):
     assert wav.status_code == 201 and wav.json()["seconds"] == pytest.approx(0.1)
 
     prompt_id = mid.json()["id"]
-    piece = client.post("/api/compose", json=request(bars=2, prompt=prompt_id)).json()
-    assert piece["provenance"]["request"]["prompt"] == prompt_id  # the id, never the server's path
     hub = client.app.state.hub
-    assert hub.prompts.path(prompt_id).parent == hub.prompts.directory
+    stored = hub.prompts.path(prompt_id)
+    assert stored.parent == hub.prompts.directory and stored.read_bytes()[:4] == b"MThd"
+    # markov takes no prompt: the id resolves, and the composer's own answer names the field.
+    r = client.post("/api/compose", json=request(bars=2, prompt=prompt_id))
+    assert r.status_code == 422 and r.json()["field"] == "prompt"
+    assert str(hub.prompts.directory) not in r.text
+
+
+def test_provenance_shows_the_prompt_id_not_the_server_path():
+    from orchestrion.composers.base import Piece
+    from orchestrion.server.formats import public_provenance
+
+    piece = Piece(provenance={"model": MODEL, "request": {"prompt": "/srv/prompts/0123456789abcdef.mid", "bars": 2}})
+    assert public_provenance(piece)["request"] == {"prompt": "0123456789abcdef", "bars": 2}
 
 
 @pytest.mark.parametrize(
@@ -189,6 +207,14 @@ def test_bad_uploads(client, name, data, status):
     r = client.post("/api/prompts", files={"file": (name, data, "application/octet-stream")})
     assert r.status_code == status, r.text
     assert r.json()["field"] == "file" and r.json()["message"]
+
+
+def test_bodies_over_the_limit_are_refused_before_reading(client):
+    # The guard answers from the Content-Length alone, in plain text, before any of the body is read.
+    r = client.post("/api/compose", content=b'{"title": "' + b"x" * (2 * 2**20) + b'"}', headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "Too Large" in r.text
+    r = client.post("/api/prompts", files={"file": ("huge.wav", b"\0" * (17 * 2**20), "audio/wav")})
+    assert r.status_code == 413 and "Too Large" in r.text
 
 
 def test_upload_without_a_file(client):
@@ -223,6 +249,9 @@ def test_stream_bad_requests_answer_errors_and_keep_the_connection(client):
         assert ws.receive_json()["field"] == "model"
         ws.send_json({"type": "dance"})
         assert ws.receive_json()["field"] == "type"
+        ws.send_bytes(b"\x00\x01")
+        assert ws.receive_json()["field"] == "body"
+        ws.send_json({"type": "stop"})  # nothing to stop: ignored
         ws.send_json(request(bars=2))
         _, measures, _ = read_stream(ws)
         assert len(measures) == 2
@@ -230,6 +259,28 @@ def test_stream_bad_requests_answer_errors_and_keep_the_connection(client):
 
 def ws_message(client, **kw) -> str:
     return client.post("/api/compose", json=request(**kw)).json()["message"]
+
+
+def test_cross_origin_websockets_are_refused(client):
+    from starlette.websockets import WebSocketDisconnect
+
+    with pytest.raises(WebSocketDisconnect) as refused:
+        with client.websocket_connect("/stream", headers={"origin": "http://evil.example"}) as ws:
+            ws.receive_json()
+    assert refused.value.code == 1008
+    with client.websocket_connect("/stream", headers={"origin": "http://testserver"}) as ws:
+        ws.send_json(request(bars=1))
+        assert len(read_stream(ws)[1]) == 1
+
+
+def test_prompt_store_keeps_a_bounded_number_of_files(tmp_path):
+    from orchestrion.server.state import ApiError, PromptStore
+
+    store = PromptStore(tmp_path, capacity=2)
+    ids = [store.add(b"MThd", ".mid") for _ in range(4)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{i}.mid" for i in ids[2:])
+    with pytest.raises(ApiError):
+        store.path(ids[0])
 
 
 def test_stop_ends_the_piece_early(client):
@@ -241,6 +292,21 @@ def test_stop_ends_the_piece_early(client):
         while (msg := ws.receive_json())["type"] == "measure":
             pass
         assert msg["type"] == "end" and msg["stopped"] and msg["chunks"] < 4096
+
+
+def test_lead_keeps_composing_just_ahead_of_playback(client):
+    with client.websocket_connect("/stream") as ws:
+        ws.send_json({**request(bars=4096, tempo=400), "lead": 1})  # 0.6 s per measure, 1 s ahead at most
+        assert ws.receive_json()["type"] == "start"
+        assert ws.receive_json()["index"] == 0
+        ws.send_json({"type": "stop"})
+        while (msg := ws.receive_json())["type"] == "measure":
+            pass
+        # Unpaced, thousands of measures are made in the same time (see test_stop_ends_the_piece_early).
+        assert msg["type"] == "end" and msg["stopped"] and msg["chunks"] <= 10, msg
+        for bad in (-1, 0, "soon", True, 10_000):
+            ws.send_json({**request(), "lead": bad})
+            assert ws.receive_json()["field"] == "lead"
 
 
 def test_closed_connection_cancels_its_composition(client):
@@ -275,3 +341,104 @@ def test_busy_past_the_job_limit():
         while first.receive_json()["type"] != "end":
             pass
         assert c.post("/api/compose", json=request(bars=1)).status_code == 200  # the slot is free again
+
+
+# ------------------------------------------------------------------------------- a real uvicorn server
+
+
+@pytest.fixture(scope="module")
+def live_server():
+    """The app under uvicorn in a thread, on a free loopback port: real websocket close frames."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from orchestrion.server import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app([MODEL]), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_a_client_that_leaves_stops_its_composition_under_uvicorn(live_server):
+    import httpx
+    from websockets.sync.client import connect
+
+    def jobs() -> dict:
+        return httpx.get(f"http://{live_server}/api/health", timeout=5).json()["jobs"]
+
+    with connect(f"ws://{live_server}/stream") as ws:
+        ws.send(json.dumps(request(bars=4096)))
+        assert '"start"' in ws.recv(timeout=10) and '"measure"' in ws.recv(timeout=10)
+    deadline = time.monotonic() + 10
+    while (after := jobs())["active"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert after["active"] == 0 and after["cancelled"] == 1 and after["chunks"] < 4096
+    time.sleep(0.2)
+    assert jobs()["chunks"] == after["chunks"]  # no work goes on for the client that left
+
+
+def test_piece_store_keeps_the_newest_within_its_bounds():
+    from orchestrion.composers.base import Piece
+    from orchestrion.server.state import ApiError, PieceStore
+
+    store = PieceStore(capacity=3, max_bytes=10_000_000)
+    ids = [store.add(Piece(provenance={}, abc="X:1\nK:C\nC|")) for _ in range(5)]
+    assert store.get(ids[-1]).abc and store.get(ids[2]).abc
+    with pytest.raises(ApiError):
+        store.get(ids[1])
+    big = [store.add(Piece(provenance={}, audio=np.zeros(1_000_000, dtype=np.float32))) for _ in range(3)]  # 4 MB each
+    assert store.get(big[-1]).audio is not None and store.get(big[-2]).audio is not None
+    with pytest.raises(ApiError):
+        store.get(big[0])
+
+
+# ------------------------------------------------------------------ formats of ABC and audio pieces
+
+
+def test_formats_of_an_abc_piece(fixtures_dir):
+    from orchestrion.composers.base import Piece
+    from orchestrion.music import load_midi
+    from orchestrion.server.formats import piece_json, render_piece
+
+    piece = Piece(provenance={"request": {}}, abc=(fixtures_dir / "tune.abc").read_text())
+    assert render_piece(piece, "abc").decode() == piece.abc
+    assert load_midi(render_piece(piece, "mid")).tracks  # through abc2midi
+    assert render_piece(piece, "svg").lstrip().startswith(b"<svg")  # through verovio
+    assert render_piece(piece, "wav")[:4] == b"RIFF"  # abc2midi, then FluidSynth
+    assert piece_json(piece)["abc"] == piece.abc
+    # The server engraves on worker threads: each fresh thread must find verovio's fonts too.
+    from concurrent.futures import ThreadPoolExecutor
+
+    for _ in range(2):
+        with ThreadPoolExecutor(1) as pool:
+            assert pool.submit(render_piece, piece, "svg").result().lstrip().startswith(b"<svg")
+
+
+def test_formats_of_an_audio_piece():
+    import soundfile
+
+    from orchestrion.composers.base import Piece
+    from orchestrion.server.formats import piece_json, render_piece
+    from orchestrion.server.state import ApiError
+
+    tone = (0.5 * np.sin(np.arange(8000) * 2 * np.pi * 440 / 16000)).astype(np.float32)
+    piece = Piece(provenance={"request": {}}, audio=tone, sample_rate=16000)
+    audio, rate = soundfile.read(io.BytesIO(render_piece(piece, "wav")))
+    assert rate == 16000 and len(audio) == 8000
+    assert piece_json(piece)["audio"] == {"sample_rate": 16000, "samples": 8000}
+    for fmt in ("mid", "abc", "svg"):
+        with pytest.raises(ApiError) as err:
+            render_piece(piece, fmt)
+        assert err.value.status == 406

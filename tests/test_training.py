@@ -99,6 +99,14 @@ def test_resume_after_a_crash_continues_identically(tmp_path) -> None:
     assert resumed.val_loss == pytest.approx(whole.val_loss, rel=1e-6)
 
 
+def test_resume_from_a_checkpoint_made_before_the_first_evaluation(tmp_path) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        train(toy_model(), ToyTask(crash_at=3), CONFIG, tmp_path, quiet=True)
+    assert json.loads((tmp_path / "checkpoint" / "train_state.json").read_text())["best_val_loss"] is None
+    result = train(toy_model(), ToyTask(), CONFIG, tmp_path, resume=True, quiet=True)
+    assert math.isfinite(result.best_val_loss)
+
+
 def test_interrupted_checkpoint_swap_falls_back_to_the_previous(tmp_path) -> None:
     train(toy_model(), ToyTask(), CONFIG, tmp_path, quiet=True)
     (tmp_path / "checkpoint").rename(tmp_path / "checkpoint.old")  # killed between the two renames
@@ -106,6 +114,9 @@ def test_interrupted_checkpoint_swap_falls_back_to_the_previous(tmp_path) -> Non
     result = train(toy_model(), ToyTask(), TrainConfig(**{**CONFIG.to_dict(), "steps": 14}), tmp_path,
                    resume=True, quiet=True)
     assert result.steps == 14 and math.isfinite(result.val_loss)
+    again = train(toy_model(), ToyTask(crash_at=13), TrainConfig(**{**CONFIG.to_dict(), "steps": 14}), tmp_path,
+                  resume=True, quiet=True)  # nothing left to train: evaluates and reports, never asks for data
+    assert again.val_loss == pytest.approx(result.val_loss, rel=1e-6)
 
 
 def test_resume_without_checkpoint_and_bad_precision_are_clear_errors(tmp_path) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrion.codecs import abc as abccodec
-from orchestrion.errors import BadInput, InvalidRequest
+from orchestrion.errors import BadInput, InvalidRequest, OrchestrionError
 
 KEEP = {"clean": ("clean",), "warnings": ("clean", "warnings"), "all": ("clean", "warnings", "errors")}
 VOCAB_SIZES = (256, 512, 1024, 2048, 4096)
@@ -60,7 +60,10 @@ def _decode(raw: bytes) -> str:
 
 
 def read_inputs(inputs: list[str]) -> tuple[list[dict], list[dict]]:
-    """Raw tune records {"id", "source", "abc"} from files, folders and builtin:folk-abc, plus file errors."""
+    """Raw tune records {"id", "source", "abc"} from files, folders and builtin:folk-abc, plus file errors.
+
+    MIDI files (for corpora that exist only as MIDI) are decompiled with midi2abc, one record per file.
+    """
     from orchestrion import corpora
 
     records: list[dict] = []
@@ -71,7 +74,13 @@ def read_inputs(inputs: list[str]) -> tuple[list[dict], list[dict]]:
             records.extend({"id": r["id"], "source": r["source"], "abc": r["abc"]} for r in corpora.folk_tunes())
         else:
             paths.append(item)
-    for path in corpora.resolve_inputs(paths, (".abc",)) if paths else []:
+    for path in corpora.resolve_inputs(paths, (".abc", ".mid", ".midi")) if paths else []:
+        if path.suffix.lower() in (".mid", ".midi"):
+            records_or_error = _from_midi(path)
+            (records if isinstance(records_or_error, dict) else errors).append(
+                records_or_error if isinstance(records_or_error, dict) else {"id": str(path), "error": records_or_error}
+            )
+            continue
         try:
             size = path.stat().st_size
             if size > MAX_FILE_BYTES:
@@ -90,6 +99,20 @@ def read_inputs(inputs: list[str]) -> tuple[list[dict], list[dict]]:
     return records, errors
 
 
+def _from_midi(path: Path) -> dict | str:
+    """A MIDI-only piece as one ABC record (midi2abc with the reference filters), or the reason it failed."""
+    from orchestrion.abcmidi import midi_to_training_abc
+    from orchestrion.errors import OrchestrionError
+
+    try:
+        text = midi_to_training_abc(path)
+    except OrchestrionError as e:
+        return str(e)
+    if text is None:
+        return f"{path}: midi2abc gave under 150 characters (too short to learn from)"
+    return {"id": path.stem, "source": str(path), "abc": text}
+
+
 def clean_records(raw: list[dict], steps: list[str] | None) -> tuple[list[TuneRecord], Counter]:
     """Clean every tune; per-step counts of tunes each step changed."""
     counts: Counter = Counter()
@@ -102,7 +125,12 @@ def clean_records(raw: list[dict], steps: list[str] | None) -> tuple[list[TuneRe
         elif abccodec.is_binary(text):
             rec.error = "binary data, not ABC text"
         else:
-            result = abccodec.clean(text, steps)
+            try:
+                result = abccodec.clean(text, steps)
+            except OrchestrionError as e:  # the optional abc2abc step runs an external tool
+                rec.error = f"cleaning failed: {e}"
+                out.append(rec)
+                continue
             counts.update(result.changed)
             rec.abc, rec.steps = result.abc, result.changed
             rec.text = abccodec.spaceless(result.abc)
@@ -134,8 +162,15 @@ def check_tune(job: tuple[str, str, str, float]) -> dict:
         spaced, spaced_notes = compile_notes(abc, timeout=timeout)
         dense, dense_notes = compile_notes(text, timeout=timeout)
     except OrchestrionError as e:  # a missing tool, reported per tune rather than crashing the pool
-        return {"key": key, "status": "errors", "messages": [f"Error: {e}"], "spaced_status": "errors",
-                "same_notes": None, "diff": None, "events": []}
+        return {
+            "key": key,
+            "status": "errors",
+            "messages": [f"Error: {e}"],
+            "spaced_status": "errors",
+            "same_notes": None,
+            "diff": None,
+            "events": [],
+        }
     same = None
     diff = None
     if spaced_notes is not None and dense_notes is not None:
@@ -145,8 +180,15 @@ def check_tune(job: tuple[str, str, str, float]) -> dict:
     elif spaced_notes is not None:
         same, diff = False, "compiles with spaces but not without: " + "; ".join(dense.messages[:2])
     events = events_from_notes(dense_notes).tolist() if dense_notes else []
-    return {"key": key, "status": dense.status, "messages": dense.messages[:8], "spaced_status": spaced.status,
-            "same_notes": same, "diff": diff, "events": events}
+    return {
+        "key": key,
+        "status": dense.status,
+        "messages": dense.messages[:8],
+        "spaced_status": spaced.status,
+        "same_notes": same,
+        "diff": diff,
+        "events": events,
+    }
 
 
 def run_validity(records: list[TuneRecord], cache_path: Path, *, workers: int, timeout: float) -> None:
@@ -228,8 +270,11 @@ def tokenizer_report(train: list[str], validation: list[str], out_dir: Path) -> 
         tok = make_tokenizer(train, size)
         counts = [len(e.ids) for e in tok.encode_batch(held_out)]
         per_tune = float(np.mean(counts))
-        rows[str(size)] = {"tokens_per_tune": round(per_tune, 1), "ratio": round(chars / per_tune, 3),
-                           "vocab_size": tok.get_vocab_size()}
+        rows[str(size)] = {
+            "tokens_per_tune": round(per_tune, 1),
+            "ratio": round(chars / per_tune, 3),
+            "vocab_size": tok.get_vocab_size(),
+        }
         (out_dir / "tokenizers").mkdir(parents=True, exist_ok=True)
         tok.save(str(out_dir / "tokenizers" / f"bpe-{size}.json"))
         if size == DEFAULT_VOCAB:
@@ -308,8 +353,10 @@ def encode_abc(
     clean_spaced = [r for r in records if r.result and r.result["spaced_status"] == "clean"]
     mismatches = [{"id": r.id, "reason": r.result["diff"]} for r in clean_spaced if not r.result["same_notes"]]
     equal_share = 1 - len(mismatches) / max(len(clean_spaced), 1)
-    console.print(f"spaceless equivalence: {len(clean_spaced) - len(mismatches):,} of {len(clean_spaced):,} "
-                  f"cleanly compiling tunes give the same notes without spaces ({100 * equal_share:.2f}%)")
+    console.print(
+        f"spaceless equivalence: {len(clean_spaced) - len(mismatches):,} of {len(clean_spaced):,} "
+        f"cleanly compiling tunes give the same notes without spaces ({100 * equal_share:.2f}%)"
+    )
 
     kept, seen, duplicates = [], set(), 0
     for rec in records:
@@ -320,26 +367,45 @@ def encode_abc(
             continue
         seen.add(rec.text)
         kept.append(rec)
-    by_split = {"train": [r for r in kept if split_of(r.text) == "train"],
-                "validation": [r for r in kept if split_of(r.text) == "validation"]}
+    by_split = {
+        "train": [r for r in kept if split_of(r.text) == "train"],
+        "validation": [r for r in kept if split_of(r.text) == "validation"],
+    }
     if not by_split["train"]:
         raise BadInput(f"no tune survived cleaning and --keep {keep}; see {out / 'report.json'}")
 
-    tok_report, tokenizer = tokenizer_report([r.text for r in by_split["train"]],
-                                             [r.text for r in by_split["validation"]], out)
+    tok_report, tokenizer = tokenizer_report(
+        [r.text for r in by_split["train"]], [r.text for r in by_split["validation"]], out
+    )
     tokenizer.save(str(out / "tokenizer.json"))
     bos, eos = (tokenizer.token_to_id(SPECIAL_TOKENS[k]) for k in ("bos", "eos"))
-    splits_meta = {}
+    splits_meta: dict[str, dict] = {}
+    max_tokens: dict[str, int] = {}  # with <s> and </s>: the context a model needs for whole tunes
     for split, recs in by_split.items():
         writer = ShardWriter(out, split, 0)
         for rec, enc in zip(recs, tokenizer.encode_batch([r.text for r in recs]), strict=True):
             writer.add([bos, *enc.ids, eos], abccodec.escape_newlines(rec.text))
+        longest = max((len(seq) for seq in writer.sequences), default=0)
         info = writer.close()
         splits_meta[split] = {"shards": [info["name"]], "sequences": info["sequences"], "tokens": info["tokens"]}
+        max_tokens[split] = longest
 
-    index = NoveltyIndex.build([np.asarray(r.result["events"], dtype=np.int64) for r in by_split["train"]],
-                               [r.id for r in by_split["train"]])
+    index = NoveltyIndex.build(
+        [np.asarray(r.result["events"], dtype=np.int64) for r in by_split["train"]], [r.id for r in by_split["train"]]
+    )
     index.save(out / "novelty.npz")
+    # The same check on held-out tunes is the baseline for generated ones: folk collections hold variants
+    # of one melody under other titles and keys, which a text split cannot keep apart.
+    overlap = [index.check(np.asarray(r.result["events"], dtype=np.int64)) for r in by_split["validation"]]
+    novelty_baseline = {
+        "validation_tunes": len(overlap),
+        "flagged_as_copies": sum(o.copied for o in overlap),
+        "median_ngram_share": float(np.median([o.ngram_share for o in overlap])) if overlap else 0.0,
+    }
+    console.print(
+        f"novelty index: {len(index.ids):,} train tunes; {novelty_baseline['flagged_as_copies']} of "
+        f"{len(overlap)} validation tunes share most of their melody with a train tune"
+    )
 
     stats = {
         "tunes_read": len(records) + len(file_errors),
@@ -349,6 +415,7 @@ def encode_abc(
         "characters_per_tune": round(float(np.mean([len(r.text) for r in kept])), 1),
         "max_characters": max(len(r.text) for r in kept),
         "tokens_per_tune": {k: round(v["tokens"] / max(v["sequences"], 1), 1) for k, v in splits_meta.items()},
+        "max_tokens_per_tune": max_tokens,
         "keys": Counter(abccodec.header(r.abc)["key"] for r in kept).most_common(20),
         "meters": Counter(abccodec.header(r.abc)["meter"] for r in kept).most_common(20),
     }
@@ -359,30 +426,51 @@ def encode_abc(
         "steps_on": steps_on,
         "validity": {s: table.get(s, 0) for s in ("clean", "warnings", "errors")},
         "dropped": {"errors_or_keep": len(records) - len(kept) - duplicates, "duplicates": duplicates},
-        "spaceless_equivalence": {"checked": len(clean_spaced), "same_notes": len(clean_spaced) - len(mismatches),
-                                  "share": round(equal_share, 5), "mismatches": mismatches},
+        "spaceless_equivalence": {
+            "checked": len(clean_spaced),
+            "same_notes": len(clean_spaced) - len(mismatches),
+            "share": round(equal_share, 5),
+            "mismatches": mismatches,
+        },
         "tokenizer": tok_report,
+        "novelty_baseline": novelty_baseline,
         "errors": errors,
     }
     atomic_write_text(out / "stats.json", json.dumps(stats, indent=2) + "\n")
     atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
-    atomic_write_text(out / "validity.jsonl", "".join(
-        json.dumps({"id": r.id, "status": "errors" if r.error else r.result["status"],
-                    "messages": [r.error] if r.error else r.result["messages"]}) + "\n" for r in records))
-    write_dataset_json(out, {
-        "encoding": "abc",
-        "vocab_size": tokenizer.get_vocab_size(),
-        "special_tokens": SPECIAL_TOKENS,
-        "splits": splits_meta,
-        "newline_mark": abccodec.NEWLINE_MARK,
-        "sequence": "<s> + spaceless tune (real newlines) + </s>; text files write newlines as newline_mark",
-        "keep": keep,
-        "novelty_index": "novelty.npz",
-    })
+    atomic_write_text(
+        out / "validity.jsonl",
+        "".join(
+            json.dumps(
+                {
+                    "id": r.id,
+                    "status": "errors" if r.error else r.result["status"],
+                    "messages": [r.error] if r.error else r.result["messages"],
+                }
+            )
+            + "\n"
+            for r in records
+        ),
+    )
+    write_dataset_json(
+        out,
+        {
+            "encoding": "abc",
+            "vocab_size": tokenizer.get_vocab_size(),
+            "special_tokens": SPECIAL_TOKENS,
+            "splits": splits_meta,
+            "newline_mark": abccodec.NEWLINE_MARK,
+            "sequence": "<s> + spaceless tune (real newlines) + </s>; text files write newlines as newline_mark",
+            "keep": keep,
+            "novelty_index": "novelty.npz",
+        },
+    )
     _print_tokenizer(console, tok_report)
-    console.print(f"wrote {len(kept):,} tunes ({splits_meta['train']['sequences']:,} train, "
-                  f"{splits_meta['validation']['sequences']:,} validation) to {out}; "
-                  f"{len(errors):,} per-tune errors listed in report.json")
+    console.print(
+        f"wrote {len(kept):,} tunes ({splits_meta['train']['sequences']:,} train, "
+        f"{splits_meta['validation']['sequences']:,} validation) to {out}; "
+        f"{len(errors):,} per-tune errors listed in report.json"
+    )
     return report
 
 

@@ -141,13 +141,41 @@ def midi_to_abc(midi_path: Path, *, timeout: float = 30, max_chars: int = 300_00
     return text[:max_chars]
 
 
-def abc2abc(abc_text: str, *, timeout: float = 10) -> str:
-    """Normalise a tune's layout with abc2abc (the reference pipeline's homogenising step)."""
+def abc2abc(abc_text: str, *, transpose: int = 0, timeout: float = 10) -> str:
+    """Normalise a tune's layout with abc2abc (the reference pipeline's homogenising step), optionally
+    transposing it by `transpose` semitones."""
     with tempfile.TemporaryDirectory(prefix="orchestrion-abc2abc-") as tmp:
         src = Path(tmp) / "tune.abc"
         src.write_text(abc_text, encoding="utf-8")
-        proc = _run(["abc2abc", str(src)], timeout=timeout)
+        args = ["abc2abc", str(src)] + (["-t", str(int(transpose))] if transpose else [])
+        proc = _run(args, timeout=timeout)
     out = _text(proc.stdout)
     if proc.returncode != 0 or not out.strip():
         raise BadInput(f"abc2abc failed: {_text(proc.stderr).strip()[:300]}")
     return out
+
+
+def midi_to_training_abc(
+    midi_path: Path, *, timeout: float = 30, max_chars: int = 300_000, min_chars: int = 150
+) -> str | None:
+    """MIDI -> spaceless ABC for training, with the reference pipeline's filters; None when too short.
+
+    Drops lyric (w:), comment, warning and copyright lines and midi2abc's "T: from <path>" title (it
+    would leak file names into the model), removes spaces from the music, truncates pathological output
+    at `max_chars` and rejects results under `min_chars`.
+    """
+    from orchestrion.codecs.abc import spaceless
+
+    raw = midi_to_abc(midi_path, timeout=timeout, max_chars=max_chars * 2)
+    kept = []
+    for line in raw.splitlines():
+        lower = line.lower()
+        if line.startswith(("w:", "W:", "T: from", "T:from")) or "copyright" in lower:
+            continue
+        if line.startswith("%") and not line.startswith("%%"):
+            continue
+        if "warning" in lower and not line.startswith("%%"):
+            continue
+        kept.append(line.split(" %")[0].rstrip() if line.startswith("K:") else line)
+    text = spaceless("\n".join(kept) + "\n")[:max_chars]
+    return text if len(text) >= min_chars else None

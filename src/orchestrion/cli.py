@@ -84,9 +84,18 @@ def encode_mmm(
     workers: Workers = 0,
     engine: Annotated[str, typer.Option(help="local or ray")] = "local",
     address: Annotated[str | None, typer.Option(help="Ray cluster address (with --engine ray)")] = None,
+    chunk: Annotated[int, typer.Option(help="files per worker task", hidden=True)] = 32,
 ) -> None:
     """Encode MIDI into an mmmtrack token dataset (parallel, resumable, deterministic)."""
-    not_built("encode mmm", "mmm")
+    from orchestrion.codecs.mmm import MMMOptions
+    from orchestrion.pipeline import PipelineConfig, encode_mmm_dataset, parse_transpose
+
+    options = MMMOptions(bars=bars, hop=hop, transpose=parse_transpose(transpose), fill=fill, permute_tracks=permute_tracks)
+    config = PipelineConfig(options=options, workers=workers, engine=engine, address=address, chunk=chunk)
+    stats = encode_mmm_dataset(inputs, out, config)
+    files = stats["files"]
+    print(f"{out}: {stats['windows']} sequences, {stats['tokens']} tokens from {files['ok']} files "
+          f"({files['skipped']} skipped, {files['failed']} failed; see manifest.jsonl)")
 
 
 @encode_app.command("abc")
@@ -95,11 +104,19 @@ def encode_abc(
     out: OutDir,
     keep: Annotated[str, typer.Option(help="keep tunes that compile: clean, warnings or all")] = "warnings",
     workers: Workers = 0,
+    skip: Annotated[list[str] | None, typer.Option("--skip", help="a cleaning step to switch off (repeatable)")] = None,
+    abc2abc: Annotated[bool, typer.Option("--abc2abc", help="also re-layout every tune through abc2abc")] = False,
 ) -> None:
     """Clean ABC tunes into a spaceless dataset with a BPE tokenizer."""
     from orchestrion.abc_dataset import encode_abc as run
+    from orchestrion.codecs.abc import STEPS
+    from orchestrion.errors import InvalidRequest
 
-    run(inputs, out, keep=keep, workers=workers)
+    unknown = sorted(set(skip or []) - {s.name for s in STEPS})
+    if unknown:
+        raise InvalidRequest("skip", f"unknown cleaning steps {unknown}; known: {', '.join(s.name for s in STEPS)}")
+    steps = [s.name for s in STEPS if (s.default or (abc2abc and s.name == "abc2abc")) and s.name not in (skip or [])]
+    run(inputs, out, keep=keep, workers=workers, steps=steps)
 
 
 @encode_app.command("events")
@@ -117,9 +134,18 @@ def encode_audio(
     chunk_seconds: Annotated[float, typer.Option(help="chunk length in seconds")] = 60.0,
     quantization: Annotated[str, typer.Option(help="mulaw or linear")] = "mulaw",
     workers: Workers = 0,
+    piano_limit: Annotated[int | None, typer.Option(help="render only the first N chorales for builtin:piano")] = None,
 ) -> None:
-    """Encode audio into 16 kHz 8-bit mu-law shards for SaShiMi."""
-    not_built("encode audio", "sashimi")
+    """Encode audio into 16 kHz 8-bit mu-law shards for SaShiMi (INPUT: files, folders or builtin:piano)."""
+    import os
+
+    from orchestrion.audio_dataset import encode_audio as encode
+
+    meta = encode(inputs, out, chunk_seconds=chunk_seconds, quantization=quantization,
+                  workers=workers or os.cpu_count() or 1, piano_limit=piano_limit)
+    for split, info in meta["splits"].items():
+        print(f"{split}: {len(info['shards'])} files, {info['chunks']} chunks, {info['samples'] / meta['sample_rate']:.0f} s")
+    print(out / "dataset.json")
 
 
 # ------------------------------------------------------------------------------------------- decode
@@ -131,7 +157,25 @@ def decode_mmm(
     out: Annotated[Path, typer.Option("--out", "-o", help="output .mid")],
 ) -> None:
     """Decode mmm tokens into a MIDI file, repairing malformed model output."""
-    not_built("decode mmm", "mmm")
+    from orchestrion.codecs.mmm import decode
+    from orchestrion.errors import BadInput
+    from orchestrion.music import save_midi
+
+    path = Path(source)
+    if path.is_file():
+        lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+        if not lines:
+            raise BadInput("the file holds no tokens", path)
+        text = lines[0]
+    elif "PIECE_START" in source or "TRACK_START" in source or "NOTE_ON=" in source:
+        text = source
+    else:
+        raise BadInput("neither a file nor a line of mmm tokens", source)
+    score, repairs = decode(text)
+    save_midi(score, out)
+    for repair in repairs:
+        _console().print(f"[yellow]repaired:[/yellow] {repair}")
+    print(out)
 
 
 @decode_app.command("abc")
@@ -148,7 +192,10 @@ def decode_abc(
         raise BadInput("no such file", source)
     text = to_readable(source.read_text(encoding="utf-8", errors="replace"))
     validity = validate(text)
-    abc_to_midi(text, out)
+    try:
+        abc_to_midi(text, out)
+    except BadInput as exc:
+        raise BadInput(exc.reason, source) from exc  # name the user's file, not the output
     _console().print(f"{source} -> {out} ({validity.status}{': ' + validity.messages[0] if validity.messages else ''})")
 
 
@@ -197,9 +244,17 @@ def train_sashimi(
     layers: Annotated[int, typer.Option(help="S4 blocks per stage: 2 or 8")] = 2,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in --out")] = False,
     steps: Annotated[int | None, typer.Option(help="optimizer steps")] = None,
+    seq_len: Annotated[int, typer.Option(help="training window in samples (a multiple of 16)")] = 4096,
+    batch_size: Annotated[int, typer.Option(help="windows per step")] = 4,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 2e-3,
 ) -> None:
-    """Train the SaShiMi raw-audio composer."""
-    not_built("train sashimi", "sashimi")
+    """Train the SaShiMi raw-audio composer; prints the metric table (loss, bits per byte, accuracy@k)."""
+    from orchestrion.composers import sashimi
+
+    settings = sashimi.SashimiTraining(layers=layers, seq_len=seq_len)
+    settings.train.update(batch_size=batch_size, lr=lr)
+    card = sashimi.train_sashimi(data, out, settings, resume=resume, steps=steps)
+    print(sashimi.metric_table(card["metrics"]))
 
 
 # ----------------------------------------------------------------------------------------- generate
@@ -329,7 +384,11 @@ def serve(
     from orchestrion.server import create_app
 
     _console().print(f"orchestrion: serving on http://{host}:{port}/ (Ctrl+C stops)")
-    uvicorn.run(create_app(model or None, max_jobs=max_jobs), host=host, port=port, log_level="warning", ws_ping_interval=20)
+    # No per-message deflate: compressing every measure costs more CPU than it saves bytes on a local network.
+    uvicorn.run(
+        create_app(model or None, max_jobs=max_jobs), host=host, port=port, log_level="warning",
+        ws_ping_interval=20, ws_per_message_deflate=False,
+    )  # fmt: skip
 
 
 @app.command()

@@ -60,34 +60,45 @@ class ShardWriter:
     root: Path
     split: str
     index: int
-    sequences: list[np.ndarray] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)
+    sequences: list[np.ndarray] = field(default_factory=list)  # blocks of ids, back to back
+    lengths: list[np.ndarray] = field(default_factory=list)  # per block: its sequences' lengths
+    lines: list[str] = field(default_factory=list)  # per block: its text lines, each ending in a newline
+    _tokens: int = 0
 
     def add(self, ids: np.ndarray | list[int], text: str) -> None:
+        if "\n" in text:
+            raise ValueError("a sequence's text must be one line")
+        ids = np.asarray(ids)
+        self.add_many(ids, np.array([0, len(ids)], dtype=np.int64), text + "\n")
+
+    def add_many(self, ids: np.ndarray, offsets: np.ndarray, text: str) -> None:
+        """Add many sequences at once: `ids[offsets[i]:offsets[i+1]]` is sequence i and `text` holds
+        their lines, each ending in a newline (the fast path for large datasets)."""
         ids = np.asarray(ids)
         if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(np.uint16).max):
             raise ValueError("token ids must fit in uint16")
-        if "\n" in text:
-            raise ValueError("a sequence's text must be one line")
-        self.sequences.append(ids.astype(np.uint16))
+        lengths = np.diff(np.asarray(offsets, dtype=np.int64))
+        if text.count("\n") != len(lengths) or (text and not text.endswith("\n")):
+            raise ValueError("text must hold one line per sequence, each ending in a newline")
+        self.sequences.append(ids[offsets[0] : offsets[-1]].astype(np.uint16))
+        self.lengths.append(lengths)
         self.lines.append(text)
+        self._tokens += int(lengths.sum())
 
     @property
     def tokens(self) -> int:
-        return int(sum(len(s) for s in self.sequences))
+        return self._tokens
 
     def close(self) -> dict:
         name = shard_name(self.split, self.index)
-        offsets = np.zeros(len(self.sequences) + 1, dtype=np.int64)
-        if self.sequences:
-            offsets[1:] = np.cumsum([len(s) for s in self.sequences])
-            ids = np.concatenate(self.sequences)
-        else:
-            ids = np.zeros(0, dtype=np.uint16)
+        lengths = np.concatenate(self.lengths) if self.lengths else np.zeros(0, dtype=np.int64)
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum(lengths)
+        ids = np.concatenate(self.sequences) if self.sequences else np.zeros(0, dtype=np.uint16)
         atomic_write_bytes(self.root / "shards" / f"{name}.bin", ids.tobytes())
         save_npy(self.root / "shards" / f"{name}.idx.npy", offsets)
-        atomic_write_text(self.root / "text" / f"{name}.txt", "".join(line + "\n" for line in self.lines))
-        return {"name": name, "sequences": len(self.sequences), "tokens": int(offsets[-1])}
+        atomic_write_text(self.root / "text" / f"{name}.txt", "".join(self.lines))
+        return {"name": name, "sequences": len(lengths), "tokens": int(offsets[-1])}
 
 
 def write_dataset_json(root: Path, meta: dict) -> None:

@@ -42,8 +42,24 @@ def demo_chorale(out: Path) -> list[Path]:
     written.append(render_wav(target, out / f"{stem}.wav"))
     written.append(render_pianoroll(target, out / f"{stem}.png", title=f"Bach chorale {midi.stem}"))
     original = music21_corpus_dir() / "bach" / f"{midi.stem}.mxl"
-    written.append(render_svg(original if original.is_file() else target, out / f"{stem}.svg"))
+    if original.is_file():
+        written.append(satb_musicxml(original, out / f"{stem}.musicxml"))
+    written.append(render_svg(written[-1] if original.is_file() else target, out / f"{stem}.svg"))
     return written
+
+
+def satb_musicxml(source: Path, out: Path) -> Path:
+    """The four voices of a chorale's original MusicXML (instrumental doublings dropped), as MusicXML."""
+    from music21 import converter, stream
+    from music21.musicxml.m21ToXml import GeneralObjectExporter
+
+    from orchestrion.corpora import pick_satb
+
+    original = converter.parse(str(source), forceSource=True)
+    voices = stream.Score([part for _, part in pick_satb(list(original.parts))])
+    voices.metadata = original.metadata
+    out.write_bytes(GeneralObjectExporter(voices).parse())
+    return out
 
 
 def demo_model(name: str, out: Path) -> list[Path]:
@@ -73,7 +89,10 @@ def demo_model(name: str, out: Path) -> list[Path]:
         written.append(render_wav(piece.score, out / f"{stem}.wav"))
         written.append(render_pianoroll(piece.score, out / f"{stem}.png", title=name))
     elif piece.audio is not None:
+        from orchestrion.render import render_spectrogram
+
         written.extend(piece.save(out / f"{stem}.wav"))
+        written.append(render_spectrogram(piece.audio, out / f"{stem}.png", sample_rate=piece.sample_rate, title=name))
     return written
 
 

@@ -16,17 +16,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from orchestrion.errors import InvalidRequest
 
+if TYPE_CHECKING:
+    from orchestrion.requests import ComposeRequest
+
 NEG_INF = float("-inf")
 STEPS_PER_BAR = 16
 
 
 # ---------------------------------------------------------------------------------- repetition trap
+
+
+def n_prompt_done(prompt_len: int | None, position: int, total: int) -> bool:
+    """True when `position` lies after the prompt (a stop token inside a prompt does not end a row)."""
+    return prompt_len is not None and position >= prompt_len
 
 
 class RepetitionTrap:
@@ -40,7 +49,7 @@ class RepetitionTrap:
     """
 
     def __init__(self, batch_size: int, repeats: int = 4, min_tokens: int = 12, max_period: int = 256,
-                 skip_prompt: bool = True):
+                 skip_prompt: bool = True, stop_ids: Sequence[int] = ()):
         if repeats < 2:
             raise InvalidRequest("trap_repeats", f"a trap needs at least 2 repeats, got {repeats}")
         self.repeats, self.min_tokens, self.max_period = repeats, min_tokens, max_period
@@ -51,6 +60,8 @@ class RepetitionTrap:
         self.seen = 0
         self.skip_prompt = skip_prompt
         self.prompt_len: int | None = None
+        self.stop_ids = set(stop_ids)  # a row that has ended is left alone (the loop pads it with a stop id)
+        self.done = [False] * batch_size
 
     def _advance(self, input_ids: torch.Tensor) -> None:
         new = input_ids[:, self.seen :].tolist()
@@ -59,17 +70,23 @@ class RepetitionTrap:
         for row, tokens in enumerate(new):
             hist, runs = self.history[row], self.runs[row]
             for token in tokens:
+                if self.done[row]:
+                    break
+                if token in self.stop_ids and n_prompt_done(self.prompt_len, len(hist), input_ids.shape[1]):
+                    self.done[row] = True
                 n = len(hist)
-                back = np.full(self.max_period, -1, np.int64)
+                back = np.full(self.max_period, -1, np.int64)  # back[p - 1] = the token p positions ago
                 k = min(n, self.max_period)
                 if k:
-                    back[:k] = hist[n - 1 :: -1][:k] if n - 1 >= 0 else []
+                    back[:k] = hist[n - 1 : n - 1 - k : -1] if n - 1 - k >= 0 else hist[n - 1 :: -1]
                 runs[:] = np.where(back == token, runs + 1, 0)
                 hist.append(token)
         self.seen = input_ids.shape[1]
 
     def banned(self, row: int) -> list[int]:
         """Tokens that would extend a trap in `row` now."""
+        if self.done[row]:
+            return []
         runs, hist = self.runs[row], self.history[row]
         need = np.maximum((self.repeats - 1) * self.periods, self.min_tokens)
         hits = np.flatnonzero(runs >= need)
@@ -136,7 +153,9 @@ class MMMIds:
 
     def __getitem__(self, token: str) -> int:
         if token not in self.vocab:
-            raise InvalidRequest("instruments", f"{token} is not in the model's vocabulary")
+            field_name = "density" if token.startswith("DENSITY=") else "instruments"
+            known = ", ".join(t for t in self.vocab if t.startswith(token.partition("=")[0] + "="))[:300]
+            raise InvalidRequest(field_name, f"{token} is not in the model's vocabulary (it has: {known})")
         return self.vocab[token]
 
     def prefixed(self, prefix: str) -> list[int]:
@@ -144,7 +163,7 @@ class MMMIds:
 
 
 # Phases of the piece-level state machine.
-START, TRACKS, INST, DENSITY, BARS, BODY, FILLS, FILL_BODY, DONE, FORCED = range(10)
+START, TRACKS, INST, DENSITY, BARS, BODY, FILLS, FILL_BODY, DONE = range(9)
 
 
 @dataclass
@@ -177,8 +196,8 @@ class MMMGrammar:
     """The mmm grammar as a logits mask (see the module docstring); one state machine per batch row.
 
     `instruments[k]` / `densities[k]` (token strings such as "INST=ALTO", "DENSITY=3", or None for free)
-    are forced for track k; `forced_tracks[k]` is a whole track's token ids (TRACK_START ... TRACK_END)
-    kept verbatim. `bar_cap` bounds the tokens of one bar body (closing then takes at most polyphony + 3).
+    are forced for track k; `forced_tracks[k]` is the start of track k as token ids (TRACK_START ...,
+    a whole track up to TRACK_END or its first bars), kept verbatim, the rest composed under the grammar. `bar_cap` bounds the tokens of one bar body (closing then takes at most polyphony + 3).
     """
 
     def __init__(self, ids: MMMIds, batch_size: int, *, bars: int, tracks: int,
@@ -200,17 +219,20 @@ class MMMGrammar:
     @staticmethod
     def budget(bars: int, tracks: int, polyphony: int = 8) -> int:
         """Tokens a piece needs beyond its bar bodies' free events: structure plus closing reserves."""
-        return 2 + tracks * (4 + bars * (2 + polyphony + 3))
+        # Per bar: BAR_START, BAR_END and at most 2 events to close it once the cap is hit; the last bar
+        # of a track also closes every sounding note, one time step and one NOTE_OFF each at worst.
+        return 2 + tracks * (4 + bars * 5 + 2 * polyphony + 2)
 
     # --------------------------------------------------------------------------------- state update
 
     def _advance(self, row: _Row, token: int, r: int) -> None:
         name, value = self.ids.kind.get(token, ("?", -1))
-        if row.phase == FORCED:
-            row.forced.pop(0)
-            if not row.forced:
-                row.phase, row.track = TRACKS, row.track + 1
-            return
+        if row.forced:
+            if token == row.forced[0]:
+                row.forced.pop(0)
+            else:  # a prompt that already holds the forced tokens differently: stop forcing
+                row.forced = []
+                self.repairs[r] += 1
         if name == "PIECE_START":
             row.phase = TRACKS
         elif name == "TRACK_START":
@@ -225,9 +247,11 @@ class MMMGrammar:
         elif name == "BAR_END":
             row.phase = BARS
         elif name == "TRACK_END":
-            for fill in row.fills:  # held notes of a filled bar that nothing later closes: the fill must
+            claimed: set[int] = set()
+            for fill in row.fills:  # held notes that nothing later closes: the first fill holding one must
                 if fill.track == row.track:
-                    fill.close |= set(fill.held) & set(row.sounding)
+                    fill.close |= (set(fill.held) & set(row.sounding)) - claimed
+                    claimed |= fill.close
             row.phase, row.track, row.sounding = TRACKS, row.track + 1, {}
         elif name == "FILL_IN":
             row.fills.append(_Fill(row.track, row.bar, dict(row.sounding)))
@@ -259,8 +283,8 @@ class MMMGrammar:
                 else:
                     self.repairs[r] += 1
             row.step_kind, row.step_pitch, row.prev_delta, row.body = name[5:].lower(), value, False, row.body + 1
-        if row.phase == TRACKS and row.track in self.forced_tracks and row.track < self.tracks:
-            row.phase, row.forced = FORCED, list(self.forced_tracks[row.track])
+        if name in ("PIECE_START", "TRACK_END") and row.track in self.forced_tracks:
+            row.forced = list(self.forced_tracks[row.track])
 
     # ------------------------------------------------------------------------------------ allowed
 
@@ -268,7 +292,7 @@ class MMMGrammar:
         ids = self.ids
         if row.phase == START:
             return [ids["PIECE_START"]]
-        if row.phase == FORCED:
+        if row.forced:
             return [row.forced[0]]
         if row.phase == TRACKS:
             if row.track < self.tracks:
@@ -307,6 +331,8 @@ class MMMGrammar:
         out = [int(ids.note_off[p]) for p in closable]
         bar_end_ok = not row.prev_delta and (not last_bar or not row.sounding)
         if bar_end_ok:
+            if closing:  # over the cap: end the bar now (sounding notes carry over to the next)
+                return [ids["BAR_END"]]
             out.append(ids["BAR_END"])
         may_open = t < STEPS_PER_BAR and len(row.sounding) < self.polyphony
         if may_open and (not closing or (row.prev_delta and not closable)):
@@ -334,10 +360,10 @@ class MMMGrammar:
         if not to_open and not held_left and not extra:
             out.append(ids["FILL_END"])
         if t < STEPS_PER_BAR:
-            if closing:
-                out.extend(int(ids.note_on[p]) for p in sorted(to_open))
-            elif len(row.sounding) < self.polyphony + len(fill.held):
-                out.extend(int(ids.note_on[p]) for p in range(128) if p not in row.sounding)
+            # Notes the fill owes are always allowed; others only while they leave room for those.
+            out.extend(int(ids.note_on[p]) for p in sorted(to_open))
+            if not closing and len(row.sounding) + len(to_open) < self.polyphony + len(fill.held):
+                out.extend(int(ids.note_on[p]) for p in range(128) if p not in row.sounding and p not in to_open)
         if not row.prev_delta or closing:
             # Openings still owed need a step before the bar line; closings need time after the openings.
             limit = STEPS_PER_BAR - 1 if to_open else STEPS_PER_BAR
@@ -361,3 +387,420 @@ class MMMGrammar:
 
     def finished(self, row: int) -> bool:
         return self.rows[row].phase == DONE
+
+
+# ------------------------------------------------------------------------------------ conditioning
+
+
+def track_spans(tokens: list[str]) -> list[list[str]]:
+    """The TRACK_START ... TRACK_END runs of an mmm sequence."""
+    spans, current = [], None
+    for token in tokens:
+        if token == "TRACK_START":
+            current = [token]
+        elif current is not None:
+            current.append(token)
+            if token == "TRACK_END":
+                spans.append(current)
+                current = None
+    return spans
+
+
+def _first_bars(track: list[str], bars: int) -> list[str]:
+    """A track's tokens up to and including its `bars`-th BAR_END."""
+    out, seen = [], 0
+    for token in track:
+        if seen == bars:
+            break
+        out.append(token)
+        seen += token == "BAR_END"
+    return out
+
+
+def _with_header(track: list[str], instrument: str | None, density: str | None) -> list[str]:
+    track = list(track)
+    if instrument is not None and len(track) > 1 and track[1].startswith("INST="):
+        track[1] = instrument
+    if density is not None and len(track) > 2 and track[2].startswith("DENSITY="):
+        track[2] = density
+    return track
+
+
+def _fill_in(track: list[str], fill_bars: set[int]) -> tuple[list[str], list[list[str]]]:
+    """Replace the bodies of `fill_bars` with FILL_IN; return the track and the removed bodies."""
+    out, bodies, bar, body = [], [], -1, None
+    for token in track:
+        if token == "BAR_START":
+            bar += 1
+            out.append(token)
+            if bar in fill_bars:
+                out.append("FILL_IN")
+                body = []
+            continue
+        if token == "BAR_END" and body is not None:
+            bodies.append(body)
+            body = None
+        if body is not None:
+            body.append(token)
+        else:
+            out.append(token)
+    return out, bodies
+
+
+def mmm_plan(request: ComposeRequest, prompt_tokens: list[str] | None, *, default_tracks: int = 4,
+             voices: Sequence[str] = ("SOPRANO", "ALTO", "TENOR", "BASS")) -> dict:
+    """Turn a request (and an encoded prompt) into a prompt, the grammar's settings and forced tracks.
+
+    - no prompt: `bars` (default 4) bars of `len(instruments)` tracks (default `default_tracks`);
+    - `fill_bars`: the prompt's bars listed are emptied (FILL_IN) and composed again, the rest kept;
+    - `keep_tracks` (or a prompt with fewer tracks than asked for): the kept tracks come first, whole,
+      and the others are composed around them (a melody harmonised in four parts);
+    - `bars` longer than the prompt (and no `keep_tracks`): the prompt is continued, each of its tracks
+      forced for its first bars and composed for the rest.
+    """
+    def inst_token(name: str | None) -> str | None:
+        if name is None:
+            return None
+        name = str(name).upper()
+        return name if name.startswith("INST=") else f"INST={name}"
+
+    instruments = [inst_token(i) for i in request.instruments] if request.instruments else []
+    densities = [f"DENSITY={d}" for d in request.density] if request.density else []
+    plan = {"prompt": ["PIECE_START"], "forced": {}, "bars": request.bars or 4, "tracks": default_tracks,
+            "instruments": instruments, "densities": densities, "mode": "compose", "kept": 0}
+    if prompt_tokens is None:
+        plan["tracks"] = len(instruments) or len(densities) or default_tracks
+        return plan
+    spans = track_spans(prompt_tokens)
+    if not spans:
+        raise InvalidRequest("prompt", "the prompt has no tracks")
+    prompt_bars = max(t.count("BAR_START") for t in spans)
+    if request.fill_bars:
+        bad = [b for b in request.fill_bars if not 0 <= b < prompt_bars]
+        if bad:
+            raise InvalidRequest("fill_bars", f"bars {bad} are outside the prompt's {prompt_bars} bars (0-based)")
+        tracks = [_fill_in(t, set(request.fill_bars))[0] for t in spans]
+        plan.update(prompt=["PIECE_START", *[tok for t in tracks for tok in t]], bars=prompt_bars,
+                    tracks=len(tracks), instruments=[], densities=[], mode="fill")
+        return plan
+    total = len(instruments) or max(default_tracks, len(spans))
+    continuing = request.keep_tracks is None and request.bars is not None and request.bars > prompt_bars
+    if not continuing and (request.keep_tracks is not None or len(spans) < total):
+        keep = request.keep_tracks if request.keep_tracks is not None else list(range(len(spans)))
+        bad = [k for k in keep if not 0 <= k < len(spans)]
+        if bad:
+            raise InvalidRequest("keep_tracks", f"tracks {bad} are not in the prompt (it has {len(spans)})")
+        if not instruments and total == len(voices):
+            instruments = [f"INST={v}" for v in voices]
+        kept = [_with_header(spans[k], instruments[i] if i < len(instruments) else None,
+                             densities[i] if i < len(densities) else None) for i, k in enumerate(keep)]
+        plan.update(prompt=["PIECE_START", *[tok for t in kept for tok in t]], bars=prompt_bars,
+                    tracks=max(total, len(kept)), instruments=instruments, mode="harmonise", kept=len(kept))
+        return plan
+    # Continue: every track's first bars are given and the rest of each track is composed.
+    bars = max(request.bars or prompt_bars, prompt_bars)
+    forced = {k: _with_header(_first_bars(t, prompt_bars), instruments[k] if k < len(instruments) else None,
+                              densities[k] if k < len(densities) else None) for k, t in enumerate(spans)}
+    plan.update(bars=bars, tracks=len(spans), forced=forced, mode="continue")
+    return plan
+
+
+def split_bars(track: list[str]) -> tuple[list[str], list[list[str]]]:
+    """A track's header (TRACK_START INST= DENSITY=) and its bars, each BAR_START ... BAR_END."""
+    header, bars, current = [], [], None
+    for token in track:
+        if token == "BAR_START":
+            current = [token]
+        elif current is not None:
+            current.append(token)
+            if token == "BAR_END":
+                bars.append(current)
+                current = None
+        elif token != "TRACK_END":
+            header.append(token)
+    return header, bars
+
+
+def _abc_parts(tune: str) -> tuple[dict[str, str], list[str]]:
+    """A tune's header fields (codecs.abc.header) and its body bars (spaceless, bar lines kept)."""
+    import re
+
+    from orchestrion.codecs import abc as abccodec
+
+    text = abccodec.spaceless(tune) if " " in tune else tune
+    head = abccodec.header(text)
+    lines = text.strip("\n").split("\n")
+    k = next((i for i, line in enumerate(lines) if line.startswith("K:")), -1)
+    body = "\n".join(lines[k + 1 :])
+    bars: list[str] = []
+    pending = ""
+    for piece in re.findall(r"[^|]*\|+:?", body):  # each bar with the bar line that closes it
+        pending += piece
+        if re.search(r"[A-Ga-gzxZ]", pending):  # a leading "|:" belongs to the first bar with notes
+            bars.append(pending)
+            pending = ""
+    return head, bars
+
+
+def abc_plan(request: ComposeRequest, prompt_text: str | None) -> tuple[list[tuple[str, str | None]], str]:
+    """Header fields to force (title, rhythm, meter, unit, key) and the body to start from.
+
+    A prompt tune (or `variations_of`) gives its header and its first bars: `request.bars` of them when
+    continuing (default 2), one bar for variations; request fields override the prompt's.
+    """
+    head: dict[str, str] = {}
+    body = ""
+    source = prompt_text if prompt_text is not None else request.variations_of
+    if source is not None:
+        from pathlib import Path
+
+        if "\n" not in source and Path(source).is_file():
+            source = Path(source).read_text(errors="replace")
+        head, bars = _abc_parts(source)
+        if not bars:
+            raise InvalidRequest("prompt", "the prompt tune has no bars to continue")
+        keep = 1 if prompt_text is None else (request.bars or 2)
+        body = "".join(bars[:keep])
+    key = None
+    if request.key:
+        tonic, _, mode = request.key.partition(" ")
+        key = tonic + ("m" if mode == "minor" else "")
+    title = request.title or head.get("title") or None
+    fields: list[tuple[str, str | None]] = [("X", "1"), ("T", title)]
+    # R: comes after T: in the corpus; when neither the request nor a prompt names one, the model writes it.
+    fields.append(("R", request.rhythm or head.get("rhythm") or None))
+    fields += [("M", request.meter or head.get("meter") or None), ("L", head.get("unit") or "1/8"),
+               ("K", key or head.get("key") or None)]
+    return fields, body
+
+
+# ------------------------------------------------------------------------------------------- abc
+
+
+# The characters of the folk corpus's tune bodies, less chord symbols and text annotations ("..."),
+# whose free text is where a weak model most often writes what abc2midi cannot read.
+BODY_CHARS = set("ABCDEFGabcdefgzxZ0123456789|:/(){},'=^_<>.~T]\\\n")  # no ties: abc2midi wants equal pitches
+_MODES = ("", "m", "min", "maj", "mix", "dor", "phr", "lyd", "loc", "aeo", "ion", "Mix", "Dor", "Min", "Maj")
+# The values abc2midi reads for the fields a model may fill in itself; anything else is masked.
+FIELD_VALUES = {
+    "M": {f"{n}/{d}" for n in range(1, 13) for d in (1, 2, 4, 8, 16)} | {"C", "C|", "none"},
+    "L": {f"1/{d}" for d in (1, 2, 4, 8, 16, 32)},
+    "K": {f"{t}{a}{m}" for t in "ABCDEFG" for a in ("", "#", "b") for m in _MODES} | {"none"},
+}
+_VALUE_CHARS = {c for vs in FIELD_VALUES.values() for v in vs for c in v}
+_FIELD_PREFIXES = {k: {v[:i] for v in vs for i in range(len(v) + 1)} for k, vs in FIELD_VALUES.items()}
+
+
+class ABCHeader:
+    """Spaceless ABC with a complete header: X:, T:, (R:,) M:, L:, K: in that order, then the body.
+
+    `fields` is a list of (letter, value or None): a value is forced whole ("M:6/8\\n"), None forces the
+    letter ("M:") and lets the model write the value up to its newline. Tokens never cross a newline in
+    the ABC tokenizer (`abc_dataset.make_tokenizer`), so a field ends with the token that ends in "\\n".
+    End of tune (`eos_id`) is allowed only once the body holds a bar line; `bos_id` never comes back.
+    """
+
+    def __init__(self, tokenizer: object, batch_size: int, fields: list[tuple[str, str | None]],
+                 eos_id: int, bos_id: int | None = None, body_prefix: str = "", max_field_tokens: int = 16):
+        self.tokenizer, self.eos_id, self.bos_id = tokenizer, eos_id, bos_id
+        size = tokenizer.get_vocab_size()
+        self.text = [tokenizer.decode([i], skip_special_tokens=False) for i in range(size)]
+        self.newline = torch.tensor([t.endswith("\n") for t in self.text])
+        # Free values of M:, L: and K: may only use the characters such values are made of.
+        # Tokens that could be part of a field value (no newline inside), by their text without "\n".
+        self.value_tokens = [(i, t.rstrip("\n"), t.endswith("\n")) for i, t in enumerate(self.text)
+                             if "\n" not in t.rstrip("\n") and set(t.rstrip("\n")) <= _VALUE_CHARS]
+        vocab = tokenizer.get_vocab()
+        self.never = [i for t, i in vocab.items() if t in ("<pad>", "<unk>", "<s>") or i == bos_id]
+        self.body_ok = torch.tensor([set(t) <= BODY_CHARS for t in self.text])
+        self.body_ok[eos_id] = True
+        self.fields = fields
+        self.max_field_tokens = max_field_tokens  # a free field value then has to end (no endless title)
+        self.body_prefix = body_prefix
+        self.rows = [{"field": -1, "forced": [], "free": False, "body": "", "in_body": False}
+                     for _ in range(batch_size)]
+        self.seen = 0
+        self.prompt_done = False
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def _next_field(self, row: dict) -> None:
+        row["field"] += 1
+        if row["field"] < len(self.fields):
+            letter, value = self.fields[row["field"]]
+            text = f"{letter}:{value}\n" if value is not None else f"{letter}:"
+            row["forced"], row["free"], row["used"], row["value"] = self.encode(text), value is None, 0, ""
+        else:
+            row["in_body"], row["free"] = True, False
+            row["forced"] = self.encode(self.body_prefix) if self.body_prefix else []
+            row["body"] = self.body_prefix
+            row["syntax"] = abc_feed(ABC_START, self.body_prefix)  # None: a prompt the automaton cannot
+            # follow, then the body is left to the model and abc2midi's check
+
+    def start(self) -> None:
+        """Begin every row at the first field (the prompt is just BOS)."""
+        for row in self.rows:
+            self._next_field(row)
+
+    def _advance(self, row: dict, token: int) -> None:
+        if row["forced"]:
+            if token == row["forced"][0]:
+                row["forced"].pop(0)
+            else:
+                row["forced"] = []
+            if not row["in_body"] and not row["forced"] and not row["free"]:
+                self._next_field(row)
+            return
+        if row["in_body"]:
+            row["body"] += self.text[token]
+            if row.get("syntax") is not None and token != self.eos_id:
+                row["syntax"] = abc_feed(row["syntax"], self.text[token])
+        elif row["free"]:
+            row["used"] += 1
+            row["value"] += self.text[token]
+            if self.text[token].endswith("\n"):
+                self._next_field(row)
+
+    def _syntax_mask(self, state: tuple, scores: torch.Tensor, first: int = 64) -> torch.Tensor:
+        """Ban every token that would break the body's syntax; checks the likeliest `first` tokens (all of
+        them only when none of those fits), which keeps a step cheap."""
+        finite = int(torch.isfinite(scores).sum())
+        for k in (min(first, finite), finite):
+            good = []
+            for i in torch.topk(scores, k).indices.tolist():
+                if i == self.eos_id:
+                    ok = abc_can_end(state)
+                else:
+                    ok = abc_feed(state, self.text[i]) is not None
+                if ok:
+                    good.append(i)
+            if good:
+                break
+        banned = torch.ones_like(scores, dtype=torch.bool)
+        banned[good or [self.eos_id]] = False
+        return banned
+
+    def _value_continuations(self, letter: str, so_far: str) -> list[int]:
+        prefixes, values = _FIELD_PREFIXES[letter], FIELD_VALUES[letter]
+        return [i for i, text, ends in self.value_tokens
+                if ((so_far + text in values) if ends else (text and so_far + text in prefixes))]
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        new = input_ids[:, self.seen :].tolist()
+        if not self.prompt_done:  # the prompt (BOS) is not part of any field
+            new = [[] for _ in new]
+            self.prompt_done = True
+        self.seen = input_ids.shape[1]
+        mask = torch.zeros(scores.shape, dtype=torch.bool)  # True = banned
+        for r, (row, tokens) in enumerate(zip(self.rows, new, strict=True)):
+            for token in tokens:
+                self._advance(row, token)
+            if row["forced"]:
+                mask[r] = True
+                mask[r, row["forced"][0]] = False
+                continue
+            mask[r, self.never] = True
+            if row["in_body"]:
+                mask[r] |= ~self.body_ok
+            if not row["in_body"] or "|" not in row["body"]:
+                mask[r, self.eos_id] = True
+            if row["in_body"] and row.get("syntax") is not None:
+                mask[r] = self._syntax_mask(row["syntax"], scores[r].masked_fill(mask[r], NEG_INF))
+            if row["free"]:
+                letter = self.fields[row["field"]][0]
+                if letter in FIELD_VALUES:  # a token that keeps the value a prefix of a known one
+                    mask[r] = True
+                    mask[r, self._value_continuations(letter, row["value"])] = False
+                if row["used"] >= self.max_field_tokens:
+                    mask[r] |= ~self.newline
+        return scores.masked_fill(mask.to(scores.device), NEG_INF)
+
+
+# ------------------------------------------------------------------------------------- abc body syntax
+
+_LEN = __import__("re").compile(r"[1-9]\d?(/[1-9]?)?|/[1-9]?|//")
+_NOTE_LIKE = ("note", "rest", "closed")
+
+
+def abc_step(state: tuple, c: str) -> tuple | None:
+    """One character of a spaceless ABC body through a small syntax automaton; None where abc2midi would
+    stumble. state = (kind, length, need, slur, grace, bars, accidentals, repeat_open)."""
+    kind, length, need, slur, grace, bars, acc, rep = state
+    if kind == "note" and need is not None and not (c.isdigit() or c == "/"):
+        if length != need:  # a broken rhythm (A>B) needs two notes of the same length
+            return None
+        need = None
+    if c.isdigit() or c == "/":
+        if kind in ("note", "rest") and (need is None or need.startswith(length + c)) and _LEN.fullmatch(length + c):
+            return (kind, length + c, need, slur, grace, bars, 0, rep)
+        if kind == "open" and c in "23456789":
+            return ("tuplet", "", need, slur - 1, grace, bars, 0, rep)
+        return None  # (variant endings |1 |2 need repeat bookkeeping abc2midi is strict about: left out)
+    if c in "ABCDEFGabcdefg":
+        if kind == "colon" or (kind == "broken" and grace):
+            return None
+        return ("note", "", need if kind == "broken" else None, slur, grace, bars, 0, rep)
+    if c in ",'":
+        return state if kind == "note" and length == "" else None
+    if c in "zxZ":
+        if grace or kind in ("acc", "deco", "colon", "tuplet", "broken"):
+            return None
+        return ("rest", "", need if kind == "broken" else None, slur, grace, bars, 0, rep)
+    if c in "^_=":
+        if kind == "colon" or acc >= (1 if c == "=" else 2):
+            return None
+        return ("acc", "", need if kind == "broken" else None, slur, grace, bars, acc + 1, rep)
+    if c in "<>":
+        if kind != "note" or grace or length not in ("", "2"):
+            return None
+        return ("broken", "", length, slur, grace, bars, 0, rep)
+    if c == "(" and kind == "tuplet":
+        return ("open", "", None, slur + 1, grace, bars, 0, rep)  # (3(AB) slurs the notes of a triplet
+    if kind in ("acc", "deco", "broken", "tuplet") or (kind == "colon" and c not in "|:"):
+        return None  # these need a note (or a bar line) next
+    if c == "(":
+        return None if grace else ("open", "", None, slur + 1, grace, bars, 0, rep)
+    if c == ")":
+        return ("closed", "", None, slur - 1, grace, bars, 0, rep) if slur > 0 and kind in _NOTE_LIKE else None
+    if c == "{":
+        return None if grace else ("start", "", None, slur, True, bars, 0, rep)
+    if c == "}":
+        return ("grace_done", "", None, slur, False, bars, 0, rep) if grace and kind == "note" else None
+    if c in ".~T" and not grace and kind != "grace_done":
+        return ("deco", "", None, slur, grace, bars, 0, rep)
+    if grace or kind in ("open", "grace_done"):
+        return None
+    if c == "|":
+        return ("bar", "", None, slur, grace, bars + 1, 0, rep)
+    if c == "]":
+        return ("bar", "", None, slur, grace, bars, 0, rep) if kind == "bar" else None  # |]
+    if c == ":":
+        if kind == "bar":  # |: a repeat starts (abc2midi refuses a second one before its :|)
+            return None if rep else ("bar", "", None, slur, grace, bars, 0, True)
+        if kind == "colon":  # :: ends a repeat and starts the next
+            return ("bar", "", None, slur, grace, bars + 1, 0, True)
+        return ("colon", "", None, slur, grace, bars, 0, False) if kind in _NOTE_LIKE else None
+    if c == "\\":
+        return ("cont", "", None, slur, grace, bars, 0, rep)
+    if c == "\n":
+        return ("start", "", None, slur, grace, bars, 0, rep)
+    return None
+
+
+ABC_START = ("start", "", None, 0, False, 0, 0, False)
+
+
+def abc_can_end(state: tuple) -> bool:
+    kind, length, need, slur, grace, bars, acc, rep = state
+    if kind == "note" and need is not None and length != need:
+        return False
+    return bars > 0 and slur == 0 and not grace and not rep and kind in ("note", "rest", "closed", "bar", "start")
+
+
+def abc_feed(state: tuple | None, text: str) -> tuple | None:
+    for c in text:
+        if state is None:
+            return None
+        state = abc_step(state, c)
+    return state

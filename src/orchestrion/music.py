@@ -7,6 +7,7 @@ Times are ticks unless a name says otherwise; `tpq` is ticks per quarter note.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,9 +24,23 @@ MAX_MIDI_BYTES = 64 * 1024 * 1024
 DEFAULT_STEPS_PER_QUARTER = 4  # a 16th-note grid
 PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
-# Krumhansl & Kessler (1982) key profiles, from C.
-_MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-_MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+# Key profiles (major, minor), from C, for the Krumhansl-Schmuckler correlation. Aarden-Essen (2003) is the
+# default, as in music21: on the 407 built-in chorales whose score names a mode it finds the written key
+# 323 times, against 283 for the original Krumhansl & Kessler (1982) profiles (benchmarks/music_io.py).
+KEY_PROFILES = {
+    "aarden-essen": (
+        np.array([17.7661, 0.145624, 14.9265, 0.160186, 19.8049, 11.3587, 0.291248, 22.062, 0.145624, 8.15494,
+                  0.232998, 4.95122]),
+        np.array([18.2648, 0.737619, 14.0499, 16.8599, 0.702494, 14.4362, 0.702494, 18.6161, 4.56621, 1.93186,
+                  7.37619, 1.75623]),
+    ),
+    "krumhansl-kessler": (
+        np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88]),
+        np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17]),
+    ),
+}
+DEFAULT_KEY_PROFILE = "aarden-essen"
+_MAJOR_PROFILE, _MINOR_PROFILE = KEY_PROFILES[DEFAULT_KEY_PROFILE]  # the profiles estimate_key uses by default
 
 
 # ---------------------------------------------------------------------------------------------- I/O
@@ -55,6 +70,7 @@ def load_midi(source: str | Path | bytes, *, require_notes: bool = True) -> symu
         raise BadInput("the data is empty (0 bytes)", name)
     if not data.startswith(b"MThd") and b"MThd" not in data[:512]:  # RIFF-wrapped MIDI puts MThd later
         raise BadInput("not a MIDI file (no 'MThd' header)", name)
+    data = data[data.find(b"MThd") :]  # RIFF (RMID) files wrap a standard MIDI file in a header
     try:
         score = symusic.Score.from_midi(data)
     except Exception as exc:  # symusic raises plain RuntimeError/ValueError for corrupt data
@@ -70,7 +86,8 @@ def save_midi(score: symusic.Score, path: str | Path) -> Path:
     """Write `score` as a type-1 MIDI file, atomically (a partial file is never left under `path`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    # The pid keeps parallel workers that write the same file from sharing a temporary name.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     score.dump_midi(str(tmp))
     tmp.replace(path)
     return path
@@ -240,15 +257,19 @@ def pitch_class_histogram(score: symusic.Score, *, include_drums: bool = False) 
     return hist
 
 
-def estimate_key_from_histogram(hist: np.ndarray) -> Key:
-    """Krumhansl-Schmuckler: the key whose rotated profile correlates best with `hist`."""
+def estimate_key_from_histogram(hist: np.ndarray, profile: str = DEFAULT_KEY_PROFILE) -> Key:
+    """Krumhansl-Schmuckler: the key whose rotated profile correlates best with `hist`.
+
+    `profile` names a pair of KEY_PROFILES ("aarden-essen" or "krumhansl-kessler").
+    """
+    if profile not in KEY_PROFILES:
+        raise BadInput(f"unknown key profile {profile!r}; use one of {', '.join(KEY_PROFILES)}")
+    major, minor = KEY_PROFILES[profile]
     hist = np.asarray(hist, dtype=np.float64)
     if hist.sum() <= 0:
         return Key(0, "major", 0.0)
     # (24, 12): row k < 12 is the major profile moved to tonic k, row 12 + k the minor one.
-    profiles = np.stack(
-        [np.roll(_MAJOR_PROFILE, k) for k in range(12)] + [np.roll(_MINOR_PROFILE, k) for k in range(12)]
-    )
+    profiles = np.stack([np.roll(major, k) for k in range(12)] + [np.roll(minor, k) for k in range(12)])
     h = hist - hist.mean()
     p = profiles - profiles.mean(axis=1, keepdims=True)
     denom = np.linalg.norm(p, axis=1) * max(np.linalg.norm(h), 1e-12)
@@ -257,9 +278,9 @@ def estimate_key_from_histogram(hist: np.ndarray) -> Key:
     return Key(best % 12, "major" if best < 12 else "minor", float(corr[best]))
 
 
-def estimate_key(score: symusic.Score) -> Key:
+def estimate_key(score: symusic.Score, profile: str = DEFAULT_KEY_PROFILE) -> Key:
     """Estimate the key and mode of a piece (Krumhansl-Schmuckler, duration-weighted, drums ignored)."""
-    return estimate_key_from_histogram(pitch_class_histogram(score))
+    return estimate_key_from_histogram(pitch_class_histogram(score), profile)
 
 
 # ------------------------------------------------------------------------------------------ summary

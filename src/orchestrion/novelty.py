@@ -86,8 +86,17 @@ class NoveltyReport:
 class NoveltyIndex:
     """N-gram index of a training corpus; `check(events)` says how much of a tune it already holds."""
 
-    def __init__(self, events: np.ndarray, starts: np.ndarray, ids: list[str], hashes: np.ndarray,
-                 positions: np.ndarray, *, max_share: float = 0.5, max_run: int = 24):
+    def __init__(
+        self,
+        events: np.ndarray,
+        starts: np.ndarray,
+        ids: list[str],
+        hashes: np.ndarray,
+        positions: np.ndarray,
+        *,
+        max_share: float = 0.5,
+        max_run: int = 24,
+    ):
         self.events, self.starts, self.ids = events, starts, ids
         self.hashes, self.positions = hashes, positions
         self.max_share, self.max_run = max_share, max_run
@@ -113,8 +122,14 @@ class NoveltyIndex:
         path = Path(path)
         meta = {"ids": self.ids, "n": N, "max_share": self.max_share, "max_run": self.max_run}
         tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, events=self.events, starts=self.starts, hashes=self.hashes, positions=self.positions,
-                 meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8))
+        np.savez(
+            tmp,
+            events=self.events,
+            starts=self.starts,
+            hashes=self.hashes,
+            positions=self.positions,
+            meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
+        )
         tmp.replace(path)
 
     @classmethod
@@ -124,8 +139,15 @@ class NoveltyIndex:
             raise BadInput("no novelty index here; 'orchestrion encode abc' writes one as novelty.npz", path)
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(z["meta"].tobytes().decode("utf-8"))
-            return cls(z["events"], z["starts"], meta["ids"], z["hashes"], z["positions"],
-                       max_share=meta["max_share"], max_run=meta["max_run"])
+            return cls(
+                z["events"],
+                z["starts"],
+                meta["ids"],
+                z["hashes"],
+                z["positions"],
+                max_share=meta["max_share"],
+                max_run=meta["max_run"],
+            )
 
     def _tune_at(self, position: int) -> int:
         return int(np.searchsorted(self.starts, position, side="right") - 1)
@@ -156,17 +178,21 @@ class NoveltyIndex:
                     length += 1
                 if length > best:
                     best, best_tune = length, tune
-        if skip >= 0 and best == 0:
-            found[:] = False  # the only matches were in the excluded tune
-        share = float(found.mean())
-        if skip >= 0:
+        if skip >= 0:  # n-grams found only in the excluded tune do not count
             own = set(ngram_hashes(self.events[self.starts[skip] : self.starts[skip + 1]]).tolist())
-            others = [bool(f) and (int(x) not in own or self._elsewhere(int(x), skip)) for f, x in zip(found, h)]
-            share = float(np.mean(others))
+            found = np.array(
+                [
+                    bool(f) and (int(x) not in own or self._elsewhere(int(x), skip))
+                    for f, x in zip(found, h, strict=True)
+                ],
+                dtype=bool,
+            )
+        share = float(found.mean())
         run_limit = min(self.max_run, max(N, int(0.8 * len(q))))
         copied = share >= self.max_share or best >= run_limit
-        return NoveltyReport(len(q), best, round(share, 4), self.ids[best_tune] if best_tune is not None else None,
-                             copied)
+        return NoveltyReport(
+            len(q), best, round(share, 4), self.ids[best_tune] if best_tune is not None else None, copied
+        )
 
     def _elsewhere(self, hash_value: int, skip: int) -> bool:
         lo = np.searchsorted(self.hashes, np.uint64(hash_value), side="left")

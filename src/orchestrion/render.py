@@ -228,6 +228,52 @@ def render_pianoroll(score: symusic.Score | str | Path, out_png: str | Path, *, 
     return out_png
 
 
+def render_spectrogram(audio: np.ndarray | str | Path, out_png: str | Path, *, sample_rate: int | None = None,
+                       title: str | None = None) -> Path:
+    """Draw a waveform and a log-frequency spectrogram of mono or stereo audio (samples or a WAV file)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if isinstance(audio, str | Path):
+        import soundfile
+
+        title = title if title is not None else Path(audio).name
+        audio, sample_rate = soundfile.read(str(audio), dtype="float32", always_2d=True)
+    samples = np.asarray(audio, dtype=np.float32)
+    samples = samples.mean(axis=1) if samples.ndim == 2 else samples  # (n,)
+    out_png = Path(out_png)
+    if sample_rate is None or sample_rate <= 0 or samples.size < 256:
+        raise BadInput("need at least 256 samples and a sample rate to draw a spectrogram", out_png)
+    seconds = np.arange(samples.size) / sample_rate
+    fig, (wave, spec) = plt.subplots(2, 1, figsize=(10, 5), dpi=100, sharex=True, height_ratios=(1, 2))
+    try:
+        # The envelope (min and max per block of samples) looks the same as every sample and draws fast.
+        block = max(1, samples.size // 2000)
+        usable = samples[: samples.size // block * block].reshape(-1, block)  # (blocks, block)
+        times = seconds[: usable.shape[0] * block : block]
+        wave.fill_between(times, usable.min(axis=1), usable.max(axis=1), color="#1f77b4", lw=0)
+        wave.set_ylim(-1, 1)
+        wave.set_ylabel("amplitude")
+        with np.errstate(divide="ignore"):  # digital silence is -inf dB; it is drawn as the floor
+            spec.specgram(samples, NFFT=1024, Fs=sample_rate, noverlap=512, cmap="magma", scale="dB", vmin=-120)
+        spec.set_yscale("symlog", linthresh=200)
+        spec.set_ylim(50, sample_rate / 2)
+        spec.set_ylabel("frequency (Hz)")
+        spec.set_xlabel("seconds")
+        if title:
+            wave.set_title(title)
+        fig.tight_layout()
+        out_png.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _tmp_for(out_png)
+        fig.savefig(tmp, format="png")
+        tmp.replace(out_png)
+    finally:
+        plt.close(fig)
+    return out_png
+
+
 # --------------------------------------------------------------------------------------------- score
 
 
@@ -237,7 +283,7 @@ def _musicxml_from_midi(path: Path) -> str:
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
     try:
-        parsed = converter.parse(str(path), format="midi", quantizePost=True)
+        parsed = converter.parse(str(path), format="midi", quantizePost=True, forceSource=True)
     except Exception as exc:  # music21 raises many error types on odd files
         raise BadInput(f"music21 could not read the MIDI file: {exc}", path) from exc
     return GeneralObjectExporter(parsed).parse().decode("utf-8")
@@ -252,6 +298,8 @@ def render_svg(source: symusic.Score | str | Path, out_svg: str | Path) -> Path:
     import verovio
 
     out_svg = Path(out_svg)
+    # verovio warns on stderr about every ABC field it ignores; only its errors are worth showing.
+    verovio.enableLog(verovio.LOG_ERROR)
     toolkit = verovio.toolkit()
     toolkit.setOptions({"pageWidth": 2100, "pageHeight": 60000, "adjustPageHeight": True, "scale": 40,
                         "footer": "none", "header": "auto"})
@@ -265,7 +313,8 @@ def render_svg(source: symusic.Score | str | Path, out_svg: str | Path) -> Path:
         raise BadInput("no such file", path)
     suffix = path.suffix.lower()
     if suffix == ".mxl":
-        loaded = toolkit.loadZipDataBuffer(path.read_bytes())
+        data = path.read_bytes()
+        loaded = toolkit.loadZipDataBuffer(data, len(data))
     elif suffix in MUSICXML_SUFFIXES or suffix in ABC_SUFFIXES:
         text = path.read_text(encoding="utf-8", errors="replace")
         if suffix in ABC_SUFFIXES and "X:" not in text:
@@ -312,7 +361,7 @@ def score_from_file(source: str | Path, work_dir: Path) -> tuple[symusic.Score, 
         from orchestrion.corpora import music21_to_score
 
         try:
-            score = music21_to_score(converter.parse(str(path)))
+            score = music21_to_score(converter.parse(str(path), forceSource=True))
         except BadInput as exc:
             raise BadInput(exc.reason, path) from exc
         except Exception as exc:  # music21's parse errors come in many types

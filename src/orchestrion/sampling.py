@@ -29,6 +29,7 @@ Processors follow transformers' `LogitsProcessor` convention, `processor(input_i
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -244,9 +245,12 @@ class KVDecoder:
             q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, T, D)
             self.k[layer, :B, :, start:end] = k
             self.v[layer, :B, :, start:end] = v
-            att = F.scaled_dot_product_attention(
-                q, self.k[layer, :B, :, :end], self.v[layer, :B, :, :end], attn_mask=mask, scale=scale
-            )  # (B, H, T, D)
+            keys, values = self.k[layer, :B, :, :end], self.v[layer, :B, :, :end]  # (B, H, end, D)
+            if T == 1:  # one query: plain matmuls beat SDPA's kernel on these strided cache views
+                weights = torch.softmax((q @ keys.transpose(-1, -2)) * scale, dim=-1)  # (B, H, 1, end)
+                att = weights @ values  # (B, H, 1, D)
+            else:
+                att = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale)  # (B, H, T, D)
             att = att.transpose(1, 2).reshape(B * T, C)
             x = x + torch.addmm(pb, att, pw).view(B, T, C)
             h = F.layer_norm(x, (C,), l2w, l2b, self.eps).view(B * T, C)
@@ -268,7 +272,7 @@ def _forward_no_cache(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor
 
 @contextmanager
 def _decode_threads(model: torch.nn.Module, batch_size: int) -> Iterator[None]:
-    """One intra-op thread while a decoding step is too small to share.
+    """One intra-op thread while a decoding step is too small to share; no more threads than idle cores.
 
     A step of a small model is a few MFLOP: splitting it over threads costs more in synchronisation
     than it saves, and on a busy machine waiting threads slow it down many times over.
@@ -276,13 +280,17 @@ def _decode_threads(model: torch.nn.Module, batch_size: int) -> Iterator[None]:
     cfg = model.config
     flops = 24 * cfg.n_layer * cfg.n_embd**2 * batch_size  # about 2 x parameters x rows
     before = torch.get_num_threads()
-    small = flops < 64e6 and next(model.parameters()).device.type == "cpu"
-    if small:
-        torch.set_num_threads(1)
+    threads = before
+    if next(model.parameters()).device.type == "cpu":
+        idle = (os.cpu_count() or 1) - os.getloadavg()[0] if hasattr(os, "getloadavg") else before
+        # Threads beyond the idle cores wait on each other at every step of a busy machine.
+        threads = 1 if flops < 64e6 else max(1, min(before, round(idle)))
+    if threads != before:
+        torch.set_num_threads(threads)
     try:
         yield
     finally:
-        if small:
+        if threads != before:
             torch.set_num_threads(before)
 
 
@@ -314,6 +322,7 @@ def generate_tokens(
         raise InvalidRequest("prompt", "the prompt must hold at least one token per row (a start token)")
     if processors is None:
         processors = build_processors(config)
+    prompt_ids = prompt_ids.to(next(model.parameters()).device)
     if max_new_tokens is None:
         max_new_tokens = config.max_new_tokens
     context = int(model.config.n_positions)
@@ -381,3 +390,266 @@ class Report:
     def to_dict(self) -> dict:
         return {"repetition_traps": self.traps, "retries": self.retries, "invalid": self.invalid,
                 "tokens": self.tokens, **self.extra}
+
+
+# ------------------------------------------------------------------------------------------- mmm
+
+
+@dataclass
+class MMMEvent:
+    """What `sample_mmm` yields: a token, a closed bar of one track, or a finished piece."""
+
+    kind: str  # "token" | "bar" | "piece"
+    sample: int  # row of the batch (sample i of num_samples)
+    token: str = ""
+    track: int = -1
+    bar: int = -1
+    instrument: str = ""
+    tokens: list[str] = field(default_factory=list)  # bar: its tokens; piece: the whole sequence
+    report: dict = field(default_factory=dict)
+
+
+def _split_tracks(tokens: list[str]) -> list[list[str]]:
+    from orchestrion.grammar import track_spans
+
+    return track_spans(tokens)
+
+
+def _load_mmm_prompt(path: str) -> list[str]:
+    from orchestrion.codecs import mmm
+    from orchestrion.music import load_midi
+
+    return mmm.encode(load_midi(path))
+
+
+def sample_mmm(
+    model: torch.nn.Module,
+    tokenizer: object,
+    request: ComposeRequest,
+    prompt_tokens: list[str] | None = None,
+    *,
+    default_tracks: int = 4,
+    window_bars: int = 4,
+    config: SamplingConfig | None = None,
+    token_events: bool = True,
+) -> Iterator[MMMEvent]:
+    """Sample `request.num_samples` mmm pieces as one batch under the grammar (see the module docstring).
+
+    `prompt_tokens` is an encoded prompt (`orchestrion.codecs.mmm.encode`); when None and
+    `request.prompt` names a MIDI file, that file is encoded. A harmonisation longer than `window_bars`
+    (the length the models are trained on) is composed window by window around the given tracks, which
+    are kept whole, note for note.
+    """
+    from orchestrion.grammar import mmm_plan
+
+    config = config or SamplingConfig.from_request(request)
+    if prompt_tokens is None and request.prompt:
+        prompt_tokens = _load_mmm_prompt(request.prompt)
+    plan = mmm_plan(request, prompt_tokens, default_tracks=default_tracks)
+    if plan["mode"] == "harmonise" and plan["bars"] > window_bars:
+        yield from _harmonise_windows(model, tokenizer, plan, config, window_bars, token_events)
+    else:
+        yield from _sample_plan(model, tokenizer, plan, config, token_events, fill_bars=len(request.fill_bars or []))
+
+
+def _harmonise_windows(model: torch.nn.Module, tokenizer: object, plan: dict, config: SamplingConfig,
+                       window: int, token_events: bool) -> Iterator[MMMEvent]:
+    """Compose the free tracks `window` bars at a time; the kept tracks come back whole and untouched."""
+    from orchestrion.grammar import split_bars
+
+    kept = [t for t in _split_tracks(plan["prompt"])]
+    heads = [split_bars(t) for t in kept]  # (header, bars) per kept track
+    bars, free = plan["bars"], plan["tracks"] - plan["kept"]
+    composed: list[list[tuple[list[str], list[str]]]] = [[] for _ in range(config.num_samples)]  # per row: windows
+    report = [Report() for _ in range(config.num_samples)]
+    for w, start in enumerate(range(0, bars, window)):
+        stop = min(start + window, bars)
+        prompt = ["PIECE_START"]
+        for header, track_bars in heads:
+            prompt += [*header, *[tok for bar in track_bars[start:stop] for tok in bar], "TRACK_END"]
+        sub = {**plan, "prompt": prompt, "bars": stop - start}
+        sub_config = SamplingConfig(**{**config.__dict__, "seed": config.seed + 104729 * w})
+        for event in _sample_plan(model, tokenizer, sub, sub_config, token_events):
+            if event.kind == "bar":
+                event.bar += start
+                yield event
+            elif event.kind == "token":
+                yield event
+            elif event.kind == "piece":
+                tracks = _split_tracks(event.tokens)[plan["kept"] :]
+                composed[event.sample].append([split_bars(t) for t in tracks])
+                r = report[event.sample]
+                r.traps += event.report["repetition_traps"]
+                r.tokens += event.report["tokens"]
+    for row, windows in enumerate(composed):
+        tokens = ["PIECE_START", *[tok for t in kept for tok in t]]
+        for k in range(free):
+            header = windows[0][k][0]
+            tokens += [*header, *[tok for win in windows for bar in win[k][1] for tok in bar], "TRACK_END"]
+        tokens.append("PIECE_END")
+        report[row].extra = {"mode": "harmonise", "bars": bars, "tracks": plan["tracks"], "windows": len(windows[0:])}
+        yield MMMEvent("piece", row, tokens=tokens, report=report[row].to_dict())
+
+
+def _sample_plan(model: torch.nn.Module, tokenizer: object, plan: dict, config: SamplingConfig,
+                 token_events: bool, fill_bars: int = 0) -> Iterator[MMMEvent]:
+    """One batch under the grammar for a plan made by `grammar.mmm_plan`."""
+    from orchestrion.grammar import MMMGrammar, MMMIds, RepetitionTrap
+
+    vocab = tokenizer.get_vocab()
+    ids = MMMIds.from_vocab(vocab)
+    names = {i: t for t, i in vocab.items()}
+
+    def to_ids(tokens: list[str]) -> list[int]:
+        missing = sorted({t for t in tokens if t not in vocab})
+        if missing:
+            raise InvalidRequest("prompt", f"tokens not in the model's vocabulary: {', '.join(missing[:5])}")
+        return [vocab[t] for t in tokens]
+
+    B = config.num_samples
+    prompt = to_ids(plan["prompt"])
+    forced = {k: to_ids(v) for k, v in plan["forced"].items()}
+    bars, tracks = plan["bars"], plan["tracks"]
+    context = int(model.config.n_positions)
+    free = context - len(prompt) - sum(len(v) for v in forced.values())
+    composed_bars = bars * (tracks - plan["kept"]) if plan["mode"] != "fill" else fill_bars * tracks
+    structure = MMMGrammar.budget(bars, tracks - plan["kept"]) if plan["mode"] != "fill" else composed_bars * 24 + 1
+    if config.max_new_tokens is not None:
+        free = min(free, config.max_new_tokens)
+    bar_cap = (free - structure) // max(composed_bars, 1)
+    if bar_cap < 4:
+        raise InvalidRequest(
+            "bars", f"{bars} bars of {tracks} tracks do not fit the model's context of {context} tokens "
+            f"(with a prompt of {len(prompt)}); ask for fewer bars or tracks")
+    bar_cap = min(bar_cap, 96)
+    grammar = MMMGrammar(ids, B, bars=bars, tracks=tracks, instruments=[None] * plan["kept"] + plan["instruments"][plan["kept"]:],
+                         densities=[None] * plan["kept"] + plan["densities"][plan["kept"]:], forced_tracks=forced,
+                         bar_cap=bar_cap)
+    trap = RepetitionTrap(B, config.trap_repeats, config.trap_min_tokens, stop_ids=[ids["PIECE_END"]])
+    processors = build_processors(config, [grammar, trap])
+    prompt_ids = torch.tensor([prompt] * B, dtype=torch.long)
+    max_new = min(context - len(prompt), structure + composed_bars * bar_cap + sum(len(v) for v in forced.values()))
+    sequences = [list(plan["prompt"]) for _ in range(B)]
+    bar_tokens: list[list[str]] = [[] for _ in range(B)]
+    track_of = [plan["kept"]] * B if plan["mode"] == "harmonise" else [0] * B
+    bar_of, inst_of = [-1] * B, [""] * B
+    stop = [ids["PIECE_END"]]
+    for step in generate_tokens(model, prompt_ids, config, processors, stop, max_new):
+        for r, token_id in enumerate(step.tolist()):
+            if token_id < 0:
+                continue
+            token = names[token_id]
+            sequences[r].append(token)
+            if token_events:
+                yield MMMEvent("token", r, token=token)
+            if token.startswith("INST="):
+                inst_of[r] = token
+            elif token == "BAR_START":
+                bar_of[r] += 1
+                bar_tokens[r] = []
+            elif token == "TRACK_END":
+                track_of[r] += 1
+                bar_of[r] = -1
+            bar_tokens[r].append(token)
+            if token == "BAR_END":
+                yield MMMEvent("bar", r, track=track_of[r], bar=bar_of[r], instrument=inst_of[r],
+                               tokens=list(bar_tokens[r]))
+            if token == "PIECE_END":
+                report = Report(traps=trap.fired[r], tokens=len(sequences[r]) - len(prompt),
+                                extra={"mode": plan["mode"], "bars": bars, "tracks": tracks,
+                                       "prompt_repairs": grammar.repairs[r]})
+                yield MMMEvent("piece", r, tokens=sequences[r], report=report.to_dict())
+    for r in range(B):
+        if sequences[r][-1] != "PIECE_END":  # cannot happen under the grammar's budget; say so loudly if it does
+            raise InvalidRequest("max_tokens", f"sample {r} did not finish within {max_new} tokens")
+
+
+# ------------------------------------------------------------------------------------------- abc
+
+
+@dataclass
+class ABCEvent:
+    """What `sample_abc` yields: a token's text, a finished line, or a finished (checked) tune."""
+
+    kind: str  # "token" | "line" | "tune"
+    sample: int
+    text: str = ""
+    valid: bool = True
+    report: dict = field(default_factory=dict)
+
+
+def sample_abc(
+    model: torch.nn.Module,
+    tokenizer: object,
+    request: ComposeRequest,
+    prompt_text: str | None = None,
+    *,
+    config: SamplingConfig | None = None,
+    token_events: bool = True,
+    check: bool = True,
+) -> Iterator[ABCEvent]:
+    """Sample `request.num_samples` ABC tunes with a forced header; each is checked with abc2midi.
+
+    A tune abc2midi reports errors for is sampled again (a new seed) up to `config.abc_retries` times;
+    the last attempt is yielded with `valid=False` if none compiled. Events come as tokens, lines and
+    tunes; each tune's report carries its retries and the repetition traps broken.
+    """
+    from orchestrion.grammar import ABCHeader, RepetitionTrap
+
+    config = config or SamplingConfig.from_request(request)
+    if prompt_text is None and request.prompt:
+        from pathlib import Path
+
+        prompt_text = Path(request.prompt).read_text(errors="replace")
+    from orchestrion.grammar import abc_plan
+
+    fields, body = abc_plan(request, prompt_text)
+    vocab = tokenizer.get_vocab()
+    eos = vocab.get("</s>", model.config.eos_token_id)
+    bos = vocab.get("<s>", model.config.bos_token_id)
+    if eos is None or bos is None:
+        raise InvalidRequest("model", "the ABC tokenizer needs <s> and </s> tokens")
+    context = int(model.config.n_positions)
+    max_new = min(config.max_new_tokens or context - 1, context - 1)
+    pending = list(range(config.num_samples))
+    attempts = dict.fromkeys(pending, 0)
+    traps = dict.fromkeys(pending, 0)
+    from orchestrion.abcmidi import validate
+
+    while pending:
+        B = len(pending)
+        header = ABCHeader(tokenizer, B, fields, eos, bos, body_prefix=body)
+        header.start()
+        trap = RepetitionTrap(B, config.trap_repeats, min_tokens=6, stop_ids=[eos])
+        processors = build_processors(config, [header, trap])
+        # Each (sample, attempt) has its own stream of random numbers, so a retry never repeats itself.
+        seed = config.seed + 7919 * max(attempts[i] for i in pending) + pending[0]
+        generator = torch.Generator().manual_seed(seed)
+        texts = ["" for _ in range(B)]
+        lines = ["" for _ in range(B)]
+        prompt_ids = torch.full((B, 1), bos, dtype=torch.long)
+        for step in generate_tokens(model, prompt_ids, config, processors, [eos], max_new, generator):
+            for r, token in enumerate(step.tolist()):
+                if token < 0 or token == eos:
+                    continue
+                piece = header.text[token]
+                texts[r] += piece
+                if token_events:
+                    yield ABCEvent("token", pending[r], text=piece)
+                lines[r] += piece
+                if piece.endswith("\n"):
+                    yield ABCEvent("line", pending[r], text=lines[r])
+                    lines[r] = ""
+        retry = []
+        for r, i in enumerate(pending):
+            traps[i] += trap.fired[r]
+            tune = texts[r].strip("\n") + "\n"
+            ok = validate(tune).status != "errors" if check else True
+            if not ok and attempts[i] < config.abc_retries:
+                attempts[i] += 1
+                retry.append(i)
+                continue
+            report = Report(traps=traps[i], retries=attempts[i], invalid=int(not ok), tokens=len(texts[r]),
+                            extra={"fields": {k: v for k, v in fields if v is not None}})
+            yield ABCEvent("tune", i, text=tune, valid=ok, report=report.to_dict())
+        pending = retry

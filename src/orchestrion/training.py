@@ -331,10 +331,11 @@ def train(
     model.to(device)
     optimizer = _optimizer(model, config)
 
-    start_step, best_val = 0, math.inf
+    start_step, best_val, state = 0, math.inf, {}
     if resume:
         state = load_checkpoint(model, optimizer, checkpoint_dir(out_dir))
-        start_step, best_val = int(state["step"]), float(state.get("best_val_loss", math.inf))
+        best = state.get("best_val_loss")  # None until the first evaluation
+        start_step, best_val = int(state["step"]), math.inf if best is None else float(best)
         saved = TrainConfig.from_dict(state["config"])
         if (saved.batch_size, saved.grad_accum, saved.seed) != (config.batch_size, config.grad_accum, config.seed):
             raise BadInput("resume with the same batch size, gradient accumulation and seed as the first run", out_dir)
@@ -433,6 +434,10 @@ def train(
             metrics_file.close()
     seconds = time.perf_counter() - run_start
     run_tokens += window_tokens
+    if start_step >= config.steps:  # resumed at (or past) the last step: nothing to train, still report
+        val_loss = evaluate(model, task, config, device, autocast, dist_info)
+        best_val = min(best_val, val_loss)
+        train_loss = float(state.get("train_loss") or math.nan)
     if dist_info.main and records:
         plot_loss_curve(records, out_dir / LOSS_CURVE)
     if dist_info.world > 1:

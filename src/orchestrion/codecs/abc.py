@@ -6,7 +6,8 @@ that a BPE could not learn. Each fix is one named step here, counted when it cha
 
 Spaceless ABC removes spaces and tabs from the music body only: header fields (`T: The Kesh`), `%%`
 directives, inline fields (`[K: G major]`), quoted chord symbols and annotations (`"Am 7"`) and
-`!...!` decorations keep theirs, because there a space is part of the value.
+`!...!` decorations keep theirs, because there a space is part of the value. One space in the body is
+kept: between two bar lines (`| |]`, `| |1`), which would otherwise merge into a different symbol.
 
 A dataset stores one tune per line: the newlines inside a tune are written as NEWLINE_MARK ("¶",
 U+00B6, which no cleaned tune contains: the `normalize_text` step replaces it), so
@@ -24,10 +25,7 @@ MAX_TUNE_CHARS = 100_000  # longer than any real tune by two orders of magnitude
 
 # A field line: one letter (or +) and a colon, except body lines such as `c:|` or `B::` that only look like one.
 _FIELD = re.compile(r"^([A-Za-z+]):(?![|:\]])")
-_MODES = (
-    "major|minor|mixolydian|dorian|phrygian|lydian|locrian|aeolian|ionian|"
-    "maj|min|mix|dor|phr|lyd|loc|aeo|ion|m"
-)
+_MODES = "major|minor|mixolydian|dorian|phrygian|lydian|locrian|aeolian|ionian|maj|min|mix|dor|phr|lyd|loc|aeo|ion|m"
 _MODE_ONLY_KEY = re.compile(rf"^K:\s*({_MODES})\s*$", re.IGNORECASE)
 _HTML_TAGS = (
     "html|head|body|title|meta|link|script|style|div|span|pre|p|br|hr|a|b|i|u|em|strong|font|center|"
@@ -139,6 +137,20 @@ def add_x(abc: str) -> str:
     return "X:1\n" + abc
 
 
+def tidy_fields(abc: str) -> str:
+    """`X:1` for every tune and no space after a field's colon (`K: G` -> `K:G`).
+
+    The reference numbers are arbitrary and the spacing differs between collections; a model should not
+    spend capacity learning either.
+    """
+    out = []
+    for line in abc.split("\n"):
+        if _FIELD.match(line):
+            line = "X:1" if line.startswith("X:") else line[:2] + line[2:].lstrip(" ")
+        out.append(line)
+    return "\n".join(out)
+
+
 def fix_mode_keys(abc: str) -> str:
     """Rewrite mode-only keys (`K:maj`, `K:min`, `K:dor`, `K:mix`, ...) as keys on C, which abc2midi accepts."""
     out = []
@@ -170,18 +182,112 @@ def drop_commentary(abc: str) -> str:
 
 
 def fix_empty_meter(abc: str) -> str:
-    """Rewrite `M: none` (free meter, as the Essen collection writes it) as `M:none`, and `M:` alone likewise.
+    """Rewrite an empty `M:` field as `M:none` (free meter, as the Essen collection spells it).
 
-    abc2midi reads an empty meter as an error; `none` is the standard spelling of free meter.
+    abc2midi stops on an empty meter with "Expecting fraction in form A/B"; `none` compiles cleanly.
     """
     return re.sub(r"^M:\s*$", "M:none", abc, flags=re.MULTILINE)
+
+
+_PROTECTED = re.compile(r'("[^"\n]*"|![^!\n]*!|\[[A-Za-z]:[^\]\n]*\]|(?<!\\)%.*$)')
+_CHORD = re.compile(r"[A-G][#b]?(?:m|min|maj|dim|aug|sus|add|M|\+|o|[0-9]|#|b|-|\(|\))*(?:/[A-Ga-g][#b]?)?")
+
+
+def _map_body(abc: str, music: Callable[[str], str] | None = None, quoted: Callable[[str], str] | None = None) -> str:
+    """Apply `music` to the music text of body lines and `quoted` to their "..." strings.
+
+    Header and field lines, `%` comments, `!...!` decorations and inline fields are left as they are.
+    """
+    out, in_body = [], False
+    for line in abc.split("\n"):
+        if _FIELD.match(line) or line.startswith("%") or not in_body:
+            in_body = in_body or line.startswith("K:")
+            out.append(line)
+            continue
+        parts = _PROTECTED.split(line)
+        for k, part in enumerate(parts):
+            if k % 2 == 0 and music is not None:
+                parts[k] = music(part)
+            elif k % 2 == 1 and quoted is not None and part.startswith('"'):
+                parts[k] = quoted(part)
+        out.append("".join(parts))
+    return "\n".join(out)
+
+
+def fix_annotations(abc: str) -> str:
+    """Quoted text that is no chord name ("4", "D.C.", "Fine", "f") becomes an annotation ("^4").
+
+    abc2midi reads any plain quoted string as a guitar chord and stops with an error on text; the `^`
+    prefix is ABC's way to say "text above the staff", so the notes are unchanged.
+    """
+
+    def fix(q: str) -> str:
+        body = q[1:-1]
+        if not body or body[0] in "^_<>@" or _CHORD.fullmatch(body):
+            return q
+        return '"^' + body + '"'
+
+    return _map_body(abc, quoted=fix)
+
+
+def drop_bowing(abc: str) -> str:
+    """Drop the bowing marks `u` and `v` (up-bow, down-bow), which abc2midi reads as malformed notes."""
+    return _map_body(abc, music=lambda text: re.sub(r"[uv]", "", text))
+
+
+def fix_stray_fermata(abc: str) -> str:
+    """Drop a fermata `H` written on a bar line (`H:|`, `H|]`), where abc2midi expects a note after it."""
+    return _map_body(abc, music=lambda text: re.sub(r"H(?=\s*[|:\]\[])", "", text))
+
+
+def fix_decorated_slurs(abc: str) -> str:
+    """Move a decoration written before a slur into it (`~(dcd)` -> `(~dcd)`), where abc2midi can read it.
+
+    Staccato dots stay where they are: abc2midi accepts `.(` and ignores it, while `(.E` would shorten the
+    note (measured on O'Neill's: moving them changed the notes of a cleanly compiling tune).
+    """
+    return _map_body(abc, music=lambda text: re.sub(r"([~HLMOPST]+)\((?![0-9])", r"(\1", text))
+
+
+_TIE = re.compile(r"([_=^]*)([A-Ga-g][,']*)([0-9/]*)([)]*)-(\s*[|:]*\s*[({]*[.~HLMOPST]*)([_=^]*)([A-Ga-g][,']*)")
+
+
+def fix_slur_ties(abc: str) -> str:
+    """Drop a tie `-` between notes of different pitch (`G3-A`, `G>-A`): some transcribers write slurs that way.
+
+    abc2midi cannot tie different pitches ("Could not find note to be tied") and plays them untied anyway.
+    """
+
+    def fix(m: re.Match) -> str:
+        if m.group(2) == m.group(7):
+            return m.group(0)
+        return m.group(1) + m.group(2) + m.group(3) + m.group(4) + m.group(5) + m.group(6) + m.group(7)
+
+    def music(text: str) -> str:
+        text = re.sub(r"(?<=[<>])-+|-+(?=[<>])", "", text)  # `G>-A`, `G-<E`: a legato mark beside a broken rhythm
+        previous = None
+        while previous != text:  # overlapping chains (A-B-c) need a second pass
+            previous, text = text, _TIE.sub(fix, text)
+        return text
+
+    return _map_body(abc, music=music)
+
+
+def fix_hornpipe_meter(abc: str) -> str:
+    """Drop `R: hornpipe` from tunes not in 2/4 or 4/4 (even C|): abc2midi swings hornpipes, refuses other meters."""
+    head = header(abc)
+    if "hornpipe" not in head["rhythm"].lower() or head["meter"].replace(" ", "") in ("2/4", "4/4", "C"):
+        return abc
+    return "\n".join(line for line in abc.split("\n") if not (line.startswith("R:") and "hornpipe" in line.lower()))
 
 
 def normalize_abc2abc(abc: str) -> str:
     """Re-layout the tune with abc2abc (off by default: it rewrites bar layout, slow on 11,000 tunes)."""
     from orchestrion.abcmidi import abc2abc
 
-    return abc2abc(abc)
+    # abc2abc reports problems as `%Warning` / `%Error` comment lines in its output: not part of the tune.
+    out = "\n".join(line for line in abc2abc(abc).split("\n") if not re.match(r"%\s*(Warning|Error)", line))
+    return normalize_text(out)
 
 
 @dataclass(frozen=True)
@@ -196,9 +302,16 @@ STEPS: tuple[Step, ...] = (
     Step("normalize_text", normalize_text, True, "unix newlines, no tabs/control chars/blank lines inside"),
     Step("strip_markup", strip_markup, True, "remove stray HTML tags and entities"),
     Step("add_x", add_x, True, "give every tune an integer X: field"),
+    Step("tidy_fields", tidy_fields, True, "X:1 everywhere, no space after a field's colon (K: G -> K:G)"),
     Step("fix_mode_keys", fix_mode_keys, True, "K:maj/min/dor/mix... -> K:Cmaj/Cmin/Cdor/Cmix"),
     Step("drop_commentary", drop_commentary, True, "drop B: D: F: N: O: S: Z: w: and % comments (keep %%)"),
     Step("fix_empty_meter", fix_empty_meter, True, "an empty M: field becomes M:none"),
+    Step("fix_annotations", fix_annotations, True, 'quoted text that is no chord ("4", "D.C.") -> annotation "^4"'),
+    Step("drop_bowing", drop_bowing, True, "drop u/v bowing marks (abc2midi: malformed note)"),
+    Step("fix_stray_fermata", fix_stray_fermata, True, "drop a fermata H written on a bar line"),
+    Step("fix_decorated_slurs", fix_decorated_slurs, True, "~(dcd) -> (~dcd): a decoration before a slur"),
+    Step("fix_slur_ties", fix_slur_ties, True, "G3-A, G>-A -> G3A, G>A: a tie between different pitches"),
+    Step("fix_hornpipe_meter", fix_hornpipe_meter, True, "drop R:hornpipe outside 2/4, 4/4 (abc2midi error)"),
     Step("abc2abc", normalize_abc2abc, False, "re-layout through abc2abc (optional)"),
 )
 STEP_NAMES = tuple(s.name for s in STEPS)
@@ -249,7 +362,11 @@ def _spaceless_line(line: str) -> str:
         elif c == "]" and bracket:
             bracket = 0
         if c in " \t" and not (quote or bang or bracket):
-            i += 1
+            rest = line[i:].lstrip(" \t")
+            # `| |]` and `| |1` are a bar line then an ending; `||]`, `||1` would not parse.
+            if out and out[-1] == "|" and rest.startswith("|"):
+                out.append(" ")
+            i = len(line) - len(rest)
             continue
         out.append(c)
         i += 1

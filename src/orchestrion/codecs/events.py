@@ -12,7 +12,8 @@ A piece becomes
   pitch classes are kept (the highest ones). Code 0 is "nothing sounds".
 
 Time runs on a grid of `STEPS_PER_QUARTER` = 12 steps per quarter note, the smallest grid that holds
-16ths and triplet 8ths. Every function here is pure and works on numpy arrays, not Python note loops.
+16ths and triplet 8ths. `encode`/`decode` and the helpers are pure functions over numpy arrays;
+`encode_files` and `encode_to_dir` read files (in parallel) and report bad ones without stopping.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from orchestrion.errors import BadInput
 
 if TYPE_CHECKING:
     import symusic
+
+    from orchestrion.music import Key
 
 STEPS_PER_QUARTER = 12
 MEASURE_STEPS = 4 * STEPS_PER_QUARTER  # 4/4
@@ -136,14 +139,19 @@ def chord_mask(code: int) -> int:
     return mask
 
 
-def voice_chord(code: int, top: int = 72) -> list[int]:
-    """MIDI pitches of a chord: its highest pitch class at or below `top`, each next one just below."""
+def voice_chord(code: int, top: int = 72, floor: int | None = None) -> list[int]:
+    """MIDI pitches of a chord: its highest pitch class at or below `top`, each next one just below.
+
+    With `floor`, a pitch that would fall under it moves up by octaves (a wide cluster stays playable).
+    """
     pitches: list[int] = []
     ceiling = top
     for pc in chord_pitch_classes(code):
         pitch = ceiling - ((ceiling - pc) % 12)
-        pitches.append(pitch)
         ceiling = pitch - 1
+        while floor is not None and pitch < floor:
+            pitch += 12
+        pitches.append(pitch)
     return pitches
 
 
@@ -194,9 +202,9 @@ class PieceEvents:
     @classmethod
     def from_json(cls, record: dict) -> PieceEvents:
         return cls(
-            np.asarray(record["high"], dtype=np.int64),
-            np.asarray(record["low"], dtype=np.int64),
-            np.asarray(record["chords"], dtype=np.int64),
+            np.asarray(record["high"], dtype=np.uint16),
+            np.asarray(record["low"], dtype=np.uint16),
+            np.asarray(record["chords"], dtype=np.uint16),
             int(record.get("tonic", 0)),
             str(record.get("mode", "major")),
             int(record.get("shift", 0)),
@@ -232,11 +240,14 @@ def _frames(start: np.ndarray, end: np.ndarray, length: int) -> tuple[np.ndarray
     return step[keep], note[keep]
 
 
-def _line(start: np.ndarray, end: np.ndarray, pitch: np.ndarray, *, top: bool, length: int) -> np.ndarray:
+def _line(
+    start: np.ndarray, end: np.ndarray, pitch: np.ndarray, *, top: bool, length: int,
+    frames: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """The skyline (top=True) or bottom line of the notes, as melody event ids."""
     if len(pitch) == 0:
         return np.zeros(0, dtype=np.int64)
-    step, note = _frames(start, end, length)
+    step, note = frames if frames is not None else _frames(start, end, length)
     # Rank the notes so that the per-step maximum picks a note, not just a pitch: the highest (or lowest)
     # pitch and, among notes of one pitch, the one that started last (a repeated note is a new event).
     order = np.lexsort((start, pitch if top else -pitch))  # order[rank] = note
@@ -278,42 +289,67 @@ def _trim_rests(events: np.ndarray) -> np.ndarray:
     return events[sounding[0] : sounding[-1] + 1]
 
 
-def beat_chords(start: np.ndarray, end: np.ndarray, pitch: np.ndarray, length: int) -> np.ndarray:
-    """The chord code sounding at every beat (quarter note) of the piece."""
-    beats = np.arange(0, length, STEPS_PER_QUARTER)
-    codes = np.zeros(len(beats), dtype=np.int64)
-    if len(pitch) == 0:
-        return codes
-    # (B, N) is small: a chorale is ~200 beats x ~600 notes.
-    sounding = (start[None, :] <= beats[:, None]) & (end[None, :] > beats[:, None])
-    for b in np.flatnonzero(sounding.any(axis=1)).tolist():
-        codes[b] = chord_code(pitch[sounding[b]])
+def beat_chords(step: np.ndarray, note: np.ndarray, pitch: np.ndarray, length: int) -> np.ndarray:
+    """The chord code sounding at every beat (quarter note) of the piece, from the notes' frames."""
+    codes = np.zeros((length + STEPS_PER_QUARTER - 1) // STEPS_PER_QUARTER, dtype=np.int64)
+    on_beat = step % STEPS_PER_QUARTER == 0
+    beat, sounding = step[on_beat] // STEPS_PER_QUARTER, pitch[note[on_beat]]
+    order = np.argsort(beat, kind="stable")
+    beat, sounding = beat[order], sounding[order]
+    cuts = np.flatnonzero(np.diff(beat)) + 1
+    for b, group in zip(beat[np.r_[0, cuts]].tolist() if len(beat) else [], np.split(sounding, cuts), strict=True):
+        codes[b] = chord_code(group)
     return codes
+
+
+FINAL_BASS_MARGIN = 0.15  # how much worse a key on the final bass note may correlate and still be taken
+
+
+def piece_key(score: symusic.Score, end: np.ndarray, pitch: np.ndarray) -> Key:
+    """`orchestrion.music.estimate_key`, checked against the lowest note of the final sonority.
+
+    Krumhansl-Schmuckler alone often names the key a fifth away in modal music (a Mixolydian piece on G
+    comes out as C major), and Palestrina is half the built-in corpus; tonal and modal pieces alike end
+    on their final, so a key on the final bass note wins when it correlates nearly as well.
+    """
+    from orchestrion.music import DEFAULT_KEY_PROFILE, KEY_PROFILES, Key, estimate_key, pitch_class_histogram
+
+    key = estimate_key(score)
+    final = int(pitch[end == end.max()].min()) % 12
+    if final == key.tonic:
+        return key
+    hist = pitch_class_histogram(score)
+    if hist.std() == 0:
+        return key
+    major, minor = KEY_PROFILES[DEFAULT_KEY_PROFILE]  # the profiles estimate_key used
+    best = max((float(np.corrcoef(np.roll(profile, final), hist)[0, 1]), mode)
+               for profile, mode in ((major, "major"), (minor, "minor")))  # fmt: skip
+    return Key(final, best[1], best[0]) if best[0] >= key.correlation - FINAL_BASS_MARGIN else key
 
 
 def encode(score: symusic.Score, *, transpose: bool = True, name: str | Path = "<score>") -> PieceEvents:
     """A score -> its high and low lines and beat chords; with `transpose`, moved to tonic C.
 
-    The key comes from `orchestrion.music.estimate_key`; the shift is the one of -6..+5 semitones that
+    The key comes from `piece_key`; the shift is the one of -6..+5 semitones that
     brings the tonic to C with the least movement. Raises BadInput for a score with no pitched notes.
     """
-    from orchestrion.music import estimate_key
-
     start, end, pitch = _grid_notes(score)
     if len(pitch) == 0:
         raise BadInput("no pitched notes to learn from", name)
-    key = estimate_key(score)
+    key = piece_key(score, end, pitch)
     shift = 0
     if transpose:
         shift = -key.tonic if key.tonic < 6 else 12 - key.tonic
         pitch = pitch + shift
     length = int(end.max())
-    high = _trim_rests(_line(start, end, pitch, top=True, length=length))
-    low = _trim_rests(_line(start, end, pitch, top=False, length=length))
-    chords = beat_chords(start, end, pitch, length)
+    frames = _frames(start, end, length)
+    high = _trim_rests(_line(start, end, pitch, top=True, length=length, frames=frames))
+    low = _trim_rests(_line(start, end, pitch, top=False, length=length, frames=frames))
+    chords = beat_chords(*frames, pitch, length)
     sounding = np.flatnonzero(chords != NO_CHORD)
     chords = chords[sounding[0] : sounding[-1] + 1] if sounding.size else chords[:0]
-    return PieceEvents(high, low, chords, key.tonic, key.mode, shift, str(name))
+    small = np.uint16  # every event id and chord code fits; a quarter of the memory when counting a corpus
+    return PieceEvents(high.astype(small), low.astype(small), chords.astype(small), key.tonic, key.mode, shift, str(name))
 
 
 def encode_file(path: str | Path, *, transpose: bool = True) -> PieceEvents:

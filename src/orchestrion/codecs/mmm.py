@@ -80,6 +80,8 @@ class MMMOptions:
     density_bins: int = 10
     density_edges: tuple[float, ...] = DEFAULT_DENSITY_EDGES
     max_tokens: int = 2_000_000  # a cap per piece, so one pathological file cannot blow the dataset up
+    max_bars: int = 2_000  # longer pieces (over an hour at 120 bpm) are refused: a stray far-off event would
+    # otherwise make millions of empty windows
 
     def __post_init__(self) -> None:
         if self.bars is not None and not 1 <= self.bars <= 64:
@@ -175,7 +177,9 @@ def _instrument(track: symusic.Track) -> str:
 def _meters(score: symusic.Score, total: int) -> list[tuple[int, int, int, int]]:
     ts = score.time_signatures.numpy()
     tpq = int(score.tpq)
-    changes = sorted(zip(_to_steps(ts["time"], tpq).tolist(), ts["numerator"].tolist(), ts["denominator"].tolist()))
+    changes = sorted(
+        zip(_to_steps(ts["time"], tpq).tolist(), ts["numerator"].tolist(), ts["denominator"].tolist(), strict=True)
+    )
     dedup: list[list[int]] = []
     for t, num, den in changes:
         if dedup and dedup[-1][0] == t:
@@ -239,7 +243,9 @@ def canonical_batch(scores: list[symusic.Score]) -> list[Notes]:
         a, b = bounds[i], bounds[i + 1]
         t0, t1 = first_track[i], first_track[i + 1]
         total = int(end[a:b].max()) if b > a else 0
-        out.append(Notes(tr[a:b] - t0, start[a:b], end[a:b], pitch[a:b], inst[t0:t1], drums[t0:t1], _meters(score, total)))
+        out.append(
+            Notes(tr[a:b] - t0, start[a:b], end[a:b], pitch[a:b], inst[t0:t1], drums[t0:t1], _meters(score, total))
+        )
     return out
 
 
@@ -269,6 +275,11 @@ class Encoded:
 
 def _windows(notes: Notes, options: MMMOptions) -> tuple[np.ndarray, int, list[str]]:
     """Window starts (steps, ascending), the window length in bars, and the segments skipped."""
+    last_bar = -(
+        -max(int(notes.end.max()) if len(notes.end) else 0, notes.meters[-1][3] if notes.meters else 0) // STEPS_PER_BAR
+    )
+    if last_bar > options.max_bars:
+        raise BadInput(f"the piece is {last_bar} bars long, over the limit of {options.max_bars}")
     if options.bars is None:
         bad = [f"{n}/{d}" for n, d, _, _ in notes.meters if (n, d) != (4, 4)]
         if bad:
@@ -304,26 +315,27 @@ def _file_seed(seed: int, key: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "little")
 
 
-def encode_batch(
-    scores: list[symusic.Score],
-    options: MMMOptions = MMMOptions(),
-    *,
-    keys: list[str] | None = None,
-    placeholder: bool = False,
-) -> list[Encoded | BadInput]:
-    """Encode many scores in one vectorised pass; per score an `Encoded` or the `BadInput` it raised.
+@dataclass
+class _Timeline:
+    """All windows and notes of a batch on one time line (steps), pieces far enough apart."""
 
-    All windows of all pieces are laid on one time line (pieces far enough apart that no window reaches
-    another piece), so the work is a fixed number of numpy calls per batch, not per note or per piece.
-    `keys` (one per score, e.g. a content hash) seed track permutation and fill. With `placeholder=True`
-    every DENSITY token is `DENSITY_PLACEHOLDER` and `density_counts` holds what it measures, so that a
-    pipeline can fill in bins computed over the whole dataset afterwards.
-    """
-    ids_ = _Ids(options.density_bins)
-    keys = keys or [""] * len(scores)
-    results: list[Encoded | BadInput] = [BadInput("not encoded")] * len(scores)
+    live: list[int]  # indices of the scores that have windows
+    bars: list[int]  # bars per window, per live score
+    skipped: list[list[str]]  # per live score
+    n_tracks: int  # most tracks in one live score
+    t0: np.ndarray  # (W,) window starts, ascending
+    win_file: np.ndarray  # (W,) position in `live`
+    win_bars: np.ndarray  # (W,)
+    start: np.ndarray  # (N,) notes of all live scores
+    end: np.ndarray
+    pitch: np.ndarray
+    track: np.ndarray  # (N,) track index within its score
+    drum: np.ndarray  # (N,) bool
+
+
+def _timeline(notes_all: list[Notes], options: MMMOptions, results: list) -> _Timeline | None:
+    """Place every score's windows and notes on one time line; scores without windows get their result."""
     live, t0s, nbars, skips, offsets, offset = [], [], [], [], [], 0
-    notes_all = canonical_batch(scores)
     for f, notes in enumerate(notes_all):
         try:
             if len(notes.pitch) == 0:
@@ -343,22 +355,54 @@ def encode_batch(
         total = max(int(notes.end.max()), int(t0[-1]) + bars * STEPS_PER_BAR)
         offset += total + (bars + 1) * STEPS_PER_BAR  # no window of this piece reaches the next one
     if not live:
+        return None
+    win_file = np.repeat(np.arange(len(live)), [len(t) for t in t0s])
+    note_file = np.repeat(np.arange(len(live)), [len(notes_all[f].pitch) for f in live])
+    shift = np.asarray(offsets, np.int64)[note_file]
+    return _Timeline(
+        live=live,
+        bars=nbars,
+        skipped=skips,
+        n_tracks=max(len(notes_all[f].inst) for f in live),
+        t0=np.concatenate(t0s),
+        win_file=win_file,
+        win_bars=np.asarray(nbars, np.int64)[win_file],
+        start=np.concatenate([notes_all[f].start for f in live]) + shift,
+        end=np.concatenate([notes_all[f].end for f in live]) + shift,
+        pitch=np.concatenate([notes_all[f].pitch for f in live]),
+        track=np.concatenate([notes_all[f].track for f in live]),
+        drum=np.concatenate([np.asarray(notes_all[f].is_drum, bool)[notes_all[f].track] for f in live]),
+    )
+
+
+def encode_batch(
+    scores: list[symusic.Score],
+    options: MMMOptions = MMMOptions(),
+    *,
+    keys: list[str] | None = None,
+    placeholder: bool = False,
+) -> list[Encoded | BadInput]:
+    """Encode many scores in one vectorised pass; per score an `Encoded` or the `BadInput` it raised.
+
+    All windows of all pieces are laid on one time line (pieces far enough apart that no window reaches
+    another piece), so the work is a fixed number of numpy calls per batch, not per note or per piece.
+    `keys` (one per score, e.g. a content hash) seed track permutation and fill. With `placeholder=True`
+    every DENSITY token is `DENSITY_PLACEHOLDER` and `density_counts` holds what it measures, so that a
+    pipeline can fill in bins computed over the whole dataset afterwards.
+    """
+    ids_ = _Ids(options.density_bins)
+    keys = keys or [""] * len(scores)
+    results: list[Encoded | BadInput] = [BadInput("not encoded")] * len(scores)
+    notes_all = canonical_batch(scores)
+    line = _timeline(notes_all, options, results)
+    if line is None:
         return results
-    n_files = len(live)
-    n_tracks = max(len(notes_all[f].inst) for f in live)
-    win_file = np.repeat(np.arange(n_files), [len(t) for t in t0s])
-    t0 = np.concatenate(t0s)
-    n_win = len(t0)
-    win_bars = np.asarray(nbars, np.int64)[win_file]
+    live, nbars, skips = line.live, line.bars, line.skipped
+    t0, win_file, win_bars = line.t0, line.win_file, line.win_bars
+    start, end, pitch_all, track_all, drum_all = line.start, line.end, line.pitch, line.track, line.drum
+    n_files, n_tracks, n_win = len(live), line.n_tracks, len(t0)
     length = win_bars * STEPS_PER_BAR
     n_bars = int(win_bars.max())
-    shift_time = np.asarray(offsets, np.int64)
-    note_file = np.repeat(np.arange(n_files), [len(notes_all[f].pitch) for f in live])
-    start = np.concatenate([notes_all[f].start for f in live]) + shift_time[note_file]
-    end = np.concatenate([notes_all[f].end for f in live]) + shift_time[note_file]
-    pitch_all = np.concatenate([notes_all[f].pitch for f in live])
-    track_all = np.concatenate([notes_all[f].track for f in live])
-    drum_all = np.concatenate([np.asarray(notes_all[f].is_drum, bool)[notes_all[f].track] for f in live])
 
     # (note, window) pairs: window w holds note i when t0[w] < end[i] and t0[w] + length[w] > start[i].
     lo = np.searchsorted(t0 + length, start, side="right")
@@ -427,7 +471,9 @@ def encode_batch(
     alive = win_len > 0
     out[win_start[alive]] = PIECE_START
     out[(win_start + win_len - 1)[alive]] = PIECE_END
-    inst_ids = np.concatenate([[_inst_id(n, ids_) for n in notes_all[f].inst] + [0] * (n_tracks - len(notes_all[f].inst)) for f in live])
+    inst_ids = np.concatenate(
+        [[_inst_id(n, ids_) for n in notes_all[f].inst] + [0] * (n_tracks - len(notes_all[f].inst)) for f in live]
+    )
     inst_ids = np.asarray(inst_ids, np.int64).reshape(n_files, n_tracks)
     track_of_slot = np.argsort(slot_of, axis=1)  # (W, K): position -> track
     ts = track_start[present]
@@ -493,7 +539,9 @@ def encode_batch(
     return results
 
 
-def encode_ids(score: symusic.Score, options: MMMOptions = MMMOptions(), *, key: str = "", placeholder: bool = False) -> Encoded:
+def encode_ids(
+    score: symusic.Score, options: MMMOptions = MMMOptions(), *, key: str = "", placeholder: bool = False
+) -> Encoded:
     """Encode one score into token ids (all windows and transpositions); raises BadInput."""
     result = encode_batch([score], options, keys=[key], placeholder=placeholder)[0]
     if isinstance(result, BadInput):
@@ -572,177 +620,18 @@ def encode_windows(score: symusic.Score, options: MMMOptions | None = None, **ov
 # ------------------------------------------------------------------------------------------ decode
 
 
-def _splice_fills(tokens: list[str], repairs: list[str]) -> list[str]:
-    """Put each FILL_START ... FILL_END body back where its FILL_IN stands, in order."""
-    bodies: list[list[str]] = []
-    rest: list[str] = []
-    i = 0
-    while i < len(tokens):
-        if tokens[i] == "FILL_START":
-            j = i + 1
-            while j < len(tokens) and tokens[j] not in ("FILL_END", "PIECE_END", "FILL_START"):
-                j += 1
-            bodies.append(tokens[i + 1 : j])
-            if j >= len(tokens) or tokens[j] != "FILL_END":
-                repairs.append("FILL_START without FILL_END: the fill ends at the next structure token")
-                i = j
-            else:
-                i = j + 1
-            continue
-        if tokens[i] == "FILL_END":
-            repairs.append("FILL_END without FILL_START dropped")
-        else:
-            rest.append(tokens[i])
-        i += 1
-    out: list[str] = []
-    for token in rest:
-        if token == "FILL_IN":
-            if bodies:
-                out.extend(bodies.pop(0))
-            else:
-                repairs.append("FILL_IN without a FILL_START ... FILL_END body: the bar is left empty")
-        else:
-            out.append(token)
-    if bodies:
-        repairs.append(f"{len(bodies)} fill bodies without a FILL_IN dropped")
-    return out
-
-
 def decode(
     tokens: str | list[str],
     *,
     tempo: float = 120.0,
-    voice_program: int = 0,
+    voice_program: int = 52,  # General MIDI choir aahs, as the built-in chorales carry
     velocity: int = 80,
 ) -> tuple[symusic.Score, list[str]]:
     """Decode tokens (a string or a list) into a score on the step grid (tpq 4), and the repairs made.
 
     Never raises on model output: unknown tokens, unclosed notes, NOTE_OFF without NOTE_ON, TIME_DELTA
-    past the bar, missing BAR_END/TRACK_END/PIECE_END are repaired and listed.
+    past the bar, missing BAR_END/TRACK_END/PIECE_END are repaired and listed (see `mmm_decode`).
     """
-    from orchestrion.music import score_from_notes
+    from orchestrion.codecs.mmm_decode import decode_tokens
 
-    words = tokens.split() if isinstance(tokens, str) else [str(t) for t in tokens]
-    repairs: list[str] = []
-    words = _splice_fills(words, repairs)
-    tracks: list[dict] = []
-    track: dict | None = None
-    bar, t, bar_open = -1, 0, False
-    sounding: dict[int, int] = {}
-
-    def close_notes(at: int, why: str) -> None:
-        for p, s in sorted(sounding.items()):
-            track["pitch"].append(p)
-            track["start"].append(s)
-            track["duration"].append(max(at - s, 1))
-        if sounding:
-            repairs.append(f"{len(sounding)} {why}")
-        sounding.clear()
-
-    def end_track(why: str | None) -> None:
-        nonlocal track, bar_open
-        if track is None:
-            return
-        if bar_open:
-            repairs.append("BAR_END missing")
-            bar_open = False
-        close_notes((bar + 1) * STEPS_PER_BAR, "notes left sounding at the end of the track were closed")
-        if why:
-            repairs.append(why)
-        tracks.append(track)
-        track = None
-
-    def start_track() -> None:
-        nonlocal track, bar, t
-        track = {"pitch": [], "start": [], "duration": [], "program": 0, "is_drum": False, "name": "", "notes": 0}
-        bar, t = -1, 0
-
-    def ensure_bar(token: str) -> bool:
-        nonlocal bar, t, bar_open
-        if track is None:
-            repairs.append(f"{token} outside a track: a track was opened")
-            start_track()
-        if not bar_open:
-            repairs.append(f"{token} outside a bar: a bar was opened")
-            bar, t, bar_open = bar + 1, 0, True
-        return True
-
-    ended = False
-    for token in words:
-        name, _, value = token.partition("=")
-        if name == "PIECE_START" or name == "DENSITY" or name == "<pad>":
-            continue
-        if name == "PIECE_END":
-            ended = True
-            break
-        if name == "TRACK_START":
-            end_track("TRACK_END missing" if track is not None else None)
-            start_track()
-        elif name == "TRACK_END":
-            if track is None:
-                repairs.append("TRACK_END without TRACK_START dropped")
-            end_track(None)
-        elif name == "INST" and track is not None and bar < 0:
-            if value == "DRUMS":
-                track["is_drum"] = True
-            elif value in VOICES:
-                track["name"], track["program"] = value.capitalize(), voice_program
-            elif value.isdigit() and int(value) < 128:
-                track["program"] = int(value)
-            else:
-                repairs.append(f"unknown instrument {token!r} dropped")
-        elif name == "INST":
-            repairs.append(f"{token} outside a track header dropped")
-        elif name == "BAR_START":
-            if track is None:
-                repairs.append("BAR_START outside a track: a track was opened")
-                start_track()
-            if bar_open:
-                repairs.append("BAR_END missing")
-            bar, t, bar_open = bar + 1, 0, True
-        elif name == "BAR_END":
-            if not bar_open:
-                repairs.append("BAR_END without BAR_START dropped")
-            bar_open = False
-        elif name in ("NOTE_ON", "NOTE_OFF", "TIME_DELTA") and value.isdigit():
-            n = int(value)
-            if name == "TIME_DELTA":
-                if not 1 <= n <= STEPS_PER_BAR:
-                    repairs.append(f"{token} out of range dropped")
-                    continue
-                ensure_bar(token)
-                if t + n > STEPS_PER_BAR:
-                    repairs.append(f"{token} past the bar line was cut at the bar line")
-                t = min(t + n, STEPS_PER_BAR)
-                continue
-            if n > 127:
-                repairs.append(f"{token} out of range dropped")
-                continue
-            ensure_bar(token)
-            now = bar * STEPS_PER_BAR + t
-            if name == "NOTE_ON":
-                if n in sounding:
-                    repairs.append(f"{token} while the pitch was sounding: the earlier note was closed")
-                    s = sounding.pop(n)
-                    track["pitch"].append(n)
-                    track["start"].append(s)
-                    track["duration"].append(max(now - s, 1))
-                sounding[n] = now
-            elif n not in sounding:
-                repairs.append(f"{token} without NOTE_ON dropped")
-            else:
-                s = sounding.pop(n)
-                if now == s:
-                    repairs.append(f"{token} at its NOTE_ON's step: the note was given one step")
-                track["pitch"].append(n)
-                track["start"].append(s)
-                track["duration"].append(max(now - s, 1))
-        else:
-            repairs.append(f"unknown token {token!r} dropped")
-    end_track("TRACK_END missing" if track is not None else None)
-    if not ended:
-        repairs.append("PIECE_END missing")
-    for spec in tracks:
-        spec["velocity"] = [velocity] * len(spec["pitch"])
-    score = score_from_notes(tracks, tpq=STEPS_PER_QUARTER, tempo_qpm=tempo)
-    return score, repairs
+    return decode_tokens(tokens, tempo=tempo, voice_program=voice_program, velocity=velocity)

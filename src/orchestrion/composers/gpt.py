@@ -16,6 +16,7 @@ and its config.json carries two extra fields, "composer": "gpt" and "encoding": 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -25,8 +26,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from orchestrion.composers.base import Chunk, Composer
-from orchestrion.errors import BadInput, InvalidRequest, NotBuilt
+from orchestrion.composers.base import (
+    Chunk,
+    Composer,
+    Measure,
+    Note,
+    Piece,
+    TextChunk,
+    Voice,
+    score_from_measures,
+)
+from orchestrion.errors import BadInput, InvalidRequest, OrchestrionError
 from orchestrion.requests import ComposeRequest
 from orchestrion.training import TrainConfig, TrainResult, checkpoint_dir, load_checkpoint, train
 
@@ -57,10 +67,11 @@ PRESETS: dict[str, GPTConfig] = {
     "seed": GPTConfig(6, 8, 512, 2048, 1024, 0.1, train=TrainConfig(steps=20_000, batch_size=16, lr=3e-4,
                                                                    warmup_steps=500, eval_every=500,
                                                                    checkpoint_every=500)),
-    # Sized to make real progress in ~25 minutes on one CPU core; the shipped models use it.
-    "small": GPTConfig(4, 4, 192, 512, 256, 0.1, train=TrainConfig(steps=1200, batch_size=8, lr=1e-3,
-                                                                  min_lr=1e-4, warmup_steps=60, eval_every=200,
-                                                                  eval_batches=16, checkpoint_every=100,
+    # Sized for a CPU shared with other work (the shipped models use it: ~0.9M parameters + embeddings, 3-4 MB).
+    # The training window is the whole context: positions never trained on would derail generation there.
+    "small": GPTConfig(4, 4, 128, 512, 512, 0.1, train=TrainConfig(steps=800, batch_size=4, lr=2e-3,
+                                                                  min_lr=2e-4, warmup_steps=40, eval_every=100,
+                                                                  eval_batches=8, checkpoint_every=25,
                                                                   weight_decay=0.05)),
     # For tests and smoke runs: seconds on a CPU.
     "tiny": GPTConfig(2, 2, 64, 256, 64, 0.0, train=TrainConfig(steps=40, batch_size=4, lr=3e-3, min_lr=3e-4,
@@ -109,13 +120,13 @@ class GPTTask:
             split = dataset.split(name)
             if split.tokens == 0:
                 raise BadInput(f"the {name!r} split has no tokens", dataset.root)
-            seqs = [split[i] for i in range(len(split))]
+            seqs = [split[i].astype(np.int64) for i in range(len(split))]
+            if id_map is not None:  # into the model's numbering first: `separator` is a model id
+                seqs = [id_map[s] for s in seqs]
             if separator is not None:  # keep pieces apart when the encoding has no end-of-piece token of its own
                 seqs = [np.append(s, separator) if len(s) and s[-1] != separator else s for s in seqs]
             lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-            ids = np.concatenate(seqs).astype(np.int64)
-            if id_map is not None:
-                ids = id_map[ids]
+            ids = np.concatenate(seqs)
             if len(ids) < context + 1:  # a tiny split: repeat it so that a whole window fits
                 ids = np.resize(ids, context + 1)
             self.data[name] = ids
@@ -229,13 +240,25 @@ def train_gpt(
                    id_map=id_map, separator=eos)
     if resume and not (checkpoint_dir(out) / "train_state.json").is_file():
         raise BadInput("nothing to resume (no checkpoint); run without --resume first", out)
+    _check_same_data(dataset, out, resume)
+    main_rank = int(os.environ.get("RANK", 0)) == 0
+    history = out / "commands.jsonl"  # every invocation (first run and resumes), for the model card
+    if main_rank:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(history, "a") as f:
+            f.write(json.dumps({"command": command, "resume": resume,
+                                "date": datetime.now(UTC).isoformat(timespec="seconds")}) + "\n")
     result = train(model, task, config.train, out, resume=resume, quiet=quiet)
-    import os
-
-    if int(os.environ.get("RANK", 0)) == 0:
+    if main_rank:
+        if dataset.encoding == "mmm":
+            model.config.default_instruments = typical_layout(dataset, data_tok)
+        else:
+            model.config.default_headers = typical_headers(dataset)
+        commands = [json.loads(line)["command"] for line in history.read_text().splitlines() if line.strip()]
         export(model, tokenizer, out, card={
             "data": str(Path(data).resolve()), "encoding": dataset.encoding, "preset": preset_name,
-            "init": init, "added_tokens": len(added), "command": command, "steps": result.steps,
+            "init": init, "added_tokens": len(added), "command": command, "commands": commands,
+            "steps": result.steps,
             "train_loss": result.train_loss, "val_loss": result.val_loss, "best_val_loss": result.best_val_loss,
             "tokens_per_second": round(result.tokens_per_second, 1),
             "parameters": sum(p.numel() for p in model.parameters()),
@@ -243,6 +266,84 @@ def train_gpt(
             "config": config.to_dict(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
         })
     return result
+
+
+def _data_fingerprint(dataset) -> dict:
+    import hashlib
+
+    digest = hashlib.sha256(dataset.tokenizer_path.read_bytes())
+    for split in ("train", "validation"):
+        digest.update(np.ascontiguousarray(dataset.split(split).concatenated()[:1_000_000]).tobytes())
+    return {"data": str(dataset.root.resolve()), "sha256": digest.hexdigest()[:16]}
+
+
+def _check_same_data(dataset, out: Path, resume: bool) -> None:
+    """A resume must see the very data (and tokenizer) the checkpoint was trained on: re-encoding a dataset
+    renumbers its tokens, and the model would silently start over on scrambled embeddings."""
+    if int(os.environ.get("RANK", 0)) != 0:
+        return
+    path = out / "data_fingerprint.json"
+    now = _data_fingerprint(dataset)
+    if resume and path.is_file():
+        before = json.loads(path.read_text())
+        if before.get("sha256") != now["sha256"]:
+            raise BadInput(f"the dataset changed since this run started (tokenizer or tokens differ from "
+                           f"{before.get('data')}); resume with the same data, or train afresh in a new --out", out)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(now) + "\n")
+
+
+def typical_layout(dataset, tokenizer, limit: int = 5000) -> list[str]:
+    """The most common instrument line-up of the training data (e.g. SOPRANO ALTO TENOR BASS).
+
+    Stored in config.json as `default_instruments`: what the composer asks for when a request names none.
+    """
+    from collections import Counter
+
+    vocab = tokenizer.get_vocab()
+    inst = np.zeros(max(vocab.values()) + 1, dtype=bool)
+    names = {i: t.removeprefix("INST=") for t, i in vocab.items() if t.startswith("INST=")}
+    inst[list(names)] = True
+    split = dataset.split("train")
+    step = max(1, len(split) // limit)
+    layouts = Counter()
+    for i in range(0, len(split), step):
+        ids = split[i].astype(np.int64)
+        layouts[tuple(names[int(t)] for t in ids[inst[ids]])] += 1
+    return list(layouts.most_common(1)[0][0]) if layouts else []
+
+
+def typical_headers(dataset, limit: int = 5000, top: int = 8) -> dict[str, list]:
+    """The most common meters and keys of an ABC dataset's tunes, with their counts.
+
+    Stored in config.json as `default_headers`: when a request names no meter or key, the composer draws
+    them from this distribution with the request's seed (a weak model then never has to invent a header).
+    """
+    from collections import Counter
+
+    from orchestrion.codecs import abc as abccodec
+    from orchestrion.music import parse_key
+
+    meters: Counter = Counter()
+    keys: Counter = Counter()
+    split = dataset.split("train")
+    files = sorted((dataset.root / "text").glob("train-*.txt"))
+    lines = [line for f in files for line in f.read_text().splitlines()][:: max(1, len(split) // limit)]
+    for line in lines:
+        head = abccodec.header(abccodec.unescape_newlines(line))
+        if head["meter"] and head["meter"] != "none":
+            meters[head["meter"]] += 1
+        key = head["key"]
+        tonic, minor = key.removesuffix("m"), key.endswith("m") and not key.endswith("dim")
+        if tonic and len(tonic) <= 2 and tonic[0] in "ABCDEFG" and tonic[1:] in ("", "b", "#"):
+            name = f"{tonic} {'minor' if minor else 'major'}"
+            try:
+                if parse_key(name).name.split()[0] == tonic:  # only keys that spell back the same way
+                    keys[name] += 1
+            except BadInput:
+                continue
+    return {"meter": [list(x) for x in meters.most_common(top)], "key": [list(x) for x in keys.most_common(top)]}
 
 
 def export(model, tokenizer, out: str | Path, card: dict) -> Path:
@@ -265,6 +366,7 @@ def _card_markdown(card: dict) -> str:
         f"- data: `{card.get('data')}` (train tokens {card.get('dataset_tokens', {}).get('train')}, "
         f"validation tokens {card.get('dataset_tokens', {}).get('validation')})",
         f"- command: `{card.get('command')}`",
+        *(f"  - run {i + 1}: `{c}`" for i, c in enumerate(card.get("commands") or []) if len(card["commands"]) > 1),
         f"- preset: {card.get('preset')} ({cfg.get('n_layer')} layers, {cfg.get('n_head')} heads, "
         f"{cfg.get('n_embd')} wide, context {cfg.get('n_positions')}); {card.get('parameters'):,} parameters",
         f"- init: {card.get('init') or 'random'}; tokens added to the vocabulary: {card.get('added_tokens')}",
@@ -352,14 +454,117 @@ class GPTComposer(Composer):
 
     def validate(self, request: ComposeRequest) -> ComposeRequest:
         request = request.with_seed()
+        default = getattr(self.model.config, "default_instruments", None)
+        if (self.encoding == "mmm" and default and request.instruments is None and request.prompt is None
+                and (request.density is None or len(request.density) == len(default))):
+            request = request.model_copy(update={"instruments": list(default)})  # recorded, so replays match
+        headers = getattr(self.model.config, "default_headers", None)
+        if self.encoding == "abc" and headers and request.prompt is None and request.variations_of is None:
+            rng = np.random.default_rng(request.seed)
+            update = {}
+            for field_name in ("meter", "key"):
+                choices = headers.get(field_name) or []
+                if getattr(request, field_name) is None and choices:
+                    weights = np.array([c for _, c in choices], dtype=float)
+                    update[field_name] = choices[int(rng.choice(len(choices), p=weights / weights.sum()))][0]
+            request = request.model_copy(update=update) if update else request
         if request.max_tokens is not None and request.max_tokens > 64 * self.context:
             raise InvalidRequest("max_tokens", f"at most {64 * self.context} for this model")
         return request
 
+    # Streaming. mmm is generated track by track (the order the model was trained on), so a bar of *all*
+    # tracks closes only when the last track's bar does: the stream yields a TextChunk of tokens for every
+    # bar of every track as it closes, and the Measures (all voices, bar by bar) once the piece is decoded.
+    # ABC yields a TextChunk per bar as its bar line comes, then the whole checked tune (complete=True); a
+    # tune abc2midi rejects is sampled again and the stream starts over from its X: line.
+
     def stream(self, request: ComposeRequest) -> Iterator[Chunk]:
+        yield from self._chunks(self.validate(request), {})
+
+    def compose(self, request: ComposeRequest) -> Piece:
         request = self.validate(request)
-        try:
-            from orchestrion import sampling  # noqa: F401 - the sampling engineer's module
-        except ImportError as exc:
-            raise NotBuilt("GPT sampling (orchestrion.sampling) is not built yet (see the 'gpt' issue)") from exc
-        raise NotBuilt("GPT streaming is being wired to orchestrion.sampling (see the 'gpt' issue)")
+        report: dict = {}
+        measures: list[Measure] = []
+        tunes: list[str] = []
+        for chunk in self._chunks(request, report):
+            if isinstance(chunk, Measure):
+                measures.append(chunk)
+            elif isinstance(chunk, TextChunk) and chunk.complete:
+                tunes.append(chunk.text)
+        piece = Piece(provenance=self.provenance(request), report=report,
+                      score=score_from_measures(measures) if measures else None,
+                      abc="\n".join(tunes) if tunes else None)
+        if piece.abc is not None:  # notes for .mid / .wav output; a tune abc2midi cannot compile has none
+            try:
+                piece.score = _abc_score(piece.abc)
+            except OrchestrionError:
+                piece.score = None
+        return piece
+
+    def _chunks(self, request: ComposeRequest, report: dict) -> Iterator[Chunk]:
+        from orchestrion import sampling
+
+        single = request.model_copy(update={"num_samples": 1})  # a batch is made piece by piece (generate.py)
+        if self.encoding == "mmm":
+            yield from self._mmm_chunks(sampling, single, report)
+        else:
+            yield from self._abc_chunks(sampling, single, report)
+
+    def _mmm_chunks(self, sampling, request: ComposeRequest, report: dict) -> Iterator[Chunk]:
+        from orchestrion.codecs import mmm
+
+        index = 0
+        for event in sampling.sample_mmm(self.model, self.tokenizer, request, token_events=False):
+            if event.kind == "bar":
+                yield TextChunk(index, f"{event.instrument} bar {event.bar}: {' '.join(event.tokens)}")
+                index += 1
+            elif event.kind == "piece":
+                report.update(event.report)
+                score, repairs = mmm.decode(event.tokens, tempo=request.tempo)
+                report["decode_repairs"] = repairs
+                report["tokens_text"] = " ".join(event.tokens)
+                yield from measures_from_score(score, bars=int(event.report.get("bars") or request.bars or 4),
+                                               tempo=request.tempo)
+
+    def _abc_chunks(self, sampling, request: ComposeRequest, report: dict) -> Iterator[Chunk]:
+        index, pending = 0, ""
+        for event in sampling.sample_abc(self.model, self.tokenizer, request):
+            if event.kind == "token":
+                pending += event.text
+                cut = pending.rfind("|")
+                if cut >= 0:
+                    yield TextChunk(index, pending[: cut + 1])
+                    index += 1
+                    pending = pending[cut + 1 :]
+            elif event.kind == "tune":
+                report.update(event.report)
+                report["valid"] = event.valid
+                yield TextChunk(index, event.text, complete=True)
+                index, pending = index + 1, ""
+
+
+def measures_from_score(score, *, bars: int, tempo: float = 120.0) -> list[Measure]:
+    """Cut a 4/4 score into `bars` Measures of all its tracks (notes belong to the bar they start in)."""
+    tpq = score.ticks_per_quarter
+    voices = [Voice(program=int(t.program), is_drum=bool(t.is_drum), name=t.name) for t in score.tracks]
+    per_bar: list[list[Note]] = [[] for _ in range(bars)]
+    for v, track in enumerate(score.tracks):
+        arr = track.notes.numpy()
+        for start, duration, pitch, velocity in zip(arr["time"], arr["duration"], arr["pitch"], arr["velocity"],
+                                                    strict=True):
+            quarter = float(start) / tpq
+            bar = int(quarter // 4)
+            if 0 <= bar < bars:
+                per_bar[bar].append(Note(v, int(pitch), quarter, float(duration) / tpq, int(velocity) or 80))
+    return [Measure(i, notes, voices, tempo=tempo) for i, notes in enumerate(per_bar)]
+
+
+def _abc_score(abc_text: str):
+    """The MIDI abc2midi makes of a tune, as a Score (for .mid / .wav output of ABC pieces)."""
+    import tempfile
+
+    from orchestrion.abcmidi import abc_to_midi
+    from orchestrion.music import load_midi
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return load_midi(abc_to_midi(abc_text, Path(tmp) / "tune.mid"))

@@ -15,18 +15,18 @@ transition of a chain into one uint32 key and reduces them with one sort (`np.un
 Generation keeps, per chain and temperature, CSR-style rows with cumulative weights, so a step is a dict
 lookup and a bisection: no row is normalised while composing. All voices share one chord progression
 (sampled once per beat); melodic voices are pulled toward its tones by rejection (a tone outside the
-chord is kept with probability 1/pull), lines are cut at bar lines so that every voice fills every
-measure, and the piece is made one `Measure` at a time.
+chord is kept with probability 1/pull, up to `pull_tries` draws), lines are cut at bar lines so that
+every voice fills every measure, and the piece is made one `Measure` at a time.
 """
 
 from __future__ import annotations
 
-import itertools
+import copy
 import json
 import math
 import random
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -51,8 +51,8 @@ class MarkovConfig:
     durations: list[int] = field(default_factory=lambda: list(ev.DURATIONS))
     lowest_pitch: int = ev.LOWEST_PITCH
     max_chord_pcs: int = ev.MAX_CHORD_PCS
-    pull: float = 4.0  # a melodic tone outside the current chord is kept with probability 1/pull
-    pull_tries: int = 4
+    pull: float = 8.0  # under a chord, a melodic tone outside it is kept with probability 1/pull
+    pull_tries: int = 6  # draws at most, after which the last one stands
 
 
 MODES = ("major", "minor")
@@ -78,43 +78,57 @@ def chain_name(mode: str, line: str, order: int) -> str:
 
 
 def _padded(sequences: list[np.ndarray], bos: int, order: int) -> np.ndarray:
-    """All sequences back to back, each after `order` BOS symbols, as one uint32 array."""
-    parts = []
-    pad = np.full(order, bos, dtype=np.uint32)
+    """`order` BOS symbols, then every sequence after `order` BOS symbols of its own, as one uint32 array."""
+    pad = np.full(order, bos, dtype=np.uint16)  # events are uint16 (VOCAB < 2**16)
+    parts = [pad]  # the leading pad keeps the array at least `order` long when there are no pieces
     for seq in sequences:
-        parts.append(pad)
-        parts.append(np.asarray(seq, dtype=np.uint32))
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint32)
+        parts += (pad, seq)
+    return np.concatenate(parts).astype(np.uint32)
 
 
-def transition_keys(sequences: list[np.ndarray], line: str) -> dict[int, np.ndarray]:
+def transition_keys(sequences: list[np.ndarray], line: str, minor: list[bool] | None = None) -> dict[int, np.ndarray]:
     """Flattened keys of every transition, per order: {2: (a*V+b)*V+c, 1: b*V+c, 0: c} (uint32).
 
     With `order` BOS symbols before each piece, an n-gram belongs to one piece exactly when its last
     symbol is not BOS, so one mask drops every n-gram that would cross from one piece into the next.
+    With `minor` (one flag per piece), minor pieces' keys are moved up by V**(order+1), so that both
+    modes are counted in one pass.
     """
     bos, size, top = VOCAB[line] - 1, VOCAB[line], ORDERS[line]
     x = _padded(sequences, bos, top)  # (N,)
     real = x[top:] != bos
-    keys = {0: x[top:][real]}
-    for order in range(1, top + 1):
-        key = np.zeros(len(x) - top, dtype=np.uint32)
-        for j in range(order, -1, -1):  # Horner: oldest symbol most significant
-            key = key * np.uint32(size) + x[top - j : len(x) - j]
-        keys[order] = key[real]
+    if minor is not None:
+        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences)) + top
+        flags = np.repeat(np.asarray([0, *minor], dtype=np.uint32), np.r_[top, lengths])[top:][real]
+    full = np.zeros(len(x) - top, dtype=np.uint32)
+    for j in range(top, -1, -1):  # Horner: oldest symbol most significant
+        full = full * np.uint32(size) + x[top - j : len(x) - j]
+    full = full[real]
+    keys = {}
+    for order in range(top + 1):
+        span = np.uint32(size ** (order + 1))
+        key = full if order == top else full % span  # a shorter history is the key's low digits
+        keys[order] = key + flags * span if minor is not None else key
     return keys
 
 
-def reduce_keys(keys: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """(sorted unique keys, their counts): one sort on the CPU, an index-add on CUDA."""
-    if device.startswith("cuda"):
+def reduce_keys(keys: np.ndarray, space: int | None = None, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique keys, their counts): a bincount when the key space is no larger than the keys,
+    else one sort (numpy's SIMD sort beats a sparse bincount); on CUDA a unique + index-add (the
+    reference system's atomicAdd)."""
+    if device.startswith("cuda") or device == "torch":  # "torch": the same code on the CPU, for tests
         import torch
 
-        k = torch.from_numpy(keys.astype(np.int64)).to(device)
+        device = "cpu" if device == "torch" else device
+        k = torch.from_numpy(keys.astype(np.int64)).to(device)  # (N,)
         unique, inverse = torch.unique(k, sorted=True, return_inverse=True)
-        counts = torch.zeros(len(unique), dtype=torch.int64, device=device)
-        counts.index_add_(0, inverse, torch.ones_like(inverse))  # the reference system's atomicAdd
+        counts = torch.zeros(len(unique), dtype=torch.int64, device=k.device)
+        counts.index_add_(0, inverse, torch.ones_like(inverse))
         return unique.cpu().numpy().astype(np.uint32), counts.cpu().numpy()
+    if space is not None and space <= len(keys):
+        dense = np.bincount(keys, minlength=space)
+        unique = np.flatnonzero(dense)
+        return unique.astype(np.uint32), dense[unique].astype(np.int64)
     unique, counts = np.unique(keys, return_counts=True)
     return unique.astype(np.uint32), counts.astype(np.int64)
 
@@ -122,12 +136,15 @@ def reduce_keys(keys: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.n
 def count_pieces(pieces: list[ev.PieceEvents], device: str = "cpu") -> Counts:
     """Vectorised counts of all six chains and their lower orders over `pieces`."""
     counts: Counts = {}
-    for mode in MODES:
-        group = [p for p in pieces if p.mode == mode]
-        for line in LINES:
-            keys = transition_keys([getattr(p, line) for p in group], line)
-            for order, k in keys.items():
-                counts[chain_name(mode, line, order)] = reduce_keys(k, device)
+    minor = [p.mode == "minor" for p in pieces]
+    for line in LINES:
+        keys = transition_keys([getattr(p, line) for p in pieces], line, minor)
+        for order, k in keys.items():
+            span = VOCAB[line] ** (order + 1)
+            unique, n = reduce_keys(k, 2 * span, device)
+            cut = int(np.searchsorted(unique, span))
+            counts[chain_name("major", line, order)] = (unique[:cut], n[:cut])
+            counts[chain_name("minor", line, order)] = (unique[cut:] - np.uint32(span), n[cut:])
     return counts
 
 
@@ -202,41 +219,53 @@ def load_counts(path: Path) -> Counts:
 
 
 class Chain:
-    """One chain ready to sample: rows {state: (lo, hi, total)} per order over one cumulative-weight list.
+    """One chain ready to sample, as CSR rows over one list of cumulative weights.
 
-    Row `(lo, hi, total)` of order k covers entries lo..hi-1 of `cols`/`cums`, whose cumulative weights
-    restart at every row; sampling is `bisect_right(cums, u * total, lo, hi)`, never a normalisation.
+    `rows[k]` maps an order-k state to a row id; row r covers entries `lo[r]`..`hi[r]`-1 of `cols` and
+    `cums` (cumulative weights restarting at every row) and weighs `totals[r]` in all. Sampling is
+    `bisect_right(cums, u * totals[r], lo[r], hi[r])`, never a normalisation. Row ids start at 1 so that
+    `rows[2].get(s) or rows[1].get(b) or unigram` backs off in one expression. The rows depend on the
+    counts only; `at_temperature` re-weighs a copy (counts ** (1/T)) without rebuilding them.
     """
 
-    def __init__(self, counts: Counts, mode: str, line: str, temperature: float = 1.0):
+    def __init__(self, counts: Counts, mode: str, line: str):
         self.line, self.size, self.top = line, VOCAB[line], ORDERS[line]
-        self.rows: list[dict[int, tuple[int, int, float]]] = []
-        cols: list[np.ndarray] = []
-        cums: list[np.ndarray] = []
-        offset = 0
+        self.rows: list[dict[int, int]] = []
+        cols, weights, firsts, lasts = [], [], [], []
+        offset, next_id = 0, 1
         for order in range(self.top + 1):
             keys, values = counts.get(chain_name(mode, line, order), (np.zeros(0, np.uint32), np.zeros(0)))
-            if len(keys) == 0:
-                self.rows.append({})
-                continue
             keys = keys.astype(np.int64)
-            weights = values.astype(np.float64) ** (1.0 / temperature)
             state, col = np.divmod(keys, self.size) if order else (np.zeros_like(keys), keys)
-            first = np.flatnonzero(np.r_[True, state[1:] != state[:-1]])  # row starts, (R,)
-            last = np.r_[first[1:], len(keys)]
-            cum = np.cumsum(weights)
-            base = np.r_[0.0, cum[first[1:] - 1]]
-            row_cum = cum - np.repeat(base, last - first)  # cumulative weight restarting at every row
-            spans = zip((first + offset).tolist(), (last + offset).tolist(), row_cum[last - 1].tolist(), strict=True)
-            self.rows.append(dict(zip(state[first].tolist(), spans, strict=True)))
+            first = np.flatnonzero(np.r_[True, state[1:] != state[:-1]]) if len(keys) else np.zeros(0, np.int64)
+            self.rows.append(dict(zip(state[first].tolist(), range(next_id, next_id + len(first)), strict=True)))
+            firsts.append(first + offset)
+            lasts.append(np.r_[first[1:], len(keys)].astype(np.int64)[: len(first)] + offset)
             cols.append(col)
-            cums.append(row_cum)
-            offset += len(keys)
+            weights.append(values.astype(np.float64))
+            offset, next_id = offset + len(keys), next_id + len(first)
         if not self.rows[0]:
             raise BadInput(f"the model has no {line} events for {mode} pieces: it was trained on no usable notes")
+        self._first, self._last = np.concatenate(firsts), np.concatenate(lasts)  # (R,) row spans
+        self._weights = np.concatenate(weights)  # (E,) counts
         self.cols: list[int] = np.concatenate(cols).tolist()
-        self.cums: list[float] = np.concatenate(cums).tolist()
+        self.lo: list[int] = [0, *self._first.tolist()]
+        self.hi: list[int] = [0, *self._last.tolist()]
         self.unigram = self.rows[0][0]
+        self._weigh(1.0)
+
+    def _weigh(self, temperature: float) -> None:
+        weights = self._weights if temperature == 1.0 else self._weights ** (1.0 / temperature)
+        cum = np.cumsum(weights)
+        base = np.where(self._first > 0, cum[self._first - 1], 0.0)
+        row_cum = cum - np.repeat(base, self._last - self._first)  # restarts at every row
+        self.cums: list[float] = row_cum.tolist()
+        self.totals: list[float] = [0.0, *row_cum[self._last - 1].tolist()]
+
+    def at_temperature(self, temperature: float) -> Chain:
+        chain = copy.copy(self)
+        chain._weigh(temperature)
+        return chain
 
     def draw(self, history: tuple[int, ...], u: float) -> int:
         """Next symbol after `history` (the last `top` symbols), backing off to shorter histories."""
@@ -248,8 +277,9 @@ class Chain:
             row = self.rows[order].get(state)
             if row is not None:
                 break
-        lo, hi, total = row or self.unigram
-        i = bisect_right(self.cums, u * total, lo, hi)
+        r = row or self.unigram
+        hi = self.hi[r]
+        i = bisect_right(self.cums, u * self.totals[r], self.lo[r], hi)
         return self.cols[i if i < hi else hi - 1]
 
 
@@ -275,64 +305,58 @@ EVENT_STEPS = [ev.DURATIONS[e % ev.N_DURATIONS] for e in range(ev.N_MELODY_EVENT
 EVENT_PCBIT = [0xFFF if t == ev.REST else 1 << (t % 12) for t in EVENT_TONE]
 
 
-class _Line:
-    """One melodic voice: its chain history, the note it carries across a bar line, its random stream."""
+NoteTuple = tuple[int, int, int, int, int]  # (voice, MIDI pitch, start step, steps, velocity)
 
-    def __init__(self, chain: Chain, rng: random.Random):
-        self.chain, self.rng = chain, rng
-        self.a, self.b = MELODY_BOS, MELODY_BOS  # the last two events
-        self.carry: tuple[int, int] | None = None  # (tone, steps) still to sound in the next measure
 
-    def measure(self, masks: list[int], pull: float, tries: int) -> list[tuple[int, int, int]]:
-        """(tone, start step, steps) of the notes and rests filling one measure exactly.
+def melodic_line(
+    chain: Chain, rng: random.Random, voice: int, pitch_of: list[int], velocity: int, pull: float, tries: int
+) -> Generator[list[NoteTuple], tuple[int, list[int]], None]:
+    """One melodic voice as a coroutine: send it (measures, chord masks of their beats or []), get the notes.
 
-        This loop runs once per note of every voice, so the chain lookups are inlined here.
-        """
-        out, pos = [], 0
-        if self.carry is not None:
-            tone, steps = self.carry
-            fit = steps if steps < ev.MEASURE_STEPS else ev.MEASURE_STEPS
-            out.append((tone, 0, fit))
-            pos = fit
-            self.carry = (tone, steps - fit) if steps > fit else None
-        chain, random_ = self.chain, self.rng.random
-        rows2, rows1, unigram, size = chain.rows[2], chain.rows[1], chain.unigram, chain.size
-        cums, cols = chain.cums, chain.cols
-        a, b = self.a, self.b
-        end = ev.MEASURE_STEPS
+    The notes and rests it draws fill every measure exactly: a note that crosses a bar line is split and
+    its rest sounds at the start of the next measure. Sending one measure at a time (a stream) or all of
+    them at once (compose) gives the same notes. This loop runs once per note of every voice, so the
+    chain lookups are inlined and the state lives in the coroutine's locals.
+    """
+    rows2, rows1, unigram, size = chain.rows[2], chain.rows[1], chain.unigram, chain.size
+    cums, cols, los, his, totals, random_ = chain.cums, chain.cols, chain.lo, chain.hi, chain.totals, rng.random
+    bisect, step_of, tone_of, pcbit_of, rest = bisect_right, EVENT_STEPS, EVENT_TONE, EVENT_PCBIT, ev.REST  # locals
+    bar, beat = ev.MEASURE_STEPS, ev.STEPS_PER_QUARTER
+    accent = [velocity + (10 if p == 0 else 5 if p == 2 * beat else 0) for p in range(bar)]  # beats 1 and 3
+    a = b = MELODY_BOS  # the last two events
+    carry_tone, carry = ev.REST, 0  # what a note split at the bar line still owes
+    pos = 0
+    notes: list[NoteTuple] = []
+    while True:
+        measures, masks = yield notes
+        notes = []
+        end, first_beat = pos + measures * bar, pos // beat
         while pos < end:
-            mask = masks[pos // ev.STEPS_PER_QUARTER] if masks else 0
-            for _ in range(tries):
-                lo, hi, total = rows2.get(a * size + b) or rows1.get(b) or unigram
-                i = bisect_right(cums, random_() * total, lo, hi)
+            if carry:
+                steps, tone, carry = carry, carry_tone, 0
+            else:
+                mask = masks[pos // beat - first_beat] if masks else 0
+                r = rows2.get(a * size + b) or rows1.get(b) or unigram
+                lo, hi, total = los[r], his[r], totals[r]
+                i = bisect(cums, random_() * total, lo, hi)
                 event = cols[i if i < hi else hi - 1]
-                # Rejection toward the chord: a non-chord tone survives with probability 1/pull.
-                if not mask or mask & EVENT_PCBIT[event] or random_() * pull < 1.0:
-                    break
-            a, b = b, event
-            steps = EVENT_STEPS[event]
-            fit = steps if pos + steps <= end else end - pos
-            out.append((EVENT_TONE[event], pos, fit))
-            if steps > fit:  # split at the bar line; the rest sounds at the start of the next measure
-                self.carry = (EVENT_TONE[event], steps - fit)
+                if mask:
+                    # Rejection toward the chord: a tone outside it survives with probability 1/pull,
+                    # which re-weighs the row without building it again (a rest fits any chord).
+                    for _ in range(tries - 1):
+                        if mask & pcbit_of[event] or random_() * pull < 1.0:
+                            break
+                        i = bisect(cums, random_() * total, lo, hi)
+                        event = cols[i if i < hi else hi - 1]
+                a, b = b, event
+                steps, tone = step_of[event], tone_of[event]
+            in_bar = pos % bar
+            fit = steps if in_bar + steps <= bar else bar - in_bar
+            if tone != rest:
+                notes.append((voice, pitch_of[tone], pos, fit, accent[in_bar]))
+            if steps > fit:
+                carry_tone, carry = tone, steps - fit
             pos += fit
-        self.a, self.b = a, b
-        return out
-
-
-@dataclass
-class _Plan:
-    """Everything `stream` needs, worked out once per request."""
-
-    kinds: list[int]
-    programs: list[int]
-    bars: int
-    mode: str
-    tonic: int
-    tempo: float
-    temperature: float
-    seed: int
-    pull: bool
 
 
 class MarkovComposer(Composer):
@@ -347,6 +371,7 @@ class MarkovComposer(Composer):
         self._chains: dict[tuple[str, str, float], Chain] = {}
         self._masks: dict[int, int] = {}
         self._voicings: dict[tuple[int, int, int], list[int]] = {}
+        self._patterns: dict[tuple[int, ...], list[tuple[int, int, int]]] = {}
         self.problems: list[str] = []  # files a training run could not use, with the reason
         if not any(len(self.counts.get(chain_name(m, "high", 0), ((), ()))[0]) for m in MODES):
             raise BadInput("the model has no melody events: it was trained on a corpus with no usable notes")
@@ -361,7 +386,9 @@ class MarkovComposer(Composer):
             raise ModelNotFound(f"{directory}: no counts.safetensors; train one with 'orchestrion train markov'")
         record = json.loads((directory / "config.json").read_text())
         known = MarkovConfig.__dataclass_fields__
-        return cls(load_counts(path), MarkovConfig(**{k: v for k, v in record.items() if k in known}))
+        composer = cls(load_counts(path), MarkovConfig(**{k: v for k, v in record.items() if k in known}))
+        composer.warm()  # ~40 ms now, so that the first measure of a stream takes about a millisecond
+        return composer
 
     def save(self, directory: str | Path) -> Path:
         from orchestrion.datasets import atomic_write_text
@@ -380,18 +407,21 @@ class MarkovComposer(Composer):
         return MarkovComposer(merge_counts(self.counts, other.counts), config)
 
     def chain(self, mode: str, line: str, temperature: float = 1.0) -> Chain:
-        """The sampling tables of one chain, built on first use and kept (a few per model)."""
+        """The sampling tables of one chain: rows built once, re-weighed per temperature (a few kept)."""
         if not len(self.counts.get(chain_name(mode, line, 0), ((), ()))[0]):
             mode = MODES[1 - MODES.index(mode)]  # a model that never saw this mode uses the other one
-        key = (mode, line, round(temperature, 6))
+        temperature = round(temperature, 6)
+        key = (mode, line, temperature)
         if key not in self._chains:
-            if len(self._chains) >= 12:
-                self._chains.pop(next(iter(self._chains)))
-            self._chains[key] = Chain(self.counts, mode, line, temperature)
+            base = self._chains.get((mode, line, 1.0)) or Chain(self.counts, mode, line)
+            self._chains[(mode, line, 1.0)] = base
+            if len(self._chains) >= 16:  # forget the oldest other temperature
+                self._chains.pop(next(k for k in self._chains if k[2] != 1.0))
+            self._chains[key] = base if temperature == 1.0 else base.at_temperature(temperature)
         return self._chains[key]
 
     def warm(self) -> None:
-        """Build the default tables now (servers call it at start-up so the first request is quick)."""
+        """Build the tables of every chain at temperature 1 now (`load` does), so no request waits for them."""
         for mode in MODES:
             for line in LINES:
                 if len(self.counts.get(chain_name(mode, line, 0), ((), ()))[0]):
@@ -445,16 +475,6 @@ class MarkovComposer(Composer):
         update = {"voices": list(voices), "bars": bars, "programs": list(programs), "key": key}
         return request.model_copy(update=update).with_seed()
 
-    def _plan(self, request: ComposeRequest) -> _Plan:
-        from orchestrion.music import parse_key
-
-        key = parse_key(request.key or "C major")
-        return _Plan(
-            list(request.voices or [0, 1, 2]), list(request.programs or []), int(request.bars or 16),
-            key.mode, key.tonic, float(request.tempo), float(request.temperature), int(request.seed or 0),
-            bool(request.chord_pull),
-        )  # fmt: skip
-
     def _mask(self, code: int) -> int:
         if code not in self._masks:
             self._masks[code] = ev.chord_mask(code)
@@ -474,114 +494,167 @@ class MarkovComposer(Composer):
             notes = [Note(v, p, s / ev.STEPS_PER_QUARTER, d / ev.STEPS_PER_QUARTER, vel) for v, p, s, d, vel in raw]
             yield Measure(index=index, notes=notes, voices=voices, tempo=tempo)
 
+    def raw_measures(self, request: ComposeRequest) -> Iterator[list[NoteTuple]]:
+        """The stream's core: per measure, (voice, pitch, start step, steps, velocity) of every note.
+
+        `request` must have been through `validate`. Steps are 1/12 quarter from the piece's start.
+        """
+        kinds, bars, lines, fallbacks, progression, chords, _ = self._parts(request)
+        for index in range(bars):
+            codes = progression(index)
+            masks = [self._mask(c) for c in codes] if request.chord_pull and codes else []
+            notes: list[NoteTuple] = []
+            for i, kind in enumerate(kinds):
+                if kind == 2:
+                    chords(notes, i, codes, index)
+                else:
+                    part = lines[i].send((1, masks))
+                    notes += part if index < bars - 1 else _close(part, bars, fallbacks[i])
+            yield notes
+
     def compose(self, request: ComposeRequest) -> Piece:
-        """The stream's piece, built from plain tuples (no per-note objects): the same MIDI, faster."""
+        """The same piece as `stream`, made voice by voice into arrays (no per-note objects): faster."""
         from orchestrion.composers.base import STREAM_TPQ
         from orchestrion.music import score_from_notes
 
         request = self.validate(request)
-        voices = self.voices(request)
-        flat = itertools.chain.from_iterable(itertools.chain.from_iterable(self.raw_measures(request)))
-        a = np.fromiter(flat, dtype=np.int64).reshape(-1, 5)  # (N, voice pitch start steps velocity)
+        kinds, bars, lines, fallbacks, progression, _, chord_track = self._parts(request)
+        codes = [progression(index) for index in range(bars)]
+        masks = [self._mask(c) for bar in codes for c in bar] if request.chord_pull and 2 in kinds else []
         scale = STREAM_TPQ // ev.STEPS_PER_QUARTER
         tracks = []
-        for i, v in enumerate(voices):
-            mine = a[a[:, 0] == i]
-            tracks.append({"name": v.name, "program": v.program, "pitch": mine[:, 1], "start": mine[:, 2] * scale, "duration": mine[:, 3] * scale, "velocity": mine[:, 4]})
+        for i, (kind, voice) in enumerate(zip(kinds, self.voices(request), strict=True)):
+            if kind == 2:
+                pitch, start, steps = chord_track(i, np.asarray(codes, dtype=np.int64))
+                velocity = np.full(len(pitch), VELOCITY[2])
+            else:
+                notes = _close(lines[i].send((bars, masks)), bars, fallbacks[i])
+                _, pitch, start, steps, velocity = np.asarray(notes, dtype=np.int64).reshape(-1, 5).T  # (5, N)
+            tracks.append({"name": voice.name, "program": voice.program, "pitch": pitch, "start": start * scale,
+                           "duration": steps * scale, "velocity": velocity})  # fmt: skip
         score = score_from_notes(tracks, tpq=STREAM_TPQ, tempo_qpm=float(request.tempo))
         return Piece(provenance=self.provenance(request), score=score)
 
-    def raw_measures(self, request: ComposeRequest) -> Iterator[list[tuple[int, int, int, int, int]]]:
-        """The core: per measure, (voice, pitch, start step, steps, velocity) of every note, 12 steps a quarter.
+    def _parts(self, request: ComposeRequest) -> tuple:
+        """What both `stream` and `compose` draw from: each voice's line, the progression, chord voicing."""
+        from orchestrion.music import parse_key
 
-        `request` must have been through `validate`.
-        """
-        plan = self._plan(request)
-        shift = key_shift(plan.tonic)
+        key = parse_key(request.key or "C major")
+        kinds, bars, seed, temperature = list(request.voices or [0, 1, 2]), int(request.bars or 16), request.seed, request.temperature
+        shift = key_shift(key.tonic)
         pitch_of = [place(t, shift) for t in range(ev.N_TONES)]
-        kinds = plan.kinds
-        has_chords = 2 in kinds
-        lines = {
-            i: _Line(self.chain(plan.mode, KIND_LINES[k], plan.temperature), random.Random(f"markov:{plan.seed}:voice:{i}"))
-            for i, k in enumerate(kinds)
-            if k != 2
-        }
-        harmony = self.chain(plan.mode, "chords", plan.temperature) if has_chords else None
-        harmony_rng = random.Random(f"markov:{plan.seed}:chords")
-        chord = CHORD_BOS
-        tonic_triad = ev.chord_code([7, 4, 0]) if plan.mode == "major" else ev.chord_code([7, 3, 0])
-        pull_on = plan.pull and has_chords
+        lines, fallbacks = {}, {}
+        for i, k in enumerate(kinds):
+            if k != 2:
+                chain = self.chain(key.mode, KIND_LINES[k], temperature)
+                rng = random.Random(f"markov:{seed}:voice:{i}")
+                lines[i] = melodic_line(chain, rng, i, pitch_of, VELOCITY[k], self.config.pull, self.config.pull_tries)
+                next(lines[i])
+                fallbacks[i] = (i, pitch_of[36 if k == 0 else 12], VELOCITY[k])
+        harmony = self.chain(key.mode, "chords", temperature) if 2 in kinds else None
+        harmony_rng = random.Random(f"markov:{seed}:chords")
+        state = [CHORD_BOS]
+        tonic_triad = ev.chord_code([7, 4, 0]) if key.mode == "major" else ev.chord_code([7, 3, 0])
+
+        def progression(index: int) -> list[int]:
+            """The shared chords of measure `index` (call in order): one per beat, never ending on silence."""
+            if harmony is None:
+                return []
+            codes = []
+            for _ in range(4):
+                state[0] = harmony.draw((state[0],), harmony_rng.random())
+                codes.append(state[0])
+            if index == bars - 1 and codes[-1] == ev.NO_CHORD:
+                codes[-1] = tonic_triad
+            return codes
+
         nth_chord_voice = {i: n for n, i in enumerate(i for i, k in enumerate(kinds) if k == 2)}
-        pull, tries = self.config.pull, self.config.pull_tries
-        for index in range(plan.bars):
-            last = index == plan.bars - 1
-            codes: list[int] = []
-            if harmony is not None:
-                for _ in range(4):
-                    chord = harmony.draw((chord,), harmony_rng.random())
-                    codes.append(chord)
-                if last and codes[-1] == ev.NO_CHORD:
-                    codes[-1] = tonic_triad  # end on a chord, never on silence
-            masks = [self._mask(c) for c in codes] if pull_on else []
-            notes: list[tuple[int, int, int, int, int]] = []
-            origin = index * ev.MEASURE_STEPS
-            for i, kind in enumerate(kinds):
-                velocity = VELOCITY[kind]
-                if kind == 2:
-                    self._chord_notes(notes, i, nth_chord_voice[i], codes, shift, origin, velocity)
-                    continue
-                parts = lines[i].measure(masks, pull, tries)
-                if last:
-                    parts = _close(parts, fallback_tone=36 if kind == 0 else 12)
-                for tone, start, steps in parts:
-                    if tone != ev.REST:
-                        notes.append((i, pitch_of[tone], origin + start, steps, velocity))
-            yield notes
 
-    def _chord_notes(self, notes: list, voice: int, nth: int, codes: list[int], shift: int, origin: int, velocity: int) -> None:
-        """One chord voice's notes for a measure: held while the chord repeats (every beat when nth % 3 == 2)."""
-        top = 69 if nth % 2 == 0 else 57  # alternate chord voices sit an octave apart
-        beat = 0
-        while beat < len(codes):
-            end = beat + 1
-            if nth % 3 != 2:
-                while end < len(codes) and codes[end] == codes[beat]:
-                    end += 1
-            key = (codes[beat], shift, top)
-            pitches = self._voicings.get(key)
-            if pitches is None:
-                pitches = self._voicings[key] = ev.voice_chord(ev.transpose_chord(codes[beat], shift), top=top)
-            for pitch in pitches:
-                notes.append((voice, pitch, origin + beat * ev.STEPS_PER_QUARTER, (end - beat) * ev.STEPS_PER_QUARTER, velocity))
-            beat = end
+        def chords(notes: list[NoteTuple], voice: int, codes: list[int], index: int) -> None:
+            key = (*codes, nth_chord_voice[voice], shift)  # progressions repeat: keep each measure's notes
+            pattern = self._patterns.get(key)
+            if pattern is None:
+                if len(self._patterns) > 50_000:
+                    self._patterns.clear()
+                arrays = self._chord_track(np.asarray([codes]), nth_chord_voice[voice], shift)
+                pattern = self._patterns[key] = list(zip(*(a.tolist() for a in arrays), strict=True))
+            origin, velocity = index * ev.MEASURE_STEPS, VELOCITY[2]
+            notes += [(voice, p, origin + s, d, velocity) for p, s, d in pattern]
+
+        def chord_track(voice: int, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            return self._chord_track(codes, nth_chord_voice[voice], shift)
+
+        return kinds, bars, lines, fallbacks, progression, chords, chord_track
+
+    def _voicing(self, code: int, shift: int, top: int) -> list[int]:
+        key = (code, shift, top)
+        if key not in self._voicings:
+            self._voicings[key] = ev.voice_chord(ev.transpose_chord(code, shift), top, floor=top - 24)
+        return self._voicings[key]
+
+    def _chord_track(self, codes: np.ndarray, nth: int, shift: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(pitch, start step, steps) of one chord voice over `codes` (measures, 4 beats): a chord is held
+        while it repeats within a measure (struck on every beat by every third chord voice), and
+        alternate chord voices sit an octave apart."""
+        top = 69 if nth % 2 == 0 else 57
+        start = np.ones(codes.shape, dtype=bool)  # (bars, 4): where a chord is struck
+        if nth % 3 != 2:
+            start[:, 1:] = codes[:, 1:] != codes[:, :-1]
+        first = np.flatnonzero(start.ravel())  # (R,) beat of each struck chord
+        beats = np.diff(np.r_[first, codes.size])  # (R,) how long it is held
+        unique, inverse = np.unique(codes.ravel()[first], return_inverse=True)
+        table = np.full((len(unique), ev.MAX_CHORD_PCS), -1, dtype=np.int64)  # (U, 4) voicings, -1 padded
+        for j, code in enumerate(unique.tolist()):
+            pitches = self._voicing(code, shift, top)
+            table[j, : len(pitches)] = pitches
+        grid = table[inverse]  # (R, 4)
+        keep = grid >= 0
+        spread = np.ones((1, ev.MAX_CHORD_PCS), dtype=np.int64) * ev.STEPS_PER_QUARTER
+        return grid[keep], (first[:, None] * spread)[keep], (beats[:, None] * spread)[keep]
 
 
-def _close(parts: list[tuple[int, int, int]], fallback_tone: int) -> list[tuple[int, int, int]]:
-    """The last measure of a line: trailing rests become the last note held, so every track ends on time."""
-    while parts and parts[-1][0] == ev.REST:
-        parts = parts[:-1]
-    if not parts:
-        return [(fallback_tone, 0, ev.MEASURE_STEPS)]  # a whole-bar tonic rather than a silent ending
-    tone, start, _ = parts[-1]
-    return parts[:-1] + [(tone, start, ev.MEASURE_STEPS - start)]
+def _close(notes: list[NoteTuple], bars: int, fallback: tuple[int, int, int]) -> list[NoteTuple]:
+    """End a line on a note: its last note is held to the final bar line (a whole-bar tonic, given as
+    (voice, pitch, velocity), when the last measure is silent), so every track is exactly `bars` long."""
+    end = bars * ev.MEASURE_STEPS
+    if notes and notes[-1][2] >= end - ev.MEASURE_STEPS:
+        voice, pitch, start, _, velocity = notes[-1]
+        return notes[:-1] + [(voice, pitch, start, end - start, velocity)]
+    voice, pitch, velocity = fallback
+    return notes + [(voice, pitch, end - ev.MEASURE_STEPS, ev.MEASURE_STEPS, velocity)]
 
 
 # --------------------------------------------------------------------------------------- training
 
 
-def _shard_counts(paths: list[Path], workers: int) -> tuple[Counts, dict[str, int], list[str]]:
-    pieces, problems = ev.encode_files(paths, workers)
-    tally = {m: sum(p.mode == m for p in pieces) for m in MODES}
-    return count_pieces(pieces), tally, problems
+def _shard_counts(paths: list[Path], workers: int, description: str, device: str) -> tuple[Counts, dict]:
+    pieces, problems = ev.encode_files(paths, workers, description)
+    return count_pieces(pieces, device), {"pieces": {m: sum(p.mode == m for p in pieces) for m in MODES}, "problems": problems}
 
 
-def train(inputs: list[str], out: str | Path, *, workers: int = 0, shard_size: int = 256) -> MarkovComposer:
+def _fingerprint(paths: list[Path]) -> str:
+    """Which files (names, sizes, times) a shard was counted from, so a resumed run never reuses a stale one."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in paths:
+        stat = path.stat()
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def train(
+    inputs: list[str], out: str | Path, *, workers: int = 0, shard_size: int = 256, device: str = "cpu"
+) -> MarkovComposer:
     """Train on MIDI files, folders or builtin:CORPUS names; resumable shard by shard.
+
+    `device="cuda"` counts on the GPU (same counts); reading MIDI, not counting, is what takes the time.
 
     Each shard's counts are kept under `out/shards/` until the model is written, so an interrupted run
     picks up where it stopped. The result does not depend on `workers` or on interruptions.
     """
     from orchestrion.corpora import resolve_inputs
+    from orchestrion.datasets import atomic_write_text
     from orchestrion.music import MIDI_SUFFIXES
 
     out = Path(out)
@@ -593,16 +666,18 @@ def train(inputs: list[str], out: str | Path, *, workers: int = 0, shard_size: i
     parts: list[Counts] = []
     pieces = {m: 0 for m in MODES}
     problems: list[str] = []
-    for n, lo in enumerate(range(0, len(paths), shard_size)):
+    starts = range(0, len(paths), shard_size)
+    for n, lo in enumerate(starts):
+        shard = paths[lo : lo + shard_size]
         counts_path, meta_path = shard_dir / f"shard-{n:05d}.safetensors", shard_dir / f"shard-{n:05d}.json"
-        if counts_path.is_file() and meta_path.is_file():
-            meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() and counts_path.is_file() else {}
+        if meta.get("fingerprint") == _fingerprint(shard):
             counts = load_counts(counts_path)
         else:
-            counts, tally, shard_problems = _shard_counts(paths[lo : lo + shard_size], workers)
-            meta = {"pieces": tally, "problems": shard_problems}
+            counts, meta = _shard_counts(shard, workers, f"shard {n + 1}/{len(starts)}", device)
+            meta["fingerprint"] = _fingerprint(shard)
             save_counts(counts, counts_path)
-            meta_path.write_text(json.dumps(meta))
+            atomic_write_text(meta_path, json.dumps(meta))
         parts.append(counts)
         pieces = {m: pieces[m] + meta["pieces"][m] for m in MODES}
         problems.extend(meta["problems"])

@@ -13,9 +13,7 @@ convolution; sampling runs the same network one sample at a time in recurrent mo
 per-stage caches like the reference's `step()`: a stage's pooling buffer collects 4 inputs, the coarser
 stage runs once per 4 fine steps, and its 4 outputs wait in a queue. Nothing in the past is recomputed.
 
-The sampler runs in numpy rather than torch: at batch 1 a step is ~100 tiny operations, and numpy's
-per-call overhead is several times smaller than torch's. The weights are folded once into plain arrays
-(LayerNorm scales into the following matrix, C into dB) so that a step touches each weight once.
+The recurrent sampler lives in `sashimi_sampler.py` (compiled loop nests); training and evaluation here.
 """
 
 from __future__ import annotations
@@ -29,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from numba import njit
 from torch import nn
 
 from orchestrion.composers.base import AudioBlock, Composer, Piece
@@ -181,218 +178,229 @@ class Sashimi(nn.Module):
         return self.head(self.norm(x))
 
 
-# ------------------------------------------------------------------------ recurrent sampler (numba)
-#
-# At batch 1 a step is ~100 tiny operations; as numpy or torch calls their per-call overhead alone is
-# several times real time, so each stage's layers run as one compiled loop nest (numba). The weights are
-# folded once into plain arrays (LayerNorm scales into the following matrix, C into dB), stacked per
-# stage, so that a step touches each weight once.
+# -------------------------------------------------------------------------------------------- metrics
 
 
-def _np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().to("cpu", torch.float32).numpy().copy()
+@torch.no_grad()
+def evaluate(model: Sashimi, data: str | Path, split: str = "validation", *, seq_len: int = 4096,
+             windows: int = 32, batch_size: int = 8) -> dict:
+    """The reference's table on one split: loss (nats/sample), bits per byte, accuracy, accuracy@3/5/10.
+
+    Over up to `windows` fixed, evenly spread windows of the split (the same ones every call). One 8-bit
+    sample is one byte, so bits per byte is the loss in bits.
+    """
+    from orchestrion.audio_dataset import AudioDataset
+
+    seq_len -= seq_len % model.config.frame
+    chunks = AudioDataset(data).split(split).windows(seq_len + 1, windows)
+    if not chunks:
+        raise BadInput(f"the {split} split holds no window of {seq_len + 1} samples", data)
+    model.eval()
+    device = next(model.parameters()).device
+    total, nll, hits = 0, 0.0, {k: 0 for k in (1, 3, 5, 10)}
+    for i in range(0, len(chunks), batch_size):
+        w = torch.from_numpy(np.stack(chunks[i : i + batch_size]).astype(np.int64)).to(device)
+        logits = model(w[:, :-1]).float()  # (B, L, C)
+        target = w[:, 1:]
+        nll += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="sum"))
+        top = logits.topk(10, dim=-1).indices  # (B, L, 10)
+        for k in hits:
+            hits[k] += int((top[..., :k] == target.unsqueeze(-1)).any(-1).sum())
+        total += target.numel()
+    loss = nll / total
+    return {"loss": loss, "bpb": loss / math.log(2), "accuracy": hits[1] / total,
+            **{f"accuracy@{k}": hits[k] / total for k in (3, 5, 10)}}
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
-def _gelu(v: float) -> float:
-    return 0.5 * v * (1.0 + math.tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)))
+def metric_table(metrics: dict[str, dict]) -> str:
+    """Markdown table in the reference's layout: one row per split/metric."""
+    lines = ["| metric | value |", "|---|---|"]
+    for split, values in metrics.items():
+        for name in ("accuracy", "accuracy@10", "accuracy@3", "accuracy@5", "bpb", "loss"):
+            if name in values:
+                lines.append(f"| final/{'val' if split == 'validation' else split}/{name} | {values[name]:.4f} |")
+    return "\n".join(lines)
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
-def _normalize(x: np.ndarray, out: np.ndarray) -> None:
-    """LayerNorm of one row without its affine part (folded into the next weights)."""
-    h = x.shape[0]
-    mean = 0.0
-    for i in range(h):
-        mean += x[i]
-    mean /= h
-    var = 0.0
-    for i in range(h):
-        d = x[i] - mean
-        out[i] = d
-        var += d * d
-    inv = 1.0 / math.sqrt(var / h + 1e-5)
-    for i in range(h):
-        out[i] *= inv
+# ------------------------------------------------------------------------------------------- composer
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
-def _stage_layers(x, dA, dBCg, dBCb, Dg, Db, W, bias, state, W1, b1, W2, b2):  # noqa: N803
-    """A stage's [S4, FF] pairs on x (B, H), in place, plus the residual around the whole stage."""
-    batch, h = x.shape
-    n_layers, _, n_modes = dA.shape
-    e_dim = W1.shape[2]
-    n = np.empty(h, np.float32)
-    y = np.empty(h, np.float32)
-    z = np.empty(2 * h, np.float32)
-    e = np.empty(e_dim, np.float32)
-    for b in range(batch):
-        xb = x[b]
-        skip = xb.copy()
-        for layer in range(n_layers):
-            _normalize(xb, n)  # S4 block
-            for i in range(h):
-                acc = 0.0
-                for k in range(n_modes):
-                    s = state[layer, b, i, k] * dA[layer, i, k] + dBCg[layer, i, k] * n[i] + dBCb[layer, i, k]
-                    state[layer, b, i, k] = s
-                    acc += s.real
-                y[i] = _gelu(2.0 * acc + n[i] * Dg[layer, i] + Db[layer, i])
-            z[:] = bias[layer]
-            for i in range(h):
-                yi = y[i]
-                for j in range(2 * h):
-                    z[j] += yi * W[layer, i, j]
-            for i in range(h):
-                xb[i] += z[i] / (1.0 + math.exp(-z[h + i]))
-            _normalize(xb, n)  # feed-forward block
-            e[:] = b1[layer]
-            for i in range(h):
-                ni = n[i]
-                for j in range(e_dim):
-                    e[j] += ni * W1[layer, i, j]
-            for j in range(e_dim):
-                e[j] = _gelu(e[j])
-            for i in range(h):
-                xb[i] += b2[layer, i]
-            for j in range(e_dim):
-                ej = e[j]
-                for i in range(h):
-                    xb[i] += ej * W2[layer, j, i]
-        for i in range(h):
-            xb[i] += skip[i]
+class SashimiComposer(Composer):
+    """Raw-audio composer: unconditional or prompt-continuing, streamed in 0.25 s blocks of 16 kHz audio."""
+
+    kind = "sashimi"
+
+    def __init__(self, model: Sashimi, card: dict | None = None):
+        super().__init__()
+        self.model = model.eval()
+        self.config = model.config
+        self.card = card or {}
+
+    @classmethod
+    def load(cls, directory: str | Path) -> SashimiComposer:
+        from safetensors.torch import load_model
+
+        directory = Path(directory)
+        record = json.loads((directory / CONFIG).read_text())
+        model = Sashimi(SashimiConfig.from_dict(record.get("config", {})))
+        try:
+            load_model(model, str(directory / WEIGHTS), device="cpu")
+        except (OSError, RuntimeError) as exc:
+            raise BadInput(f"cannot load the SaShiMi weights: {exc}", directory / WEIGHTS) from exc
+        return cls(model, {k: v for k, v in record.items() if k not in ("composer", "config")})
+
+    def save(self, directory: str | Path) -> Path:
+        from safetensors.torch import save_model
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / f".{WEIGHTS}.tmp"
+        save_model(self.model, str(tmp))
+        tmp.replace(directory / WEIGHTS)
+        record = {"composer": self.kind, "config": self.config.to_dict(), **self.card}
+        tmp = directory / f".{CONFIG}.tmp"
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        tmp.replace(directory / CONFIG)
+        return directory
+
+    def validate(self, request: ComposeRequest) -> ComposeRequest:
+        request = request.with_seed()
+        if request.seconds is None:
+            request = request.model_copy(update={"seconds": DEFAULT_SECONDS})
+        if request.prompt is not None and not Path(request.prompt).is_file():
+            raise InvalidRequest("prompt", f"no such audio file: {request.prompt}")
+        return request
+
+    def options(self) -> dict:
+        return {**super().options(), "output": "audio", "sample_rate": self.config.sample_rate,
+                "n_layers": self.config.n_layers, "default_seconds": DEFAULT_SECONDS,
+                "fields": ["seconds", "temperature", "top_p", "seed", "num_samples", "prompt"]}
+
+    def _prompt(self, request: ComposeRequest, batch: int) -> np.ndarray | None:
+        if request.prompt is None:
+            return None
+        from orchestrion.audio import load_audio
+        from orchestrion.codecs import mulaw
+
+        x = load_audio(request.prompt, self.config.sample_rate)[-int(MAX_PROMPT_SECONDS * self.config.sample_rate) :]
+        return np.tile(mulaw.encode(x, self.config.quantization).astype(np.int64), (batch, 1))  # (B, P)
+
+    def stream(self, request: ComposeRequest) -> Iterator[AudioBlock]:
+        """Yield 0.25 s blocks. With num_samples B > 1 the B samples are made together, one batch, and
+        block i of sample b has index i*B + b. A prompt is streamed first, then its continuation."""
+        from orchestrion.codecs import mulaw
+        from orchestrion.composers.sashimi_sampler import Sampler, choose
+
+        request = self.validate(request)
+        rate, batch = self.config.sample_rate, request.num_samples
+        total = int(round(request.seconds * rate))
+        block = int(BLOCK_SECONDS * rate)
+        rng = np.random.default_rng(request.seed)
+        sampler = Sampler(self.model, batch)
+        prompt = self._prompt(request, batch)
+        index, position = 0, 0
+        if prompt is not None:
+            logits = sampler.feed(prompt).copy()
+            audio = mulaw.decode(prompt[0], self.config.quantization)
+            for start in range(0, len(audio), block):
+                for _ in range(batch):
+                    yield AudioBlock(index, position, audio[start : start + block], rate)
+                    index += 1
+                position += len(audio[start : start + block])
+        else:
+            silence = mulaw.encode(np.zeros(batch), self.config.quantization).astype(np.int64)
+            logits = sampler.step(silence).copy()
+        for start in range(0, total, block):
+            n = min(block, total - start)
+            gumbel = rng.gumbel(size=(n, batch, self.config.n_classes)).astype(np.float32)
+            out = np.empty((batch, n), dtype=np.int64)
+            for t in range(n):
+                out[:, t] = choose(logits, request.temperature, request.top_p, gumbel[t])
+                logits = sampler.step(out[:, t])
+            for row in out:
+                yield AudioBlock(index, position, mulaw.decode(row, self.config.quantization), rate)
+                index += 1
+            position += n
+
+    def compose_batch(self, request: ComposeRequest) -> list[Piece]:
+        """All num_samples pieces of one batched run, each checked for long silence and runaway noise."""
+        from orchestrion.audio import quality_report
+
+        request = self.validate(request)
+        batch = request.num_samples
+        parts: list[list[np.ndarray]] = [[] for _ in range(batch)]
+        prompt_samples = 0
+        for chunk in self.stream(request):
+            parts[chunk.index % batch].append(chunk.samples)
+        if request.prompt is not None:
+            prompt_samples = min(len(self._prompt(request, 1)[0]), int(MAX_PROMPT_SECONDS * self.config.sample_rate))
+        pieces = []
+        for b in range(batch):
+            audio = np.concatenate(parts[b])
+            report = quality_report(audio[prompt_samples:], self.config.sample_rate)
+            report["prompt_seconds"] = round(prompt_samples / self.config.sample_rate, 3)
+            report["sample"] = b
+            pieces.append(Piece(provenance=self.provenance(request, batch_index=b), audio=audio,
+                                sample_rate=self.config.sample_rate, report=report))
+        return pieces
+
+    def compose(self, request: ComposeRequest) -> Piece:
+        """The first piece of `compose_batch` (a batch of one, as `orchestrion generate` asks for)."""
+        return self.compose_batch(request)[0]
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
-def _linear(x, W, b):  # noqa: N803
-    """x (B, I) @ W (I, O) + b."""
-    out = np.empty((x.shape[0], W.shape[1]), np.float32)
-    for r in range(x.shape[0]):
-        out[r] = b
-        for i in range(x.shape[1]):
-            xi = x[r, i]
-            for j in range(W.shape[1]):
-                out[r, j] += xi * W[i, j]
-    return out
+# ------------------------------------------------------------------------------------------- training
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
-def _head(x, W, b, logits):  # noqa: N803
-    """logits (B, C) = LayerNorm(x) @ W + b, with the norm's affine part folded into W and b."""
-    n = np.empty(x.shape[1], np.float32)
-    for r in range(x.shape[0]):
-        _normalize(x[r], n)
-        logits[r] = b
-        for i in range(x.shape[1]):
-            ni = n[i]
-            for j in range(W.shape[1]):
-                logits[r, j] += ni * W[i, j]
+@dataclass
+class SashimiTraining:
+    """What `orchestrion train sashimi` needs beyond the shared loop's TrainConfig; saved for --resume."""
+
+    layers: int = 2
+    seq_len: int = 4096  # training window, a multiple of 16 (0.26 s at 16 kHz)
+    eval_windows: int = 32
+    train: dict = field(default_factory=lambda: {
+        "steps": 2000, "batch_size": 4, "lr": 2e-3, "min_lr": 1e-4, "warmup_steps": 30,
+        "weight_decay": 0.0,  # the reference trains without regularisation
+        "eval_every": 100, "eval_batches": 4, "checkpoint_every": 25, "log_every": 10,
+    })
 
 
-def _fold_stage(blocks: list, batch: int) -> tuple:
-    """Stack a stage's [S4, FF] residual blocks into the arrays `_stage_layers` takes."""
-    s4s, ffs = blocks[0::2], blocks[1::2]
-    dA, dBCg, dBCb, Dg, Db, W, bias, W1, b1, W2, b2 = ([] for _ in range(11))
-    for blk in s4s:
-        g, b = _np(blk.norm.weight), _np(blk.norm.bias)
-        with torch.no_grad():
-            a, bc = blk.layer.discrete()
-        a, bc = a.cpu().numpy().astype(np.complex64), bc.cpu().numpy().astype(np.complex64)
-        d = _np(blk.layer.D)
-        # the S4 input u = g*n + b reaches the state through dBC and the skip through D: fold g and b in
-        dA.append(a)
-        dBCg.append(bc * g[:, None])
-        dBCb.append(bc * b[:, None])
-        Dg.append(d * g)
-        Db.append(d * b)
-        W.append(_np(blk.layer.output.weight).T)
-        bias.append(_np(blk.layer.output.bias))
-    for blk in ffs:
-        g, b = _np(blk.norm.weight), _np(blk.norm.bias)
-        w1 = _np(blk.layer.fc1.weight).T  # (H, E)
-        W1.append(g[:, None] * w1)
-        b1.append(b @ w1 + _np(blk.layer.fc1.bias))
-        W2.append(_np(blk.layer.fc2.weight).T)
-        b2.append(_np(blk.layer.fc2.bias))
+def train_sashimi(data: str | Path, out: str | Path, settings: SashimiTraining | None = None, *,
+                  resume: bool = False, steps: int | None = None) -> dict:
+    """Train on an audio dataset with the shared loop, export the model to `out`, return the metric table."""
+    from orchestrion.audio_dataset import AudioDataset, AudioTask
+    from orchestrion.training import TrainConfig, train
 
-    def stack(arrays: list, dtype: type = np.float32) -> np.ndarray:
-        return np.ascontiguousarray(np.stack(arrays), dtype=dtype)
-
-    h, n_modes = dA[0].shape
-    state = np.zeros((len(s4s), batch, h, n_modes), dtype=np.complex64)
-    return (stack(dA, np.complex64), stack(dBCg, np.complex64), stack(dBCb, np.complex64), stack(Dg), stack(Db),
-            stack(W), stack(bias), state, stack(W1), stack(b1), stack(W2), stack(b2))
-
-
-class _Stage:
-    """One pooling scale in recurrent mode: a buffer of 4 inputs, a queue of 4 up-pooled outputs, layers."""
-
-    def __init__(self, down: DownPool, up_block: nn.ModuleList, batch: int):
-        up: UpPool = up_block[0]
-        self.p, self.h = down.pool, up.d_out
-        self.buffer = np.zeros((batch, self.p, self.h), dtype=np.float32)
-        self.queue = np.zeros((batch, self.p, self.h), dtype=np.float32)  # zeros: the causal shift
-        self.down_W, self.down_b = np.ascontiguousarray(_np(down.linear.weight).T), _np(down.linear.bias)
-        self.up_W, self.up_b = np.ascontiguousarray(_np(up.linear.weight).T), _np(up.linear.bias)
-        self.layers = _fold_stage(list(up_block[1:]), batch)
-
-
-class Sampler:
-    """Recurrent-mode SaShiMi over a batch: `step(classes) -> logits` for one sample of every sequence."""
-
-    def __init__(self, model: Sashimi, batch: int = 1):
-        model = model.eval()
-        self.batch = batch
-        self.embedding = _np(model.embedding.weight)  # (C, D)
-        # stage k pairs down[k] with up[-1-k]: both work at the finer resolution of that scale
-        self.stages = [_Stage(model.down[k], model.up[len(model.down) - 1 - k], batch) for k in range(len(model.down))]
-        self.center = _fold_stage(list(model.center), batch)
-        g, b = _np(model.norm.weight), _np(model.norm.bias)
-        w = _np(model.head.weight).T  # (D, C)
-        self.head_W = np.ascontiguousarray(g[:, None] * w, dtype=np.float32)
-        self.head_b = (b @ w + _np(model.head.bias)).astype(np.float32)
-        self.logits = np.zeros((batch, self.head_b.shape[0]), dtype=np.float32)
-        self.t = 0
-
-    def _run(self, k: int, x: np.ndarray, t: int) -> np.ndarray:
-        """Stage k's output for its input x (B, H) at its own time t: one step of that scale."""
-        if k == len(self.stages):
-            _stage_layers(x, *self.center)
-            return x
-        stage = self.stages[k]
-        j = t % stage.p
-        stage.buffer[:, j] = x
-        y = stage.queue[:, j] + x  # the up-pooled output of the previous coarse step, plus the skip
-        if j == stage.p - 1:  # the buffer is full: run the coarser scale once and refill the queue
-            coarse = self._run(k + 1, _linear(stage.buffer.reshape(self.batch, -1), stage.down_W, stage.down_b), t // stage.p)
-            stage.queue[:] = _linear(coarse, stage.up_W, stage.up_b).reshape(self.batch, stage.p, stage.h)
-        _stage_layers(y, *stage.layers)
-        return y
-
-    def step(self, classes: np.ndarray) -> np.ndarray:
-        """classes (B,) of the current sample -> logits (B, C) for the next one (a reused buffer)."""
-        x = self._run(0, self.embedding[classes], self.t)
-        self.t += 1
-        _head(x, self.head_W, self.head_b, self.logits)
-        return self.logits
-
-    def feed(self, classes: np.ndarray) -> np.ndarray:
-        """Run a prompt (B, T) through the recurrence; returns the logits after its last sample."""
-        for t in range(classes.shape[1]):
-            self.step(classes[:, t])
-        return self.logits
-
-
-def choose(logits: np.ndarray, temperature: float, top_p: float, gumbel: np.ndarray) -> np.ndarray:
-    """Sample one class per row: Gumbel-max over temperature-scaled logits, restricted to the top-p nucleus."""
-    z = logits / temperature
-    if top_p < 1.0:
-        order = np.argsort(-z, axis=-1)
-        zs = np.take_along_axis(z, order, -1)
-        p = np.exp(zs - zs[:, :1])
-        cum = np.cumsum(p, -1) / p.sum(-1, keepdims=True)
-        drop = (cum - p / p.sum(-1, keepdims=True)) >= top_p  # keep up to and including the crossing class
-        zs[drop] = -np.inf
-        z = np.empty_like(z)
-        np.put_along_axis(z, order, zs, -1)
-    return np.argmax(z + gumbel, axis=-1)
+    out = Path(out)
+    saved = out / "sashimi_training.json"
+    if resume:
+        if not saved.is_file():
+            raise BadInput("nothing to resume (no sashimi_training.json); train without --resume first", out)
+        settings = SashimiTraining(**json.loads(saved.read_text()))
+    settings = settings or SashimiTraining()
+    if steps is not None:
+        settings.train["steps"] = steps
+    if settings.layers < 1 or settings.seq_len % 16:
+        raise BadInput(f"layers must be >= 1 and the window a multiple of 16 (got {settings.layers}, {settings.seq_len})")
+    dataset = AudioDataset(data)
+    out.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(asdict(settings), indent=2) + "\n")
+    config = SashimiConfig(n_layers=settings.layers, quantization=dataset.quantization, sample_rate=dataset.sample_rate)
+    train_config = TrainConfig.from_dict(settings.train)
+    torch.manual_seed(train_config.seed)
+    model = Sashimi(config)
+    task = AudioTask(dataset, settings.seq_len, train_config.batch_size, seed=train_config.seed)
+    result = train(model, task, train_config, out, resume=resume)
+    model.cpu()
+    metrics = {split: evaluate(model, data, split, seq_len=settings.seq_len, windows=settings.eval_windows)
+               for split in ("validation", "test")}
+    card = {
+        "metrics": metrics,
+        "training": {"steps": result.steps, "seconds": round(result.seconds, 1), "data": str(data),
+                     "data_hours": dataset.meta.get("hours"), "parameters": sum(p.numel() for p in model.parameters()),
+                     "samples_per_second": round(result.tokens_per_second)},
+    }
+    SashimiComposer(model, card).save(out)
+    (out / "metrics.md").write_text(metric_table(metrics) + "\n")
+    return card

@@ -6,7 +6,6 @@ import logging
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -14,13 +13,17 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from orchestrion.server import routes_api, routes_stream
+from orchestrion.server.routes_api import MAX_UPLOAD_BYTES
+from orchestrion.server.scheduler import ChunkScheduler
 from orchestrion.server.state import ApiError, JobLimiter, PieceStore, PromptStore, ServerState, api_error_from
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_JOBS = 64  # above the 50 concurrent streams the load benchmark asks of one 2-core machine
 DEFAULT_WORKERS = 4  # composition threads; chunks of all jobs interleave on them, so a few suffice
-MAX_UPLOAD_BYTES = {".mid": 2 * 2**20, ".abc": 256 * 2**10, ".wav": 16 * 2**20}
+MAX_JSON_BYTES = 2**20
 
 log = logging.getLogger("orchestrion.server")
 
@@ -59,13 +62,13 @@ def create_app(
         owned_dir = prompt_dir is None
         directory = Path(tempfile.mkdtemp(prefix="orchestrion-prompts-")) if owned_dir else Path(prompt_dir)
         directory.mkdir(parents=True, exist_ok=True)
-        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compose")
+        scheduler = ChunkScheduler(workers)
         app.state.hub = ServerState(
             composers=composers,
             descriptions=descriptions,
             load_errors=errors,
             jobs=JobLimiter(max_jobs),
-            executor=executor,
+            scheduler=scheduler,
             prompts=PromptStore(directory),
             pieces=PieceStore(),
             max_upload_bytes=dict(max_upload_bytes or MAX_UPLOAD_BYTES),
@@ -73,20 +76,29 @@ def create_app(
         try:
             yield
         finally:
-            executor.shutdown(wait=False, cancel_futures=True)
+            scheduler.shutdown()
             if owned_dir:
                 shutil.rmtree(directory, ignore_errors=True)
 
     from orchestrion import __version__
-    from orchestrion.server import routes_api, routes_stream
 
-    app = FastAPI(title="orchestrion", version=__version__, lifespan=lifespan)
+    # Bodies are bounded before they are read: JSON requests are small; uploads have their own route limit.
+    app = FastAPI(title="orchestrion", version=__version__, lifespan=lifespan, max_body_size=MAX_JSON_BYTES)
     app.include_router(routes_api.router)
     app.include_router(routes_stream.router)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(exc.to_json(), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 413:
+            field = "file" if request.url.path.endswith("/prompts") else "body"
+            err = ApiError(413, field, "the request is too large (see upload_limits in GET /api/models)")
+        else:
+            err = ApiError(exc.status_code, "request", str(exc.detail))
+        return JSONResponse(err.to_json(), status_code=err.status, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _fastapi_422(request: Request, exc: RequestValidationError) -> JSONResponse:

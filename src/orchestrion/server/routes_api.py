@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -18,8 +17,11 @@ router = APIRouter(prefix="/api")
 DEFAULT_FIELDS = {
     "markov": ["voices", "programs", "key", "tempo", "bars", "temperature", "chord_pull", "seed"],
     "gpt": ["bars", "temperature", "top_p", "top_k", "seed", "prompt"],
+    "gpt:abc": ["temperature", "top_p", "top_k", "seed", "title", "meter", "rhythm", "prompt"],
     "sashimi": ["seconds", "temperature", "top_p", "seed", "prompt"],
 }
+MAX_UPLOAD_BYTES = {".mid": 2 * 2**20, ".abc": 256 * 2**10, ".wav": 16 * 2**20}
+MULTIPART_SLACK = 64 * 2**10  # form boundaries and headers around the file
 UPLOAD_SUFFIXES = {".mid": ".mid", ".midi": ".mid", ".abc": ".abc", ".txt": ".abc", ".wav": ".wav", ".wave": ".wav"}
 
 
@@ -36,6 +38,7 @@ async def health(request: Request) -> dict:
         "status": "ok",
         "version": __version__,
         "models": list(state.composers),
+        "unavailable": list(state.load_errors),
         "jobs": state.jobs.to_json(),
     }
 
@@ -54,7 +57,7 @@ async def models(request: Request) -> dict:
                 "ref": ref,
                 "kind": composer.kind,
                 "description": state.descriptions.get(ref, ""),
-                "fields": options.get("fields") or DEFAULT_FIELDS.get(composer.kind, ["seed"]),
+                "fields": options.get("fields") or default_fields(composer.kind, options),
                 "options": options,
             }
         )
@@ -67,6 +70,12 @@ async def models(request: Request) -> dict:
         "formats": list(FORMATS),
         "upload_limits": state.max_upload_bytes,
     }
+
+
+def default_fields(kind: str, options: dict) -> list[str]:
+    """The request fields a model uses, by its kind (and, for GPT, its encoding: ABC tunes have no bar count)."""
+    encoding = options.get("encoding")
+    return DEFAULT_FIELDS.get(f"{kind}:{encoding}") or DEFAULT_FIELDS.get(kind) or ["seed"]
 
 
 def request_limits(schema: dict) -> dict:
@@ -100,13 +109,12 @@ async def compose(request: Request, format: str | None = None) -> Response:
     state = hub(request)
     fmt = pick_format(format, request.headers.get("accept"))
     composer, req = state.prepare(await _json_body(request))
-    loop = asyncio.get_running_loop()
     with state.jobs.slot():
-        piece = await loop.run_in_executor(state.executor, composer.compose, req)
+        piece = await state.scheduler.run(0, composer.compose, req)
         piece_id = state.pieces.add(piece)
         if fmt == "json":
-            return JSONResponse(piece_json(piece, piece_id))
-        data = await loop.run_in_executor(state.executor, render_piece, piece, fmt)
+            return JSONResponse(await state.scheduler.run(0, piece_json, piece, piece_id))
+        data = await state.scheduler.run(0, render_piece, piece, fmt)
     return _file_response(data, fmt, piece_id)
 
 
@@ -117,8 +125,8 @@ async def get_piece(request: Request, piece_id: str, format: str | None = None) 
     fmt = pick_format(format, request.headers.get("accept"))
     piece = state.pieces.get(piece_id)
     if fmt == "json":
-        return JSONResponse(piece_json(piece, piece_id))
-    data = await asyncio.get_running_loop().run_in_executor(state.executor, render_piece, piece, fmt)
+        return JSONResponse(await state.scheduler.run(0, piece_json, piece, piece_id))
+    data = await state.scheduler.run(0, render_piece, piece, fmt)
     return _file_response(data, fmt, piece_id)
 
 
@@ -130,7 +138,7 @@ def _file_response(data: bytes, fmt: str, piece_id: str) -> Response:
     )
 
 
-@router.post("/prompts")
+@router.post("/prompts", max_body_size=max(MAX_UPLOAD_BYTES.values()) + MULTIPART_SLACK)
 async def upload_prompt(request: Request, file: UploadFile) -> JSONResponse:
     """Upload a prompt (MIDI, ABC or WAV) within its size limit; answer its server-side id."""
     state = hub(request)
@@ -143,7 +151,7 @@ async def upload_prompt(request: Request, file: UploadFile) -> JSONResponse:
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise ApiError(413, "file", f"{name}: the file is over the {_size(limit)} limit for {suffix} prompts")
-    info = await asyncio.get_running_loop().run_in_executor(state.executor, check_prompt, data, suffix, name)
+    info = await state.scheduler.run(0, check_prompt, data, suffix, name)
     prompt_id = state.prompts.add(data, suffix)
     return JSONResponse({"id": prompt_id, "name": name, "kind": suffix.lstrip("."), "bytes": len(data), **info}, 201)
 

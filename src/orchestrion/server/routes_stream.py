@@ -7,27 +7,32 @@ Protocol (JSON text messages):
             {"type": "end", "piece": ID, "chunks": N, "seconds": S, "provenance": {...}}
          or {"type": "error", "field": ..., "message": ...}      (bad request, busy, or a failed composer)
   client -> {"type": "stop"} ends the piece early (answered by "end" with "stopped": true).
-One connection can make several pieces in turn. Composition runs in the executor, one chunk per call, and a
+A request may carry "lead": N (seconds): the server then composes at most N seconds of music ahead of the
+listener (the web client plays as it goes and asks for this); without it, chunks go out as fast as they are made.
+One connection can make several pieces in turn. Composition runs on the scheduler's threads, one chunk per call, and a
 stop or a closed connection ends it between two chunks: no work goes on for a client that left.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Iterator
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from orchestrion.composers.base import Chunk, Composer
+from orchestrion.composers.base import AudioBlock, Chunk, Composer, Measure
 from orchestrion.requests import ComposeRequest
+from orchestrion.server.scheduler import URGENT, ChunkScheduler
 from orchestrion.server.state import ApiError, ServerState, api_error_from, assemble
 
 router = APIRouter()
 
 _END = object()
+MAX_LEAD = 3600.0
 
 
 def _pull(stream: Iterator[Chunk]) -> tuple[object, str]:
@@ -38,14 +43,14 @@ def _pull(stream: Iterator[Chunk]) -> tuple[object, str]:
     return chunk, json.dumps(chunk.to_json(), separators=(",", ":"))
 
 
-def _close_when_idle(executor: Executor, pending: Future | None, generator: Iterator[Chunk]) -> None:
+def _close_when_idle(scheduler: ChunkScheduler, pending: Future | None, generator: Iterator[Chunk]) -> None:
     """Close the composer's generator (running its cleanup) once its last next() has returned.
 
     A generator cannot be closed while another thread runs it, so a still-running pull closes it when done.
     """
 
     def close(_: object = None) -> None:
-        executor.submit(generator.close)
+        scheduler.submit(URGENT, generator.close)
 
     if pending is not None and not pending.done():
         pending.add_done_callback(close)
@@ -55,11 +60,21 @@ def _close_when_idle(executor: Executor, pending: Future | None, generator: Iter
 
 @router.websocket("/stream")
 async def stream(websocket: WebSocket) -> None:
+    if not _same_origin(websocket):
+        # Browsers let any page open a websocket to 127.0.0.1; only this app's own page may use this one.
+        await websocket.close(code=1008, reason="cross-origin websocket refused")
+        return
     await websocket.accept()
     state: ServerState = websocket.app.state.hub
     try:
         while True:
-            text = await websocket.receive_text()
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                await websocket.send_json(ApiError(422, "body", "send the request as a JSON text message").to_json())
+                continue
             try:
                 body = json.loads(text)
             except ValueError as exc:
@@ -75,9 +90,10 @@ async def stream(websocket: WebSocket) -> None:
                     )
                     continue
             try:
+                lead = _lead(body.pop("lead", None) if isinstance(body, dict) else None)
                 composer, request = state.prepare(body)
                 with state.jobs.slot():
-                    gone = await _compose(websocket, state, composer, request)
+                    gone = await _compose(websocket, state, composer, request, lead)
             except ApiError as exc:
                 await websocket.send_json(exc.to_json())
                 continue
@@ -87,8 +103,42 @@ async def stream(websocket: WebSocket) -> None:
         return
 
 
-async def _compose(websocket: WebSocket, state: ServerState, composer: Composer, request: ComposeRequest) -> bool:
-    """Stream one piece; True when the client went away (so the connection is done)."""
+def _same_origin(websocket: WebSocket) -> bool:
+    """No Origin header (scripts, tests) or the page's own host:port."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True
+    from urllib.parse import urlsplit
+
+    return urlsplit(origin).netloc == websocket.headers.get("host", "")
+
+
+def _lead(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_LEAD:
+        raise ApiError(422, "lead", f"lead is the seconds of music to compose ahead of playback: a number in (0, {MAX_LEAD:g}]")
+    return float(value)
+
+
+def _music_end(chunk: Chunk) -> float | None:
+    """Where a chunk ends in the music, in seconds (None for text, which has no clock)."""
+    if isinstance(chunk, Measure):
+        return (chunk.index + 1) * chunk.beats * 60.0 / chunk.tempo
+    if isinstance(chunk, AudioBlock):
+        return (chunk.sample + len(chunk.samples)) / chunk.sample_rate
+    return None
+
+
+async def _compose(
+    websocket: WebSocket, state: ServerState, composer: Composer, request: ComposeRequest, lead: float | None
+) -> bool:
+    """Stream one piece; True when the client went away (so the connection is done).
+
+    With `lead`, composing stays at most that many seconds of music ahead of the listener's playback (counted
+    from the first chunk), as a player wants: no flood of notes it cannot use yet, and no work wasted on a
+    piece the listener stops early. Without it, chunks go out as fast as they are made.
+    """
     stop = asyncio.Event()
     gone = False
 
@@ -116,12 +166,13 @@ async def _compose(websocket: WebSocket, state: ServerState, composer: Composer,
     chunks: list[Chunk] = []
     generator = composer.stream(request)
     pending: Future | None = None
+    first_sent = 0.0
     failure: ApiError | None = None
     finished = False
     try:
         await websocket.send_json({"type": "start", "request": state.public_request(request)})
         while not stop.is_set():
-            pending = state.executor.submit(_pull, generator)
+            pending = state.scheduler.submit(len(chunks), _pull, generator)
             try:
                 chunk, text = await asyncio.wrap_future(pending)
             except Exception as exc:  # a composer that fails ends this piece, not the server
@@ -136,11 +187,19 @@ async def _compose(websocket: WebSocket, state: ServerState, composer: Composer,
             except (WebSocketDisconnect, RuntimeError):
                 gone = True
                 break
+            end = _music_end(chunk)
+            if lead is not None and end is not None:
+                first_sent = first_sent or time.perf_counter()
+                ahead = end - (time.perf_counter() - first_sent) - lead
+                if ahead > 0:
+                    # Wait for the listener to catch up, but wake at once for a stop or a closed connection.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=ahead)
         finished = True
     finally:
         # This runs without awaiting, so it also runs when the server cancels this task (client gone).
         listener.cancel()
-        _close_when_idle(state.executor, pending, generator)
+        _close_when_idle(state.scheduler, pending, generator)
         if not finished or gone or (stop.is_set() and failure is None):
             state.jobs.count_cancel()
     await asyncio.wait({listener})  # let the cancelled listener finish before anyone else reads the socket
@@ -150,7 +209,7 @@ async def _compose(websocket: WebSocket, state: ServerState, composer: Composer,
         await websocket.send_json(failure.to_json())
         return False
     stopped = stop.is_set()
-    piece = assemble(composer, request, chunks)
+    piece = await state.scheduler.run(len(chunks), assemble, composer, request, chunks)
     piece_id = state.pieces.add(piece)
     from orchestrion.server.formats import public_provenance
 

@@ -11,7 +11,6 @@ import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from orchestrion.composers.base import (
 )
 from orchestrion.errors import BadInput, InvalidRequest, ModelNotFound, NotBuilt, OrchestrionError
 from orchestrion.requests import ComposeRequest, first_error
+from orchestrion.server.scheduler import ChunkScheduler
 
 PROMPT_ID = re.compile(r"^[0-9a-f]{16}$")
 PIECE_ID = re.compile(r"^[0-9a-f]{16}$")
@@ -63,7 +63,7 @@ def api_error_from(exc: Exception) -> ApiError:
     if isinstance(exc, BadInput):
         return ApiError(422, "prompt", str(exc))
     if isinstance(exc, NotBuilt):
-        return ApiError(501, "format", str(exc))
+        return ApiError(501, "model", str(exc))
     if isinstance(exc, OrchestrionError):
         return ApiError(500, "server", str(exc))
     return ApiError(500, "server", f"internal error ({type(exc).__name__}); the server is still running")
@@ -130,11 +130,13 @@ class JobLimiter:
 class PromptStore:
     """Uploaded prompts, each saved as `<id>.<suffix>` in a directory the server owns.
 
-    Requests name a prompt by its id only; a client-given path never reaches a composer.
+    Requests name a prompt by its id only; a client-given path never reaches a composer. At most `capacity`
+    are kept (the oldest file goes first), so uploads cannot fill the disk.
     """
 
     directory: Path
-    kinds: dict[str, str] = field(default_factory=dict)  # id -> suffix
+    capacity: int = 256
+    kinds: OrderedDict[str, str] = field(default_factory=OrderedDict)  # id -> suffix, oldest first
 
     def add(self, data: bytes, suffix: str) -> str:
         prompt_id = secrets.token_hex(8)
@@ -143,6 +145,9 @@ class PromptStore:
         tmp.write_bytes(data)
         tmp.replace(path)
         self.kinds[prompt_id] = suffix
+        while len(self.kinds) > self.capacity:
+            old_id, old_suffix = self.kinds.popitem(last=False)
+            (self.directory / f"{old_id}{old_suffix}").unlink(missing_ok=True)
         return prompt_id
 
     def path(self, prompt_id: str) -> Path:
@@ -157,27 +162,39 @@ class PromptStore:
 
 
 class PieceStore:
-    """The last `capacity` finished pieces, so the client can download what it heard without recomposing."""
+    """The last finished pieces (at most `capacity`, and at most `max_bytes` of them in memory), so the client
+    can download what it heard without composing it again; the oldest go first."""
 
-    def __init__(self, capacity: int = 128):
+    def __init__(self, capacity: int = 128, max_bytes: int = 256 * 2**20):
         self.capacity = capacity
-        self._items: OrderedDict[str, Piece] = OrderedDict()
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, tuple[Piece, int]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
+
+    @staticmethod
+    def size(piece: Piece) -> int:
+        notes = sum(len(t.notes) for t in piece.score.tracks) if piece.score is not None else 0
+        audio = piece.audio.nbytes if piece.audio is not None else 0
+        return 1024 + 32 * notes + audio + len(piece.abc or "")
 
     def add(self, piece: Piece) -> str:
         piece_id = secrets.token_hex(8)
+        size = self.size(piece)
         with self._lock:
-            self._items[piece_id] = piece
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
+            self._items[piece_id] = (piece, size)
+            self._bytes += size
+            while len(self._items) > 1 and (len(self._items) > self.capacity or self._bytes > self.max_bytes):
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._bytes -= dropped
         return piece_id
 
     def get(self, piece_id: str) -> Piece:
         with self._lock:
             item = self._items.get(piece_id) if PIECE_ID.match(piece_id) else None
         if item is None:
-            raise ApiError(404, "piece", f"no piece {piece_id!r} (the server keeps the last {self.capacity})")
-        return item
+            raise ApiError(404, "piece", f"no piece {piece_id!r}: the server keeps only the most recent pieces")
+        return item[0]
 
 
 def assemble(composer: Composer, request: ComposeRequest, chunks: list[Chunk]) -> Piece:
@@ -205,7 +222,7 @@ class ServerState:
     descriptions: dict[str, str]
     load_errors: dict[str, str]
     jobs: JobLimiter
-    executor: ThreadPoolExecutor
+    scheduler: ChunkScheduler
     prompts: PromptStore
     pieces: PieceStore
     max_upload_bytes: dict[str, int]

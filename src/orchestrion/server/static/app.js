@@ -11,6 +11,7 @@ const PROGRAMS = [[0, "Piano"], [6, "Harpsichord"], [11, "Vibraphone"], [19, "Ch
   [48, "Strings"], [52, "Choir"], [56, "Trumpet"], [57, "Trombone"], [58, "Tuba"], [60, "French horn"], [68, "Oboe"],
   [70, "Bassoon"], [71, "Clarinet"], [73, "Flute"], [80, "Square lead"], [88, "Warm pad"]];
 const DEFAULT_PROGRAM = [73, 42, 0];
+const LEAD_SECONDS = 8;
 const TONICS = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"];
 
 // What tests and the curious can read: counts of what arrived and whether sound is playing.
@@ -92,9 +93,8 @@ const roll = {
   },
   legend() {
     $("legend").innerHTML = this.voices.map((v, i) => {
-      const name = v.name || `voice ${i + 1}`;
-      const kind = v.kind != null ? ` · ${KINDS[v.kind] || v.kind}` : "";
-      return `<span><i style="background:${PALETTE[i % PALETTE.length]}"></i>${escapeHtml(name)}${kind} · ${programName(v.program, v.is_drum)}</span>`;
+      const name = v.name || (v.kind != null ? `${KINDS[v.kind] || v.kind} ${i + 1}` : `voice ${i + 1}`);
+      return `<span><i style="background:${PALETTE[i % PALETTE.length]}"></i>${escapeHtml(name)} · ${programName(v.program, v.is_drum)}</span>`;
     }).join("");
   },
   playhead(quarter) {
@@ -253,7 +253,7 @@ function renderFields() {
   }
   if (fields.has("tempo")) box.append(range("tempo", "Tempo (♩/min)", defaults.tempo || 120, 40, 240, 1));
   if (fields.has("bars")) box.append(num("bars", "Measures", defaults.bars || 16, `min="1" max="${opts.max_bars || limit("bars").max || 4096}"`));
-  if (fields.has("seconds")) box.append(num("seconds", "Seconds of audio", defaults.seconds || 4, `min="0.5" step="0.5" max="${opts.max_seconds || limit("seconds").max || 600}"`));
+  if (fields.has("seconds")) box.append(num("seconds", "Seconds of audio", defaults.seconds || opts.default_seconds || 4, `min="0.5" step="0.5" max="${opts.max_seconds || limit("seconds").max || 600}"`));
   if (fields.has("temperature")) box.append(range("temperature", "Temperature", defaults.temperature || 1, 0.1, 2, 0.05));
   if (fields.has("top_p")) box.append(range("top_p", "Top-p", defaults.top_p || 1, 0.05, 1, 0.05));
   if (fields.has("top_k")) box.append(num("top_k", "Top-k (0 = off)", defaults.top_k || 0, `min="0"`));
@@ -314,7 +314,7 @@ function promptField() {
     const body = new FormData(); body.append("file", file);
     $("prompt-info").textContent = "uploading…";
     const r = await fetch("/api/prompts", { method: "POST", body });
-    const j = await r.json();
+    const j = await r.json().catch(() => ({ message: `${file.name}: ${r.status} ${r.statusText} (too large?)` }));
     if (r.ok) { state.promptId = j.id; $("prompt-info").textContent = `uploaded ${j.name} (${j.bytes} bytes)`; }
     else { $("prompt-info").textContent = j.message; e.target.value = ""; }
   });
@@ -358,16 +358,19 @@ async function generate(ev) {
   state.current = { request: req, measures: [], audio: [], text: [], model: state.model.ref, started: performance.now() };
   state.measures = 0; state.chunks = 0; state.playbackStarted = false;
   $("measure-count").textContent = "0";
+  showStage(stageKind(state.model));
   roll.reset((req.bars || 16) * 4);
   player.begin(req.tempo || 120);
-  for (const id of ["score", "abc", "audio", "wave", "downloads"]) $(id).hidden = true;
-  $("score").innerHTML = ""; $("abc").textContent = "";
-  if (state.model.kind === "sashimi") wave.reset((req.seconds || 4) * 16000);
+  clearExtras();
+  const opts = state.model.options || {};
+  if (state.model.kind === "sashimi" || opts.output === "audio") wave.reset((req.seconds || opts.default_seconds || 4) * (opts.sample_rate || 16000));
   state.composing = true;
   $("generate").disabled = true; $("stop").disabled = false;
   setStatus("composing…");
   if (window.matchMedia("(max-width: 820px)").matches) document.querySelector(".stage").scrollIntoView({ behavior: "smooth" });
-  (await connect()).send(JSON.stringify(req));
+  state.stopping = false;
+  // lead: the server composes at most this many seconds ahead of what we play, so notes come as they are needed.
+  (await connect()).send(JSON.stringify({ ...req, lead: LEAD_SECONDS }));
 }
 
 function onMessage(msg) {
@@ -375,7 +378,9 @@ function onMessage(msg) {
   if (msg.type === "start") { if (cur) cur.request = msg.request; setStatus(`composing (seed ${msg.request.seed})…`); return; }
   if (msg.type === "error") { showError(msg); finish(); return; }
   if (!cur) return;
+  if (state.stopping && msg.type !== "end") return;  // what was already on its way when Stop was pressed
   if (msg.type === "measure") {
+    if (!cur.measures.length) showStage("roll");
     cur.measures.push(msg);
     roll.add(msg);
     player.measure(msg);
@@ -384,19 +389,43 @@ function onMessage(msg) {
   } else if (msg.type === "audio") {
     cur.audio.push(msg);
     wave.add(player.audio(msg));
+    $("measure-count").textContent = ((msg.sample + msg.samples.length) / msg.sample_rate).toFixed(2);
   } else if (msg.type === "text") {
     cur.text.push(msg);
     const pre = $("abc"); pre.hidden = false;
+    if (!msg.complete) $("measure-count").textContent = String(cur.text.length);
     pre.textContent = msg.complete ? msg.text : pre.textContent + msg.text;
   } else if (msg.type === "end") {
     cur.id = msg.piece; cur.seconds = msg.seconds; cur.stopped = msg.stopped; cur.provenance = msg.provenance;
     finish();
     addPiece(cur);
     showPiece(cur);
-    setStatus(`${msg.stopped ? "stopped" : "done"}: ${msg.chunks} chunks in ${msg.seconds.toFixed(2)} s (seed ${cur.request.seed})`);
+    const unit = cur.measures.length ? "measures" : cur.audio.length ? "audio blocks" : "parts";
+    setStatus(`${msg.stopped ? "stopped" : "done"}: ${msg.chunks} ${unit} · seed ${cur.request.seed}`);
     return;
   }
   state.chunks += 1;
+}
+
+// What the stage shows for a model: a piano roll for notes, a waveform for audio, the score for ABC tunes.
+function stageKind(model) {
+  const opts = (model && model.options) || {};
+  if (model && (model.kind === "sashimi" || opts.output === "audio")) return "audio";
+  if (opts.encoding === "abc") return "abc";
+  return "roll";
+}
+
+function clearExtras() {
+  for (const id of ["score", "abc", "audio", "wave", "downloads"]) $(id).hidden = true;
+  $("score").innerHTML = ""; $("abc").textContent = ""; $("audio").removeAttribute("src");
+}
+
+function showStage(kind) {
+  $("roll-wrap").hidden = kind !== "roll";
+  $("legend").hidden = kind !== "roll";
+  $("piece-title").textContent = { roll: "Piano roll", audio: "Waveform", abc: "Tune" }[kind];
+  $("count-unit").textContent = { roll: "measures", audio: "seconds", abc: "lines" }[kind];
+  if (kind === "roll") roll.redraw();
 }
 
 function finish() {
@@ -429,10 +458,11 @@ function addPiece(piece) {
   const list = $("pieces");
   if (state.pieces.length === 1) list.innerHTML = "";
   const n = state.pieces.length, req = piece.request;
-  const length = req.bars ? `${piece.measures.length} measures` : req.seconds ? `${req.seconds} s` : `${piece.text.length} chunks`;
+  const length = piece.measures.length ? `${piece.measures.length} measures` : piece.audio.length ? `${req.seconds || ""} s of audio` : "a tune";
+  const mid = piece.audio.length ? "" : `<a href="/api/pieces/${piece.id}?format=mid" download>MIDI</a>`;
   const item = el(`<li class="piece"><div class="name">#${n} · ${escapeHtml(piece.model.replace("builtin:", ""))}</div>
     <div class="meta">${length} · seed ${req.seed}${req.key ? " · " + escapeHtml(req.key) : ""}</div>
-    <div class="links"><a href="/api/pieces/${piece.id}?format=mid" download>MIDI</a><a href="/api/pieces/${piece.id}?format=wav" download>WAV</a></div></li>`);
+    <div class="links">${mid}<a href="/api/pieces/${piece.id}?format=wav" download>WAV</a></div></li>`);
   item.addEventListener("click", (e) => { if (e.target.tagName !== "A") replay(piece, item); });
   list.prepend(item);
   document.querySelectorAll(".pieces li").forEach((li) => li.classList.toggle("current", li === item));
@@ -442,6 +472,9 @@ function replay(piece, item) {
   if (state.composing) return;
   player.ensure();
   state.current = piece;
+  clearExtras();
+  showStage(piece.measures.length ? "roll" : piece.audio.length ? "audio" : "abc");
+  if (piece.text.length) { const pre = $("abc"); pre.hidden = false; pre.textContent = piece.text.filter((t) => t.complete).map((t) => t.text).join("\n\n"); }
   roll.reset((piece.request.bars || 16) * 4);
   player.begin(piece.request.tempo || 120);
   for (const m of piece.measures) { roll.add(m); player.measure(m); }
@@ -456,15 +489,16 @@ function replay(piece, item) {
 async function start() {
   $("controls").addEventListener("submit", generate);
   $("stop").addEventListener("click", () => {
-    if (socket && state.composing) socket.send(JSON.stringify({ type: "stop" }));
+    if (socket && state.composing) { state.stopping = true; socket.send(JSON.stringify({ type: "stop" })); }
     player.stop(); $("play-state").textContent = "stopped"; $("play-state").classList.remove("live");
   });
-  $("model").addEventListener("change", (e) => { state.model = state.models.find((m) => m.ref === e.target.value); state.promptId = null; renderFields(); });
+  $("model").addEventListener("change", (e) => { state.model = state.models.find((m) => m.ref === e.target.value); state.promptId = null; renderFields(); showStage(stageKind(state.model)); });
   const r = await fetch("/api/models");
   const j = await r.json();
   state.models = j.models; state.limits = j.limits;
   const sel = $("model");
-  sel.innerHTML = j.models.map((m) => `<option value="${escapeHtml(m.ref)}">${escapeHtml(m.ref.replace("builtin:", ""))} · ${m.kind}</option>`).join("")
+  const label = (m) => { const name = m.ref.replace("builtin:", ""); return name === m.kind ? name : `${name} · ${m.kind}`; };
+  sel.innerHTML = j.models.map((m) => `<option value="${escapeHtml(m.ref)}">${escapeHtml(label(m))}</option>`).join("")
     + j.unavailable.map((m) => `<option disabled title="${escapeHtml(m.error)}">${escapeHtml(m.ref)} (unavailable)</option>`).join("");
   state.model = j.models[0] || null;
   if (!state.model) setStatus("no models are served: train one or install the built-in models", true);

@@ -1,0 +1,132 @@
+"""ABC pipeline figures, each against a peer on the same tunes in one run.
+
+1. Tokens per tune: our ABC BPE (pieces split at newlines only) vs a stock GPT-2-style byte-level BPE
+   (GPT-2's regex pre-split), both trained on the same train tunes at the same vocabulary size, measured
+   on held-out tunes. Fewer tokens = more music per context window.
+2. Validity check per tune: `abcmidi.validate` (abc2midi) vs parsing the tune with music21's ABC reader
+   (the other way to check a generated tune in this stack).
+3. Novelty check per tune: our n-gram index vs a brute-force scan of every training tune.
+
+    .venv/bin/python benchmarks/abc.py [--tunes 2000] [--vocab 2048] [--checks 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def corpus(n: int) -> tuple[list[str], list[str]]:
+    from orchestrion import corpora
+    from orchestrion.abc_dataset import split_of
+    from orchestrion.codecs import abc
+
+    records = corpora.folk_tunes()
+    step = max(1, len(records) // n)
+    texts = [abc.spaceless(abc.clean(r["abc"]).abc) for r in records[::step][:n]]
+    train = [t for t in texts if split_of(t) == "train"]
+    held = [t for t in texts if split_of(t) == "validation"] or train[:50]
+    return train, held
+
+
+def stock_bpe(texts: list[str], vocab: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)  # GPT-2's regex pre-split
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab,
+        special_tokens=["<s>", "</s>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    return tok
+
+
+def bench_tokens(train: list[str], held: list[str], vocab: int) -> None:
+    from orchestrion.abc_dataset import make_tokenizer
+
+    ours = make_tokenizer(train, vocab)
+    peer = stock_bpe(train, vocab)
+    chars = np.mean([len(t) for t in held])
+    ours_n = np.mean([len(e.ids) for e in ours.encode_batch(held)])
+    peer_n = np.mean([len(e.ids) for e in peer.encode_batch(held)])
+    print(f"tokens per tune (vocab {vocab}, {len(train)} train / {len(held)} held-out tunes, {chars:.1f} chars/tune)")
+    print(f"  ours (ABC BPE)     {ours_n:8.1f}  ({chars / ours_n:.2f}x fewer than characters)")
+    print(f"  peer (GPT-2 style) {peer_n:8.1f}  ({chars / peer_n:.2f}x fewer than characters)")
+    print(f"  ratio peer/ours    {peer_n / ours_n:8.2f}x")
+
+
+def bench_validity(tunes: list[str]) -> None:
+    from music21 import converter
+
+    from orchestrion import abcmidi
+
+    t0 = time.perf_counter()
+    ours = [abcmidi.validate(t).status for t in tunes]
+    ours_s = (time.perf_counter() - t0) / len(tunes)
+    t0 = time.perf_counter()
+    peer_ok = 0
+    for t in tunes:
+        try:
+            converter.parse(t, format="abc")
+            peer_ok += 1
+        except Exception:  # music21 raises many types on bad ABC; any failure counts as invalid
+            pass
+    peer_s = (time.perf_counter() - t0) / len(tunes)
+    print(f"validity check per tune ({len(tunes)} tunes)")
+    print(f"  ours (abc2midi)    {1000 * ours_s:8.2f} ms  ({sum(s != 'errors' for s in ours)} compile)")
+    print(f"  peer (music21)     {1000 * peer_s:8.2f} ms  ({peer_ok} parse)")
+    print(f"  ratio peer/ours    {peer_s / ours_s:8.2f}x")
+
+
+def bench_novelty(train: list[str], queries: int) -> None:
+    from orchestrion.novelty import N, NoveltyIndex, events_from_abc, ngram_hashes
+
+    events = []
+    for t in train:
+        try:
+            events.append(events_from_abc(t))
+        except Exception:  # tunes abc2midi cannot compile are not in the index
+            continue
+    ids = [str(i) for i in range(len(events))]
+    t0 = time.perf_counter()
+    index = NoveltyIndex.build(events, ids)
+    build_s = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    picks = [events[i] for i in rng.choice(len(events), size=min(queries, len(events)), replace=False)]
+    t0 = time.perf_counter()
+    ours = [index.check(q).ngram_share for q in picks]
+    ours_s = (time.perf_counter() - t0) / len(picks)
+    sets = [set(ngram_hashes(e).tolist()) for e in events]
+    t0 = time.perf_counter()
+    peer = []
+    for q in picks:  # brute force: every training tune's n-gram set, scanned per query
+        h = ngram_hashes(q).tolist()
+        peer.append(float(np.mean([any(x in s for s in sets) for x in h])) if h else 0.0)
+    peer_s = (time.perf_counter() - t0) / len(picks)
+    assert np.allclose(ours, peer), "the index and the brute-force scan disagree"
+    print(f"novelty check per tune ({len(events)} training tunes, {N}-grams, index built in {build_s:.2f} s)")
+    print(f"  ours (index)       {1000 * ours_s:8.2f} ms")
+    print(f"  peer (brute force) {1000 * peer_s:8.2f} ms")
+    print(f"  ratio peer/ours    {peer_s / ours_s:8.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tunes", type=int, default=2000)
+    parser.add_argument("--vocab", type=int, default=2048)
+    parser.add_argument("--checks", type=int, default=100)
+    args = parser.parse_args()
+    train, held = corpus(args.tunes)
+    bench_tokens(train, held, args.vocab)
+    bench_validity(held[: args.checks])
+    bench_novelty(train, args.checks)
+
+
+if __name__ == "__main__":
+    main()

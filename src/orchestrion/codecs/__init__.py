@@ -1,0 +1,1 @@
+"""Codecs: music <-> tokens or arrays, both directions, pure functions."""

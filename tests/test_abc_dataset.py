@@ -1,0 +1,169 @@
+"""`orchestrion encode abc` end to end on a small real sample plus hostile files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from orchestrion import abc_dataset
+from orchestrion.codecs import abc
+from orchestrion.datasets import TokenDataset
+from orchestrion.errors import InvalidRequest
+
+pytestmark = pytest.mark.skipif(shutil.which("abc2midi") is None, reason="abcmidi is not installed")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from orchestrion.corpora import music21_corpus_dir
+
+    folder = tmp_path_factory.mktemp("abc-inputs")
+    for source in ("essenFolksong", "oneills1850"):
+        path = sorted((music21_corpus_dir() / source).glob("*.abc"))[0]
+        tunes = abc.split_tunes(path.read_text(encoding="utf-8", errors="replace"))[:30]
+        (folder / f"{source}.abc").write_text("\n".join(t.abc for t in tunes))
+    shutil.copy(Path(__file__).parent / "fixtures" / "multitrack.mid", folder / "midi-only.mid")
+    (folder / "junk.abc").write_bytes(bytes(range(256)) * 64)
+    with open(folder / "one-line.abc", "w") as f:  # a 50 MB single line
+        f.write("X:1\nT:huge\nK:G\n")
+        f.write("abcd" * 12_500_000)
+    (folder / "broken.abc").write_text(
+        'X:1\nT:unterminated "chord\nM:4/4\nK:G\n"abc [K: d|e f [ (3 ab\n\n'
+        "X:2\nT:unknown key\nK:Hypermixolydian\nabc|\n\n"
+        "X:3\nT:no key at all\nabc def\n"
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dataset(inputs: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("abc-dataset")
+    report = abc_dataset.encode_abc([str(inputs)], out, workers=2)
+    return out, report
+
+
+def test_dataset_is_readable_by_the_trainer(dataset) -> None:
+    from tokenizers import Tokenizer
+
+    out, report = dataset
+    data = TokenDataset(out)
+    assert data.encoding == "abc"
+    assert data.meta["special_tokens"] == {"bos": "<s>", "eos": "</s>", "pad": "<pad>"}
+    train = data.split("train")
+    assert (
+        len(train) + data.meta["splits"]["validation"]["sequences"]
+        == report["validity"]["clean"] + report["validity"]["warnings"] - report["dropped"]["duplicates"]
+    )
+    tok = Tokenizer.from_file(str(data.tokenizer_path))
+    lines = (out / "text" / "train-00000.txt").read_text(encoding="utf-8").splitlines()
+    ids = train[0].tolist()
+    assert ids[0] == tok.token_to_id("<s>") and ids[-1] == tok.token_to_id("</s>")
+    assert tok.decode(ids, skip_special_tokens=True) == abc.unescape_newlines(lines[0])
+
+
+def test_report_lists_each_bad_file_and_tune(dataset) -> None:
+    out, report = dataset
+    errors = " | ".join(e["error"] for e in report["errors"])
+    assert "binary data" in errors
+    assert "50,000,016 characters" in errors or "not a tune" in errors
+    assert "no K: field" in errors
+    assert "First K: field must specify key signature" in errors or "Hypermixolydian" in errors
+    assert set(report["cleaning_steps"]) == set(abc.STEP_NAMES)
+    ids = [line.split('"')[3] for line in (out / "validity.jsonl").read_text().splitlines()]
+    assert "midi-only" in ids  # a MIDI-only piece comes in through midi2abc
+    assert report["cleaning_steps"]["drop_commentary"] > 0
+    assert sum(report["validity"].values()) >= 60
+    assert json.loads((out / "report.json").read_text())["validity"] == report["validity"]
+    assert (out / "novelty.npz").is_file() and (out / "stats.json").is_file()
+
+
+def test_tokenizer_report_and_spaceless_check(dataset) -> None:
+    _, report = dataset
+    sizes = report["tokenizer"]["sizes"]
+    assert set(sizes) == {"characters", *map(str, abc_dataset.VOCAB_SIZES)}
+    assert sizes["2048"]["tokens_per_tune"] < sizes["characters"]["tokens_per_tune"]
+    eq = report["spaceless_equivalence"]
+    assert eq["checked"] > 0 and eq["share"] >= 0.99
+
+
+def test_rerun_is_resumed_from_the_cache(inputs: Path, dataset) -> None:
+    out, report = dataset
+    cache = out / "cache" / "validity.jsonl"
+    before = cache.read_text()
+    shard = (out / "shards" / "train-00000.bin").read_bytes()
+    again = abc_dataset.encode_abc([str(inputs)], out, workers=1)
+    assert cache.read_text() == before  # nothing compiled twice
+    assert again["validity"] == report["validity"]
+    assert (out / "shards" / "train-00000.bin").read_bytes() == shard  # deterministic, whatever the workers
+
+
+def test_keep_is_checked(inputs: Path, tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequest, match="keep"):
+        abc_dataset.encode_abc([str(inputs)], tmp_path, keep="most")
+
+
+def test_split_is_stable() -> None:
+    texts = [f"X:1\nT:{i}\nK:G\nabc\n" for i in range(400)]
+    splits = [abc_dataset.split_of(t) for t in texts]
+    assert splits == [abc_dataset.split_of(t) for t in texts]
+    assert 5 <= splits.count("validation") <= 40
+
+
+def test_decode_abc_command(tmp_path: Path, fixtures_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    import symusic
+
+    line = abc.escape_newlines(abc.spaceless((fixtures_dir / "tune.abc").read_text()).replace("X:1\n", ""))
+    (tmp_path / "generated.abc").write_text(line + "\n")  # one line, no X: (as a model writes it)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrion",
+            "decode",
+            "abc",
+            str(tmp_path / "generated.abc"),
+            "--out",
+            str(tmp_path / "g.mid"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(symusic.Score(str(tmp_path / "g.mid")).tracks[0].notes) >= 60
+    (tmp_path / "bad.abc").write_text("X:1\nT:x\nK:G\n-GAB|]\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrion",
+            "decode",
+            "abc",
+            str(tmp_path / "bad.abc"),
+            "--out",
+            str(tmp_path / "b.mid"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    message = " ".join(result.stderr.split())
+    assert result.returncode == 1 and "bad.abc: abc2midi could not compile" in message and "tie" in message
+
+
+@pytest.mark.slow
+def test_full_corpus_spaceless_equivalence(tmp_path: Path) -> None:
+    """The issue's bar on all ~11,600 built-in tunes: >= 99% of clean tunes keep their notes without spaces."""
+    report = abc_dataset.encode_abc(["builtin:folk-abc"], tmp_path)
+    assert sum(report["validity"].values()) >= 11_500
+    assert report["spaceless_equivalence"]["share"] >= 0.99
+    assert report["validity"]["errors"] / sum(report["validity"].values()) < 0.05
+    assert report["tokenizer"]["sizes"][str(abc_dataset.DEFAULT_VOCAB)]["ratio"] >= 2.5

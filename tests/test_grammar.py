@@ -1,0 +1,274 @@
+"""Grammar constraints: valid mmm from random weights, forced conditioning, fills, traps, ABC headers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from orchestrion.codecs import mmm
+from orchestrion.grammar import MMMGrammar, MMMIds, RepetitionTrap
+from orchestrion.requests import ComposeRequest
+from orchestrion.sampling import SamplingConfig, generate_all, sample_abc, sample_mmm
+
+SATB = ["SOPRANO", "ALTO", "TENOR", "BASS"]
+
+
+@pytest.fixture(scope="module")
+def mmm_tokenizer():
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import WhitespaceSplit
+
+    vocab = {t: i for i, t in enumerate(mmm.vocabulary())}
+    tokenizer = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = WhitespaceSplit()
+    return tokenizer
+
+
+@pytest.fixture(scope="module")
+def mmm_model(mmm_tokenizer):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=mmm_tokenizer.get_vocab_size(), n_positions=1024, n_embd=32, n_layer=2,
+                        n_head=2, bos_token_id=2, eos_token_id=3)
+    return GPT2LMHeadModel(config).eval()
+
+
+def pieces(model, tokenizer, request, **kwargs):
+    return sorted((e for e in sample_mmm(model, tokenizer, request, token_events=False, **kwargs)
+                   if e.kind == "piece"), key=lambda e: e.sample)
+
+
+def check_piece(tokens: list[str], bars: int, tracks: int):
+    score, repairs = mmm.decode(tokens)
+    assert repairs == [], repairs
+    spans = [i for i, t in enumerate(tokens) if t == "TRACK_START"]
+    assert len(spans) == tracks
+    assert tokens.count("BAR_START") == bars * tracks
+    assert tokens[0] == "PIECE_START" and tokens[-1] == "PIECE_END"
+    assert score.end() <= bars * mmm.STEPS_PER_BAR
+    return score
+
+
+def test_100_random_samples_all_decode_to_exact_bars_and_tracks(mmm_model, mmm_tokenizer):
+    request = ComposeRequest(model="x", bars=4, seed=7, num_samples=50)
+    found = []
+    for seed in (7, 8):
+        found += pieces(mmm_model, mmm_tokenizer, request.model_copy(update={"seed": seed}))
+    assert len(found) == 100
+    for event in found:
+        score = check_piece(event.tokens, bars=4, tracks=4)
+        assert len(score.tracks) <= 4  # tracks without notes are dropped by the decoder
+        assert event.report["repetition_traps"] >= 0
+
+
+@pytest.mark.parametrize(("bars", "tracks"), [(1, 1), (2, 3), (8, 2)])
+def test_other_shapes_and_forced_instruments_and_density(mmm_model, mmm_tokenizer, bars, tracks):
+    instruments = ["0", "40", "DRUMS"][:tracks]
+    request = ComposeRequest(model="x", bars=bars, seed=1, num_samples=5, instruments=instruments,
+                             density=[3] * tracks)
+    for event in pieces(mmm_model, mmm_tokenizer, request):
+        check_piece(event.tokens, bars, tracks)
+        assert [t for t in event.tokens if t.startswith("INST=")] == [f"INST={i}" for i in instruments]
+        assert [t for t in event.tokens if t.startswith("DENSITY=")] == ["DENSITY=3"] * tracks
+
+
+def test_same_seed_same_pieces(mmm_model, mmm_tokenizer):
+    request = ComposeRequest(model="x", bars=2, seed=5, num_samples=3)
+    a = [e.tokens for e in pieces(mmm_model, mmm_tokenizer, request)]
+    b = [e.tokens for e in pieces(mmm_model, mmm_tokenizer, request)]
+    assert a == b
+
+
+def test_bars_stream_as_they_close(mmm_model, mmm_tokenizer):
+    request = ComposeRequest(model="x", bars=2, seed=2, instruments=SATB)
+    events = list(sample_mmm(mmm_model, mmm_tokenizer, request))
+    bars = [e for e in events if e.kind == "bar"]
+    assert [(e.track, e.bar) for e in bars] == [(t, b) for t in range(4) for b in range(2)]
+    assert [e.instrument for e in bars[::2]] == [f"INST={v}" for v in SATB]
+    assert events.index(bars[0]) < len(events) - 5  # the first bar comes long before the piece
+
+
+def test_melody_is_harmonised_note_for_note(mmm_model, mmm_tokenizer, fixtures_dir):
+    from orchestrion.music import load_midi
+
+    melody = mmm.encode(load_midi(fixtures_dir / "one_track.mid"))
+    given, _ = mmm.decode(melody)
+    request = ComposeRequest(model="x", seed=4, num_samples=3, prompt=str(fixtures_dir / "one_track.mid"))
+    for event in pieces(mmm_model, mmm_tokenizer, request):
+        assert event.report["mode"] == "harmonise"
+        score = check_piece(event.tokens, bars=2, tracks=4)
+        assert [t for t in event.tokens if t.startswith("INST=")] == [f"INST={v}" for v in SATB]
+        a, b = given.tracks[0].notes.numpy(), score.tracks[0].notes.numpy()
+        for key in ("time", "duration", "pitch"):
+            assert np.array_equal(a[key], b[key])
+
+
+def test_fill_in_a_bar_keeps_the_others(mmm_model, mmm_tokenizer):
+    source = pieces(mmm_model, mmm_tokenizer, ComposeRequest(model="x", bars=4, seed=9, instruments=SATB))[0].tokens
+    request = ComposeRequest(model="x", seed=3, num_samples=4, fill_bars=[1, 2])
+    for event in pieces(mmm_model, mmm_tokenizer, request, prompt_tokens=source):
+        assert event.tokens.count("FILL_START") == 8 and event.tokens.count("FILL_END") == 8
+        score, repairs = mmm.decode(event.tokens)
+        assert repairs == []
+        original, _ = mmm.decode(source)
+        for kept_track, new_track in zip(original.tracks, score.tracks, strict=True):
+            def outside(track):
+                a = track.notes.numpy()
+                bar = a["time"] // mmm.STEPS_PER_BAR
+                keep = (bar == 0) | (bar == 3)
+                return sorted(zip(a["time"][keep].tolist(), a["pitch"][keep].tolist(), strict=True))
+            assert outside(kept_track) == outside(new_track)
+
+
+def test_continuing_a_prompt_keeps_its_bars(mmm_model, mmm_tokenizer):
+    source = pieces(mmm_model, mmm_tokenizer, ComposeRequest(model="x", bars=2, seed=9, instruments=SATB[:2]))[0].tokens
+    request = ComposeRequest(model="x", seed=3, num_samples=2, bars=4)
+    for event in pieces(mmm_model, mmm_tokenizer, request, prompt_tokens=source):
+        check_piece(event.tokens, bars=4, tracks=2)
+        for track, given in zip(mmm.decode(event.tokens)[0].tracks, mmm.decode(source)[0].tracks, strict=True):
+            a = track.notes.numpy()
+            early = a["time"] + a["duration"] <= 2 * mmm.STEPS_PER_BAR
+            g = given.notes.numpy()
+            g_ok = g["time"] + g["duration"] < 2 * mmm.STEPS_PER_BAR  # notes cut at the window end may grow
+            assert set(zip(g["time"][g_ok].tolist(), g["pitch"][g_ok].tolist(), strict=True)) <= set(
+                zip(a["time"][early].tolist(), a["pitch"][early].tolist(), strict=True))
+
+
+def test_too_many_bars_for_the_context_is_a_clear_error(mmm_model, mmm_tokenizer):
+    from orchestrion.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest, match="context"):
+        pieces(mmm_model, mmm_tokenizer, ComposeRequest(model="x", bars=64, instruments=SATB))
+
+
+def test_grammar_allows_only_valid_tokens_step_by_step(mmm_tokenizer):
+    ids = MMMIds.from_vocab(mmm_tokenizer.get_vocab())
+    grammar = MMMGrammar(ids, 1, bars=1, tracks=1, instruments=["INST=0"])
+    vocab = mmm_tokenizer.get_vocab()
+    names = {i: t for t, i in vocab.items()}
+    seq = ["PIECE_START"]
+    scores = torch.zeros(1, len(vocab))
+
+    def allowed():
+        out = grammar(torch.tensor([[vocab[t] for t in seq]]), scores)
+        return {names[i] for i in torch.nonzero(torch.isfinite(out[0])).flatten().tolist()}
+
+    assert allowed() == {"TRACK_START"}
+    seq.append("TRACK_START")
+    assert allowed() == {"INST=0"}
+    seq += ["INST=0", "DENSITY=2", "BAR_START"]
+    first = allowed()
+    assert "NOTE_ON=60" in first and "BAR_END" in first and not any(t.startswith("NOTE_OFF") for t in first)
+    assert "TIME_DELTA=16" not in first  # nothing sounds, so a delta to the bar line would be a dead end
+    seq += ["NOTE_ON=60", "TIME_DELTA=4"]
+    now = allowed()
+    assert "NOTE_OFF=60" in now and "NOTE_OFF=61" not in now and "BAR_END" not in now
+    seq += ["NOTE_OFF=60", "TIME_DELTA=12"]  # at the bar line: nothing sounds, no NOTE_ON allowed
+    seq.pop()
+    seq.append("TIME_DELTA=11")
+    assert "TIME_DELTA=2" not in allowed()
+    seq.append("NOTE_ON=62")
+    assert "TRACK_END" not in allowed() and "BAR_END" not in allowed()  # the last bar must close its notes
+
+
+# ---------------------------------------------------------------------------------------- traps
+
+
+def test_repetition_trap_breaks_a_constructed_loop():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=20, n_positions=128, n_embd=16, n_layer=1, n_head=1)).eval()
+
+    def loop(input_ids, scores):  # a model stuck in a loop: it always wants "5 6 7 8" again
+        out = scores.clone()
+        nxt = [5, 6, 7, 8][(input_ids.shape[1] - 1) % 4]
+        out[:, nxt] += 50.0
+        return out
+
+    plain = generate_all(model, torch.zeros(1, 1, dtype=torch.long), SamplingConfig(seed=0), [loop],
+                         max_new_tokens=40)[0]
+    assert plain[:8] == [5, 6, 7, 8, 5, 6, 7, 8] and plain == [5, 6, 7, 8] * 10
+    trap = RepetitionTrap(1, repeats=4, min_tokens=8)
+    broken = generate_all(model, torch.zeros(1, 1, dtype=torch.long), SamplingConfig(seed=0), [loop, trap],
+                          max_new_tokens=40)[0]
+    assert trap.fired[0] > 0
+    # No phrase of the loop comes a fifth time in a row.
+    assert all(broken[i : i + 20] != [5, 6, 7, 8] * 5 for i in range(len(broken) - 19))
+
+
+def test_trap_never_bans_a_forced_token():
+    trap = RepetitionTrap(1, repeats=2, min_tokens=2)
+    ids = torch.tensor([[0, 3, 3, 3, 3]])
+    scores = torch.full((1, 5), float("-inf"))
+    scores[0, 3] = 0.0
+    out = trap(ids, scores)
+    assert torch.isfinite(out[0, 3]) and trap.fired[0] == 0
+
+
+# ------------------------------------------------------------------------------------------- abc
+
+
+@pytest.fixture(scope="module")
+def abc_setup(fixtures_dir):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from orchestrion.abc_dataset import make_tokenizer
+    from orchestrion.codecs import abc as abccodec
+
+    tune = (fixtures_dir / "tune.abc").read_text()
+    tokenizer = make_tokenizer([abccodec.spaceless(abccodec.clean(tune).abc)] * 4, 300)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=tokenizer.get_vocab_size(), n_positions=256, n_embd=32,
+                                       n_layer=1, n_head=2)).eval()
+    return model, tokenizer, tune
+
+
+def test_abc_header_is_forced_from_the_request(abc_setup):
+    model, tokenizer, _ = abc_setup
+    request = ComposeRequest(model="x", seed=1, num_samples=3, title="Test Jig", meter="6/8", rhythm="jig",
+                             key="D major", max_tokens=120)
+    tunes = [e for e in sample_abc(model, tokenizer, request, check=False) if e.kind == "tune"]
+    assert len(tunes) == 3
+    for tune in tunes:
+        lines = tune.text.split("\n")
+        assert lines[:4] == ["X:1", "T:Test Jig", "R:jig", "M:6/8"]
+        assert lines[4:6] == ["L:1/8", "K:D"]
+
+
+def test_abc_variations_start_from_the_tune_and_are_checked(abc_setup):
+    model, tokenizer, tune = abc_setup
+    request = ComposeRequest(model="x", seed=2, num_samples=2, variations_of=tune, max_tokens=60)
+    config = SamplingConfig.from_request(request, abc_retries=1)
+    tunes = [e for e in sample_abc(model, tokenizer, request, config=config) if e.kind == "tune"]
+    assert sorted(t.sample for t in tunes) == [0, 1]
+    for t in tunes:
+        assert t.text.startswith("X:1\nT:The Test Reel\nR:reel\nM:4/4\nL:1/8\nK:D\n|:A2FADAFA|")
+        # random weights rarely make valid ABC: the failures were retried and reported, never hidden
+        assert t.valid or (t.report["retries"] == 1 and t.report["invalid"] == 1)
+
+
+def test_a_long_melody_is_harmonised_window_by_window(mmm_model, mmm_tokenizer, tmp_path):
+    from orchestrion.music import save_midi, score_from_notes
+
+    # Six bars of quarter notes at tpq 4 steps; one note is tied over the bar line 4 | 5, a window edge.
+    pitch = [60 + (i * 5) % 12 for i in range(24)]
+    start = [4 * i for i in range(24)]
+    duration = [4] * 24
+    duration[15] = 8  # from the last beat of bar 4 into bar 5 (a tie across the window edge)
+    del pitch[16], start[16], duration[16]
+    melody = score_from_notes([{"pitch": pitch, "start": [s * 120 for s in start],
+                                "duration": [d * 120 for d in duration]}], tpq=480)
+    path = save_midi(melody, tmp_path / "melody.mid")
+    given, _ = mmm.decode(mmm.encode(melody))
+    request = ComposeRequest(model="x", seed=6, num_samples=2, prompt=str(path))
+    for event in pieces(mmm_model, mmm_tokenizer, request):
+        assert event.report["windows"] == 2
+        score = check_piece(event.tokens, bars=6, tracks=4)
+        a, b = given.tracks[0].notes.numpy(), score.tracks[0].notes.numpy()
+        for key in ("time", "duration", "pitch"):
+            assert np.array_equal(a[key], b[key])
+        assert len(score.tracks) == 4 and all(len(t.notes) for t in score.tracks[1:])

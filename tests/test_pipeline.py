@@ -1,0 +1,232 @@
+"""The mmm pipeline: dataset layout, bad files in the manifest, determinism across workers, kill -9 resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from orchestrion.codecs import mmm
+from orchestrion.datasets import TokenDataset
+from orchestrion.music import save_midi, score_from_notes
+from orchestrion.pipeline import PipelineConfig, encode_mmm_dataset
+
+DATASET_FILES = ("dataset.json", "tokenizer.json", "stats.json", "manifest.jsonl")
+
+
+def dataset_bytes(root: Path) -> dict[str, bytes]:
+    """Every file of the dataset that must be deterministic (not the cache, not run.log)."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if path.is_file() and rel.parts[0] != ".cache" and rel.name != "run.log":
+            out[str(rel)] = path.read_bytes()
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eight chorales plus synthetic and broken files."""
+    from orchestrion.corpora import corpus_files
+
+    root = tmp_path_factory.mktemp("corpus")
+    for path in corpus_files("bach-chorales", limit=8):
+        shutil.copy(path, root / path.name)
+    beats = np.arange(32) * 480  # eight 4/4 bars
+    band = [
+        {"pitch": 60 + (np.arange(32) % 8), "start": beats, "duration": np.full(32, 600), "program": 0},
+        {"pitch": np.full(8, 36), "start": beats[::4], "duration": np.full(8, 1920), "program": 32},
+        {"pitch": np.tile([36, 38], 16), "start": beats, "duration": np.full(32, 120), "is_drum": True},
+    ]
+    save_midi(score_from_notes(band, tpq=480), root / "sub" / "band.mid")
+    save_midi(score_from_notes([band[0]], tpq=480, time_signature=(3, 4)), root / "waltz.mid")
+    save_midi(score_from_notes([{"pitch": [], "start": [], "duration": []}], tpq=480), root / "silent.mid")
+    (root / "empty.mid").write_bytes(b"")
+    (root / "text.mid").write_text("this is not MIDI")
+    good = (root / "sub" / "band.mid").read_bytes()
+    (root / "truncated.mid").write_bytes(good[: len(good) // 2])
+    (root / "garbage.mid").write_bytes(b"MThd\x00\x00\x00\x06" + bytes(range(256)) * 4)
+    return root
+
+
+def config(workers: int, **kw) -> PipelineConfig:
+    options = mmm.MMMOptions(bars=4, hop=2, transpose=(-2, 3))
+    return PipelineConfig(options=options, workers=workers, progress=False, chunk=3, **kw)
+
+
+@pytest.fixture(scope="module")
+def dataset_w1(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("w1")
+    encode_mmm_dataset([str(corpus)], out, config(1))
+    return out
+
+
+def test_dataset_layout_and_contract(dataset_w1: Path) -> None:
+    for name in DATASET_FILES:
+        assert (dataset_w1 / name).is_file()
+    data = TokenDataset(dataset_w1)
+    assert data.encoding == "mmm"
+    assert data.meta["special_tokens"]["bos"] == "PIECE_START"
+    train = data.split("train")
+    assert len(train) > 10 and train.tokens == len(train.concatenated())
+    first = train[0]
+    assert first.dtype == np.uint16
+    vocab = mmm.vocabulary()
+    assert data.meta["vocab_size"] == len(vocab)
+    assert vocab[first[0]] == "PIECE_START" and vocab[first[-1]] == "PIECE_END"
+    text = (dataset_w1 / "text" / "train-00000.txt").read_text().splitlines()
+    assert len(text) == len(np.load(dataset_w1 / "shards" / "train-00000.idx.npy")) - 1
+    assert text[0].split() == [vocab[i] for i in first]
+    decoded, repairs = mmm.decode(text[0])
+    assert repairs == [] and len(decoded.tracks) >= 1
+
+
+def test_tokenizer_json_matches_the_shards(dataset_w1: Path) -> None:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(dataset_w1 / "tokenizer.json"))
+    data = TokenDataset(dataset_w1).split("train")
+    line = (dataset_w1 / "text" / "train-00000.txt").read_text().splitlines()[3]
+    assert tok.encode(line).ids == data[3].tolist()
+
+
+def test_manifest_reports_every_bad_file(dataset_w1: Path, corpus: Path) -> None:
+    records = {
+        Path(r["path"]).name: r for r in map(json.loads, (dataset_w1 / "manifest.jsonl").read_text().splitlines())
+    }
+    assert len(records) == len(list(corpus.rglob("*.mid")))
+    assert records["band.mid"]["status"] == "ok" and records["band.mid"]["windows"] > 0
+    assert records["waltz.mid"]["status"] == "skipped" and "3/4" in records["waltz.mid"]["reason"]
+    assert records["silent.mid"]["status"] == "skipped" and "no notes" in records["silent.mid"]["reason"]
+    assert records["empty.mid"]["status"] == "skipped" and "empty" in records["empty.mid"]["reason"]
+    assert "not a MIDI" in records["text.mid"]["reason"]
+    for name in ("truncated.mid", "garbage.mid"):
+        assert records[name]["status"] in ("skipped", "failed") and records[name]["reason"]
+    stats = json.loads((dataset_w1 / "stats.json").read_text())
+    assert stats["files"]["total"] == len(records)
+    assert stats["files"]["ok"] == sum(r["status"] == "ok" for r in records.values())
+    assert stats["tokens"] == sum(r["tokens"] for r in records.values())
+    assert len(stats["density_edges"]) == 9
+
+
+def test_split_is_by_file(dataset_w1: Path) -> None:
+    data = TokenDataset(dataset_w1)
+    if "validation" not in data.meta["splits"]:
+        pytest.skip("no file hashed into validation in this small corpus")
+    train = {data.split("train")[i].tobytes() for i in range(len(data.split("train")))}
+    val = data.split("validation")
+    assert not any(val[i].tobytes() in train for i in range(len(val)))
+
+
+def test_workers_1_and_2_are_byte_identical(dataset_w1: Path, corpus: Path, tmp_path: Path) -> None:
+    encode_mmm_dataset([str(corpus)], tmp_path, config(2))
+    assert dataset_bytes(tmp_path) == dataset_bytes(dataset_w1)
+
+
+def test_cap_and_limits_are_reported(corpus: Path, tmp_path: Path) -> None:
+    from orchestrion.pipeline import Limits
+
+    cfg = PipelineConfig(
+        options=mmm.MMMOptions(bars=4, hop=2, max_tokens=300), limits=Limits(max_notes=150), workers=1, progress=False
+    )
+    encode_mmm_dataset([str(corpus)], tmp_path, cfg)
+    records = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
+    assert any("over the cap" in (r["reason"] or "") for r in records)  # chorales have more than 150 notes
+    assert any("capped at 300 tokens" in (r["reason"] or "") for r in records)
+    assert all(r["tokens"] <= 300 for r in records)
+
+
+def _cli(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "orchestrion", "encode", "mmm", *args]
+
+
+def test_kill_9_then_resume_is_byte_identical(corpus: Path, tmp_path: Path) -> None:
+    # Many small tasks, so that the kill lands in the middle of the encoding.
+    big = tmp_path / "big"
+    big.mkdir()
+    for i in range(25):
+        for path in corpus.glob("bwv*.mid"):
+            shutil.copy(path, big / f"{i:02d}-{path.name}")
+    args = [str(big), "--bars", "4", "--hop", "2", "--transpose", "-3:4", "--workers", "2", "--chunk", "2"]
+    whole = tmp_path / "whole"
+    subprocess.run(_cli([*args, "--out", str(whole)]), check=True, capture_output=True, timeout=300)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_cli([*args, "--out", str(killed)]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        done = len(list((killed / ".cache").rglob("*.npz"))) if (killed / ".cache").exists() else 0
+        if done >= 20:
+            break
+        time.sleep(0.01)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    # Workers notice their parent is gone within half a second of starting up (start-up can be slow here).
+    alive = children
+    for _ in range(300):
+        alive = [c for c in children if Path(f"/proc/{c}").exists()]
+        if not alive:
+            break
+        time.sleep(0.1)
+    assert children and not alive, "orphaned worker processes"
+    assert not (killed / "dataset.json").exists(), "the run finished before it could be killed"
+    assert len(list((killed / ".cache").rglob("*.npz"))) < len(list(big.glob("*.mid")))
+
+    subprocess.run(_cli([*args, "--out", str(killed)]), check=True, capture_output=True, timeout=300)
+    assert dataset_bytes(killed) == dataset_bytes(whole)
+    log = [json.loads(line) for line in (killed / "run.log").read_text().splitlines()]
+    assert log[-1]["encoded_now"] < log[-1]["files"]  # finished work was kept
+
+
+def test_decode_cli_writes_playable_midi(dataset_w1: Path, tmp_path: Path) -> None:
+    import symusic
+
+    text_file = dataset_w1 / "text" / "train-00000.txt"
+    out = tmp_path / "x.mid"
+    subprocess.run(
+        [sys.executable, "-m", "orchestrion", "decode", "mmm", str(text_file), "--out", str(out)],
+        check=True,
+        timeout=120,
+    )
+    score = symusic.Score(str(out))
+    assert sum(len(t.notes) for t in score.tracks) > 0
+    line = "PIECE_START TRACK_START INST=0 BAR_START NOTE_ON=60 TIME_DELTA=4"  # truncated model output
+    run = subprocess.run(
+        [sys.executable, "-m", "orchestrion", "decode", "mmm", line, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0 and "repaired" in run.stderr
+    assert symusic.Score(str(out)).tracks[0].notes[0].pitch == 60
+
+
+def test_ray_engine_is_byte_identical(dataset_w1: Path, corpus: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    import ray
+
+    try:
+        encode_mmm_dataset([str(corpus)], tmp_path, config(2, engine="ray"))
+    finally:
+        ray.shutdown()
+    assert dataset_bytes(tmp_path) == dataset_bytes(dataset_w1)
+
+
+def test_time_limit_fails_the_file_not_the_run(corpus: Path, tmp_path: Path) -> None:
+    from orchestrion.pipeline import Limits
+
+    cfg = PipelineConfig(options=mmm.MMMOptions(bars=4), limits=Limits(seconds=1e-6), workers=1, progress=False)
+    stats = encode_mmm_dataset([str(corpus)], tmp_path, cfg)
+    records = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
+    timed_out = [r for r in records if "took over" in (r["reason"] or "")]
+    assert timed_out and all(r["status"] == "failed" for r in timed_out)
+    assert stats["files"]["failed"] == len(timed_out)

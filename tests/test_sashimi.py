@@ -1,0 +1,140 @@
+"""SaShiMi: the recurrent sampler equals the convolutional forward pass; training, generation, checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from orchestrion.composers import load_composer
+from orchestrion.composers.sashimi import (
+    Sashimi,
+    SashimiComposer,
+    SashimiConfig,
+    SashimiTraining,
+    evaluate,
+    train_sashimi,
+)
+from orchestrion.composers.sashimi_sampler import Sampler, choose
+from orchestrion.errors import InvalidRequest
+from orchestrion.requests import ComposeRequest
+
+TINY = {"d_model": 16, "n_layers": 1, "d_state": 8}
+
+
+def _model(seed: int = 0, **overrides: object) -> Sashimi:
+    torch.manual_seed(seed)
+    model = Sashimi(SashimiConfig(**{**TINY, **overrides})).eval()
+    for module in model.modules():  # non-trivial norms, so that folding them into the sampler is tested
+        if isinstance(module, torch.nn.LayerNorm):
+            torch.nn.init.normal_(module.weight, 1.0, 0.2)
+            torch.nn.init.normal_(module.bias, 0.0, 0.2)
+    return model
+
+
+@pytest.mark.parametrize("overrides", [{}, {"n_layers": 2, "d_model": 64, "d_state": 64}, {"pool": (4,)}],
+                         ids=["tiny", "2-layer-d64", "one-pool"])
+def test_recurrent_steps_equal_the_forward_pass(overrides: dict) -> None:
+    model = _model(**overrides)
+    tokens = torch.randint(0, 256, (2, 192), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full = model(tokens).numpy()  # (B, L, C)
+    sampler = Sampler(model, batch=2)
+    steps = np.stack([sampler.step(tokens[:, t].numpy()).copy() for t in range(192)], 1)
+    assert np.linalg.norm(steps - full) / np.linalg.norm(full) < 1e-4
+    fed = Sampler(model, batch=2).feed(tokens[:, :100].numpy())
+    assert np.linalg.norm(fed - full[:, 99]) / np.linalg.norm(full[:, 99]) < 1e-4
+
+
+def test_forward_is_causal() -> None:
+    model = _model()
+    a = torch.randint(0, 256, (1, 128), generator=torch.Generator().manual_seed(2))
+    b = a.clone()
+    b[:, 77:] = 3
+    with torch.no_grad():
+        assert torch.allclose(model(a)[:, :77], model(b)[:, :77], atol=1e-5)
+
+
+def test_choose_respects_temperature_and_top_p() -> None:
+    logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]], dtype=np.float32))
+    rng = np.random.default_rng(0)
+    picks = [int(choose(logits, 1.0, 0.6, rng.gumbel(size=(1, 4)).astype(np.float32))[0]) for _ in range(300)]
+    assert set(picks) == {0, 1}  # the nucleus of 0.6 holds the two most likely classes
+    cold = [int(choose(logits, 0.05, 1.0, rng.gumbel(size=(1, 4)).astype(np.float32))[0]) for _ in range(100)]
+    assert cold.count(0) > 95
+
+
+def _composer(tmp_path: Path) -> SashimiComposer:
+    directory = SashimiComposer(_model(3)).save(tmp_path / "model")
+    assert json.loads((directory / "config.json").read_text())["composer"] == "sashimi"
+    composer = load_composer(directory)
+    assert isinstance(composer, SashimiComposer)
+    return composer
+
+
+def test_generate_writes_16k_audio_with_a_report(tmp_path: Path) -> None:
+    composer = _composer(tmp_path)
+    request = ComposeRequest(model=str(tmp_path / "model"), seconds=0.3, seed=7)
+    piece = composer.compose(request)
+    paths = piece.save(tmp_path / "a.wav")
+    info = sf.info(str(paths[0]))
+    assert info.samplerate == 16000 and info.channels == 1 and info.frames == 4800
+    sidecar = json.loads(paths[1].read_text())
+    assert {"silence", "noise", "ok"} <= set(sidecar["report"])
+    again = composer.compose(request)
+    assert np.array_equal(piece.audio, again.audio)  # same seed, same audio
+    other = composer.compose(request.model_copy(update={"seed": 8}))
+    assert not np.array_equal(piece.audio, other.audio)
+
+
+def test_batch_and_stream(tmp_path: Path) -> None:
+    composer = _composer(tmp_path)
+    request = ComposeRequest(model="x", seconds=0.5, seed=1, num_samples=3, top_p=0.9, temperature=0.8)
+    pieces = composer.compose_batch(request)
+    assert len(pieces) == 3 and all(len(p.audio) == 8000 for p in pieces)
+    assert not np.array_equal(pieces[0].audio, pieces[1].audio)
+    blocks = list(composer.stream(request))
+    assert [b.index for b in blocks] == list(range(6)) and blocks[0].sample_rate == 16000
+    assert np.array_equal(np.concatenate([b.samples for b in blocks[0::3]]), pieces[0].audio)
+
+
+def test_prompt_continuation_any_rate(tmp_path: Path) -> None:
+    composer = _composer(tmp_path)
+    t = np.arange(11025) / 22050
+    sf.write(tmp_path / "prompt.wav", 0.4 * np.sin(2 * np.pi * 220 * t), 22050)  # 0.5 s at 22.05 kHz
+    piece = composer.compose(ComposeRequest(model="x", seconds=0.25, seed=2, prompt=str(tmp_path / "prompt.wav")))
+    assert len(piece.audio) == 8000 + 4000
+    assert piece.report["prompt_seconds"] == 0.5
+    assert np.abs(piece.audio[:8000]).max() > 0.3  # the prompt comes first
+    with pytest.raises(InvalidRequest, match="prompt"):
+        composer.validate(ComposeRequest(model="x", prompt=str(tmp_path / "missing.wav")))
+
+
+def test_tiny_training_run(tmp_path: Path) -> None:
+    from orchestrion.audio_dataset import encode_audio
+
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    rate = 16000
+    for i in range(4):
+        x = np.arange(rate) / rate
+        sf.write(folder / f"t{i}.wav", 0.5 * np.sin(2 * np.pi * (110 + 30 * i) * x), rate)
+    encode_audio([str(folder)], tmp_path / "data", chunk_seconds=1.0)
+    settings = SashimiTraining(layers=1, seq_len=256, eval_windows=2)
+    settings.train.update(steps=12, batch_size=2, lr=5e-3, warmup_steps=2, eval_every=12, eval_batches=1,
+                          checkpoint_every=6, log_every=3)
+    card = train_sashimi(tmp_path / "data", tmp_path / "model", settings)
+    assert set(card["metrics"]) == {"validation", "test"}
+    assert set(card["metrics"]["test"]) == {"loss", "bpb", "accuracy", "accuracy@3", "accuracy@5", "accuracy@10"}
+    records = [json.loads(line) for line in (tmp_path / "model" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["train_loss"] for r in records if "train_loss" in r]
+    assert losses[-1] < losses[0] < 6.0  # it learns (a pure tone is easy)
+    assert (tmp_path / "model" / "loss_curve.png").is_file()
+    composer = load_composer(tmp_path / "model")
+    metrics = evaluate(composer.model, tmp_path / "data", "test", seq_len=256, windows=2)
+    assert metrics["bpb"] == pytest.approx(metrics["loss"] / np.log(2))
+    assert metrics["accuracy"] <= metrics["accuracy@3"] <= metrics["accuracy@5"] <= metrics["accuracy@10"]

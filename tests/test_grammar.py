@@ -272,3 +272,40 @@ def test_a_long_melody_is_harmonised_window_by_window(mmm_model, mmm_tokenizer, 
         for key in ("time", "duration", "pitch"):
             assert np.array_equal(a[key], b[key])
         assert len(score.tracks) == 4 and all(len(t.notes) for t in score.tracks[1:])
+
+
+@pytest.mark.parametrize(
+    ("body", "ok"),
+    [
+        ("A2FADAFA|BAFABdcB|\n", True),
+        ("|:d2fdADFA|dfedcdeg:|\n", True),
+        ("e2e>e|(3GBG A|", False),  # a space is no body character
+        ("(3GBG>A|", False),  # abc2midi: broken rhythm next to a tuplet
+        ("(3(3ABC|", False),  # nested tuplets
+        ("{g}A2B|", True),
+        ("{g|}A|", False),  # a bar line inside grace notes
+        ("A>B2|", False),  # a broken rhythm needs equal lengths
+        ("|:AB|:cd:|", False),  # a second |: before the :|
+        ("|:ABcd|", False),  # the tune may not end inside a repeat
+        ("^^A=B_c|", True),
+        ("^^^A|", False),
+    ],
+)
+def test_abc_body_syntax_automaton(body, ok):
+    from orchestrion.grammar import ABC_START, abc_can_end, abc_feed
+
+    state = abc_feed(ABC_START, body)
+    assert (state is not None and abc_can_end(state)) == ok
+
+
+def test_abc_bodies_follow_the_automaton_even_from_random_weights(abc_setup):
+    from orchestrion.grammar import ABC_START, abc_can_end, abc_feed
+
+    model, tokenizer, _ = abc_setup
+    request = ComposeRequest(model="x", seed=5, num_samples=4, meter="6/8", max_tokens=150)
+    for tune in (e for e in sample_abc(model, tokenizer, request, check=False) if e.kind == "tune"):
+        body = tune.text.split("\n", 6)[6].rstrip("\n")  # sample_abc ends every tune with a newline
+        state = abc_feed(ABC_START, body)
+        assert state is not None, body
+        if tune.report["tokens"] < 140:  # ended by the model, not cut at the budget
+            assert abc_can_end(state)

@@ -10,6 +10,10 @@ same state machine that constrains the continuation.
 DENSITY= tokens, NOTE_OFF only for a sounding note after its start, TIME_DELTA never past the bar line,
 every note closed by the end of its track, FILL bars filled in, PIECE_END only when all that is done.
 A per-bar token cap, set from the token budget, guarantees that the piece ends inside the context.
+
+`ABCHeader` forces the header of a spaceless ABC tune (X:, T:, R:, M:, L:, K:, values from the request or
+spelled from known ones) and runs the body through `abc_step`, a character automaton of the syntax
+abc2midi accepts. `mmm_plan` / `abc_plan` turn a request and its prompt into forced tokens.
 """
 
 from __future__ import annotations
@@ -601,7 +605,8 @@ class ABCHeader:
     """
 
     def __init__(self, tokenizer: object, batch_size: int, fields: list[tuple[str, str | None]],
-                 eos_id: int, bos_id: int | None = None, body_prefix: str = "", max_field_tokens: int = 16):
+                 eos_id: int, bos_id: int | None = None, body_prefix: str = "", max_field_tokens: int = 16,
+                 max_tokens: int | None = None):
         self.tokenizer, self.eos_id, self.bos_id = tokenizer, eos_id, bos_id
         size = tokenizer.get_vocab_size()
         self.text = [tokenizer.decode([i], skip_special_tokens=False) for i in range(size)]
@@ -621,6 +626,8 @@ class ABCHeader:
                      for _ in range(batch_size)]
         self.seen = 0
         self.prompt_done = False
+        self.max_tokens = max_tokens  # near it, a tune is steered to a place where it may end, then ended
+        self.steps = 0
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
@@ -662,9 +669,14 @@ class ABCHeader:
             if self.text[token].endswith("\n"):
                 self._next_field(row)
 
-    def _syntax_mask(self, state: tuple, scores: torch.Tensor, first: int = 64) -> torch.Tensor:
+    def _syntax_mask(self, state: tuple, scores: torch.Tensor, first: int = 64, ending: bool = False) -> torch.Tensor:
         """Ban every token that would break the body's syntax; checks the likeliest `first` tokens (all of
-        them only when none of those fits), which keeps a step cheap."""
+        them only when none of those fits), which keeps a step cheap. `ending`: the token budget is nearly
+        spent, so end the tune where it may end, and until then prefer tokens after which it may."""
+        if ending and abc_can_end(state):
+            banned = torch.ones_like(scores, dtype=torch.bool)
+            banned[self.eos_id] = False
+            return banned
         finite = int(torch.isfinite(scores).sum())
         for k in (min(first, finite), finite):
             good = []
@@ -677,6 +689,9 @@ class ABCHeader:
                     good.append(i)
             if good:
                 break
+        if ending:
+            closing = [i for i in good if i != self.eos_id and abc_can_end(abc_feed(state, self.text[i]))]
+            good = closing or [i for i in good if set(self.text[i]) & set("|)}:")] or good
         banned = torch.ones_like(scores, dtype=torch.bool)
         banned[good or [self.eos_id]] = False
         return banned
@@ -692,6 +707,7 @@ class ABCHeader:
             new = [[] for _ in new]
             self.prompt_done = True
         self.seen = input_ids.shape[1]
+        self.steps += 1
         mask = torch.zeros(scores.shape, dtype=torch.bool)  # True = banned
         for r, (row, tokens) in enumerate(zip(self.rows, new, strict=True)):
             for token in tokens:
@@ -706,7 +722,8 @@ class ABCHeader:
             if not row["in_body"] or "|" not in row["body"]:
                 mask[r, self.eos_id] = True
             if row["in_body"] and row.get("syntax") is not None:
-                mask[r] = self._syntax_mask(row["syntax"], scores[r].masked_fill(mask[r], NEG_INF))
+                ending = self.max_tokens is not None and self.max_tokens - self.steps <= 32
+                mask[r] = self._syntax_mask(row["syntax"], scores[r].masked_fill(mask[r], NEG_INF), ending=ending)
             if row["free"]:
                 letter = self.fields[row["field"]][0]
                 if letter in FIELD_VALUES:  # a token that keeps the value a prefix of a known one
@@ -725,7 +742,27 @@ _NOTE_LIKE = ("note", "rest", "closed")
 
 def abc_step(state: tuple, c: str) -> tuple | None:
     """One character of a spaceless ABC body through a small syntax automaton; None where abc2midi would
-    stumble. state = (kind, length, need, slur, grace, bars, accidentals, repeat_open)."""
+    stumble. state = (kind, length, need, slur, grace, bars, accidentals, repeat_open, tuplet_left,
+    in_tuplet): the last two count the notes a tuplet still takes, since abc2midi refuses nested tuplets
+    and broken rhythms (A>B) that touch one."""
+    tup, intup = state[8], state[9]
+    if c in "23456789" and state[0] == "open" and tup:
+        return None
+    if c in "<>" and intup:
+        return None
+    nxt = _abc_step(state[:8], c)
+    if nxt is None:
+        return None
+    if nxt[0] == "tuplet" and state[0] == "open":
+        return (*nxt, int(c), False)
+    if nxt[0] in ("note", "rest") and state[0] not in ("note", "rest") or (nxt[0] in ("note", "rest") and nxt[1] == "" and c not in ",'"):
+        # a new note or rest begins
+        return (*nxt, max(tup - 1, 0), tup > 0)
+    return (*nxt, tup, intup)
+
+
+def _abc_step(state: tuple, c: str) -> tuple | None:
+    """`abc_step` without the tuplet bookkeeping."""
     kind, length, need, slur, grace, bars, acc, rep = state
     if kind == "note" and need is not None and not (c.isdigit() or c == "/"):
         if length != need:  # a broken rhythm (A>B) needs two notes of the same length
@@ -734,7 +771,7 @@ def abc_step(state: tuple, c: str) -> tuple | None:
     if c.isdigit() or c == "/":
         if kind in ("note", "rest") and (need is None or need.startswith(length + c)) and _LEN.fullmatch(length + c):
             return (kind, length + c, need, slur, grace, bars, 0, rep)
-        if kind == "open" and c in "23456789":
+        if kind == "open" and c in "23456789":  # (3: a tuplet, not a slur
             return ("tuplet", "", need, slur - 1, grace, bars, 0, rep)
         return None  # (variant endings |1 |2 need repeat bookkeeping abc2midi is strict about: left out)
     if c in "ABCDEFGabcdefg":
@@ -756,11 +793,11 @@ def abc_step(state: tuple, c: str) -> tuple | None:
             return None
         return ("broken", "", length, slur, grace, bars, 0, rep)
     if c == "(" and kind == "tuplet":
-        return ("open", "", None, slur + 1, grace, bars, 0, rep)  # (3(AB) slurs the notes of a triplet
+        return None if slur else ("open", "", None, slur + 1, grace, bars, 0, rep)  # (3(AB): a slurred triplet
     if kind in ("acc", "deco", "broken", "tuplet") or (kind == "colon" and c not in "|:"):
         return None  # these need a note (or a bar line) next
-    if c == "(":
-        return None if grace else ("open", "", None, slur + 1, grace, bars, 0, rep)
+    if c == "(":  # slurs do not nest here (a weak model opens more than it closes)
+        return None if grace or slur else ("open", "", None, slur + 1, grace, bars, 0, rep)
     if c == ")":
         return ("closed", "", None, slur - 1, grace, bars, 0, rep) if slur > 0 and kind in _NOTE_LIKE else None
     if c == "{":
@@ -788,11 +825,11 @@ def abc_step(state: tuple, c: str) -> tuple | None:
     return None
 
 
-ABC_START = ("start", "", None, 0, False, 0, 0, False)
+ABC_START = ("start", "", None, 0, False, 0, 0, False, 0, False)
 
 
 def abc_can_end(state: tuple) -> bool:
-    kind, length, need, slur, grace, bars, acc, rep = state
+    kind, length, need, slur, grace, bars, acc, rep = state[:8]
     if kind == "note" and need is not None and length != need:
         return False
     return bars > 0 and slur == 0 and not grace and not rep and kind in ("note", "rest", "closed", "bar", "start")

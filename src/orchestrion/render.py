@@ -295,9 +295,14 @@ def render_svg(source: symusic.Score | str | Path, out_svg: str | Path) -> Path:
     A long piece that needs several pages gets them stacked into one SVG file per page:
     `out.svg`, `out-2.svg`, ...
     """
+    from importlib.resources import files
+
     import verovio
 
     out_svg = Path(out_svg)
+    # verovio keeps its font path per thread and sets it only in the thread that imported it: a toolkit made
+    # in another thread (a server worker) finds no fonts unless the path is set again here.
+    verovio.setDefaultResourcePath(str(files("verovio") / "data"))
     # verovio warns on stderr about every ABC field it ignores; only its errors are worth showing.
     verovio.enableLog(verovio.LOG_ERROR)
     toolkit = verovio.toolkit()

@@ -4,12 +4,14 @@ What the GPT composer calls (everything else here is the machinery under it):
 
     sample_mmm(model, tokenizer, request, prompt_tokens=None) -> Iterator[MMMEvent]
         mmm tokens under the grammar of `orchestrion.grammar` (exactly the requested bars and tracks,
-        instruments and DENSITY forced, given tracks kept token for token, FILL bars filled in). Yields
+        instruments and DENSITY forced, given tracks kept token for token, FILL bars filled in; a
+        harmonisation longer than 4 bars is composed window by window around the whole melody). Yields
         `MMMEvent`s: every token as it comes (kind "token"), every bar as soon as it closes (kind "bar"),
         and one "piece" event per sample with its whole token list and the report (trap count, ...).
     sample_abc(model, tokenizer, request, prompt_text=None) -> Iterator[ABCEvent]
         spaceless ABC tunes with a forced header (X:, T:, R:, M:, L:, K: from the request), continued
-        from a prompt or varied from `request.variations_of`; every finished tune is compiled with
+        from a prompt or varied from `request.variations_of`, the body held to abc2midi's syntax by
+        `grammar.abc_step`; every finished tune is compiled with
         abc2midi (`orchestrion.abcmidi.validate`) and resampled up to `SamplingConfig.abc_retries` times.
 
 `model` is a `transformers.GPT2LMHeadModel`, `tokenizer` a `tokenizers.Tokenizer`. Both drivers are
@@ -618,7 +620,7 @@ def sample_abc(
 
     while pending:
         B = len(pending)
-        header = ABCHeader(tokenizer, B, fields, eos, bos, body_prefix=body)
+        header = ABCHeader(tokenizer, B, fields, eos, bos, body_prefix=body, max_tokens=max_new)
         header.start()
         trap = RepetitionTrap(B, config.trap_repeats, min_tokens=6, stop_ids=[eos])
         processors = build_processors(config, [header, trap])

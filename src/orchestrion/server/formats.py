@@ -110,7 +110,6 @@ def render_piece(piece: Piece, fmt: str) -> bytes:
         if fmt == "svg":
             from orchestrion.render import render_svg
 
-            _verovio_resources_for_this_thread()
             if piece.abc is not None:
                 source = tmp / "piece.abc"
                 source.write_text(piece.abc)
@@ -123,16 +122,6 @@ def render_piece(piece: Piece, fmt: str) -> bytes:
             render_svg(source, out)
             return out.read_bytes()
     raise ApiError(422, "format", f"unknown format {fmt!r}")
-
-
-def _verovio_resources_for_this_thread() -> None:
-    """verovio keeps its font path per thread and sets it only in the thread that imports it; a worker
-    thread's toolkit otherwise finds no fonts ('verovio could not read this score')."""
-    from importlib.resources import files
-
-    import verovio
-
-    verovio.setDefaultResourcePath(str(files("verovio") / "data"))
 
 
 def _abc_midi(abc: str, tmp: Path) -> Path:

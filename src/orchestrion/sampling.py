@@ -31,7 +31,6 @@ Processors follow transformers' `LogitsProcessor` convention, `processor(input_i
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -274,7 +273,7 @@ def _forward_no_cache(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor
 
 @contextmanager
 def _decode_threads(model: torch.nn.Module, batch_size: int) -> Iterator[None]:
-    """One intra-op thread while a decoding step is too small to share; no more threads than idle cores.
+    """One intra-op thread while a decoding step is too small to share.
 
     A step of a small model is a few MFLOP: splitting it over threads costs more in synchronisation
     than it saves, and on a busy machine waiting threads slow it down many times over.
@@ -283,10 +282,10 @@ def _decode_threads(model: torch.nn.Module, batch_size: int) -> Iterator[None]:
     flops = 24 * cfg.n_layer * cfg.n_embd**2 * batch_size  # about 2 x parameters x rows
     before = torch.get_num_threads()
     threads = before
-    if next(model.parameters()).device.type == "cpu":
-        idle = (os.cpu_count() or 1) - os.getloadavg()[0] if hasattr(os, "getloadavg") else before
-        # Threads beyond the idle cores wait on each other at every step of a busy machine.
-        threads = 1 if flops < 64e6 else max(1, min(before, round(idle)))
+    if next(model.parameters()).device.type == "cpu" and flops < 64e6:
+        # Not tied to the machine's load: a thread count that changed from run to run could change the
+        # last bits of a matmul, and with them a sampled token (same seed, same output).
+        threads = 1
     if threads != before:
         torch.set_num_threads(threads)
     try:

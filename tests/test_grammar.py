@@ -292,14 +292,14 @@ def test_a_long_melody_is_harmonised_window_by_window(mmm_model, mmm_tokenizer, 
     ],
 )
 def test_abc_body_syntax_automaton(body, ok):
-    from orchestrion.grammar import ABC_START, abc_can_end, abc_feed
+    from orchestrion.grammar_abc import ABC_START, abc_can_end, abc_feed
 
     state = abc_feed(ABC_START, body)
     assert (state is not None and abc_can_end(state)) == ok
 
 
 def test_abc_bodies_follow_the_automaton_even_from_random_weights(abc_setup):
-    from orchestrion.grammar import ABC_START, abc_can_end, abc_feed
+    from orchestrion.grammar_abc import ABC_START, abc_can_end, abc_feed
 
     model, tokenizer, _ = abc_setup
     request = ComposeRequest(model="x", seed=5, num_samples=4, meter="6/8", max_tokens=150)

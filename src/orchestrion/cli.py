@@ -288,6 +288,7 @@ def generate(
     num_samples: Annotated[int | None, typer.Option("--num-samples", "-n", help="pieces to make")] = None,
     instruments: Annotated[str | None, typer.Option(help="mmm instruments per track, e.g. SOPRANO,ALTO or 0,32")] = None,
     fill_bars: Annotated[str | None, typer.Option(help="mmm bars to fill in, e.g. 2,3")] = None,
+    density: Annotated[str | None, typer.Option(help="mmm note-density bin per track, e.g. 2,5")] = None,
     keep_tracks: Annotated[str | None, typer.Option(help="prompt tracks to keep, e.g. 0")] = None,
     title: Annotated[str | None, typer.Option(help="ABC title")] = None,
     meter: Annotated[str | None, typer.Option(help="ABC meter, e.g. 6/8")] = None,
@@ -314,6 +315,7 @@ def generate(
         "prompt": prompt,
         "instruments": instruments.split(",") if instruments else None,
         "fill_bars": _int_list(fill_bars),
+        "density": _int_list(density),
         "keep_tracks": _int_list(keep_tracks),
         "title": title,
         "meter": meter,
@@ -363,7 +365,15 @@ def evaluate(
     samples: Annotated[int, typer.Option(help="pieces to generate for the musical statistics")] = 16,
 ) -> None:
     """Evaluate a model: likelihood, musical statistics, validity, novelty; writes an HTML report."""
-    not_built("eval", "eval")
+    from orchestrion.evaluation import EvalConfig
+    from orchestrion.evaluation import evaluate as run_evaluation
+
+    result = run_evaluation(model, data, report, compare=compare, config=EvalConfig(samples=samples))
+    for m in result["models"]:
+        like = {k: round(v, 4) for k, v in m["likelihood"].items() if isinstance(v, float)}
+        _console().print(f"{m['model']}: validity {m['validity_rate']:.2f}, "
+                         f"copies {m['novelty']['copied_share']}, likelihood {like}")
+    _console().print(f"report: {report / 'index.html'}")
 
 
 # ---------------------------------------------------------------------------------------- serve/demo

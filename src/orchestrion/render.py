@@ -58,6 +58,15 @@ def program_name(program: int, is_drum: bool = False) -> str:
     return "Drums" if is_drum else GM_PROGRAMS[int(program) % 128]
 
 
+def _save_figure(fig, out_png: Path) -> None:
+    """Lay out and write a matplotlib figure as PNG, atomically."""
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_for(out_png)
+    fig.savefig(tmp, format="png")
+    tmp.replace(out_png)
+
+
 def _tmp_for(path: Path) -> Path:
     return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
 
@@ -218,11 +227,7 @@ def render_pianoroll(score: symusic.Score | str | Path, out_png: str | Path, *, 
         if title:
             ax.set_title(title)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9)
-        fig.tight_layout()
-        out_png.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _tmp_for(out_png)
-        fig.savefig(tmp, format="png")
-        tmp.replace(out_png)
+        _save_figure(fig, out_png)
     finally:
         plt.close(fig)
     return out_png
@@ -264,11 +269,7 @@ def render_spectrogram(audio: np.ndarray | str | Path, out_png: str | Path, *, s
         spec.set_xlabel("seconds")
         if title:
             wave.set_title(title)
-        fig.tight_layout()
-        out_png.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _tmp_for(out_png)
-        fig.savefig(tmp, format="png")
-        tmp.replace(out_png)
+        _save_figure(fig, out_png)
     finally:
         plt.close(fig)
     return out_png

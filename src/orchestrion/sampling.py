@@ -11,7 +11,7 @@ What the GPT composer calls (everything else here is the machinery under it):
     sample_abc(model, tokenizer, request, prompt_text=None) -> Iterator[ABCEvent]
         spaceless ABC tunes with a forced header (X:, T:, R:, M:, L:, K: from the request), continued
         from a prompt or varied from `request.variations_of`, the body held to abc2midi's syntax by
-        `grammar.abc_step`; every finished tune is compiled with
+        `grammar_abc.abc_step`; every finished tune is compiled with
         abc2midi (`orchestrion.abcmidi.validate`) and resampled up to `SamplingConfig.abc_retries` times.
 
 `model` is a `transformers.GPT2LMHeadModel`, `tokenizer` a `tokenizers.Tokenizer`. Both drivers are
@@ -595,14 +595,15 @@ def sample_abc(
     the last attempt is yielded with `valid=False` if none compiled. Events come as tokens, lines and
     tunes; each tune's report carries its retries and the repetition traps broken.
     """
-    from orchestrion.grammar import ABCHeader, RepetitionTrap
+    from orchestrion.grammar import RepetitionTrap
+    from orchestrion.grammar_abc import ABCHeader
 
     config = config or SamplingConfig.from_request(request)
     if prompt_text is None and request.prompt:
         from pathlib import Path
 
         prompt_text = Path(request.prompt).read_text(errors="replace")
-    from orchestrion.grammar import abc_plan
+    from orchestrion.grammar_abc import abc_plan
 
     fields, body = abc_plan(request, prompt_text)
     vocab = tokenizer.get_vocab()

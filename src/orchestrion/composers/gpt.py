@@ -424,6 +424,11 @@ class GPTComposer(Composer):
         directory = Path(directory)
         if not (directory / "tokenizer.json").is_file():
             raise BadInput("a GPT model directory needs tokenizer.json next to config.json", directory)
+        from transformers.utils import logging as hf_logging
+
+        # A model of a few MB loads in milliseconds: transformers' per-weight progress bar is only noise
+        # in the CLI, the demo and the server log.
+        hf_logging.disable_progress_bar()
         model = GPT2LMHeadModel.from_pretrained(directory)
         encoding = getattr(model.config, "encoding", None) or "abc"
         if encoding not in ("mmm", "abc"):

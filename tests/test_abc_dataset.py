@@ -113,48 +113,15 @@ def test_split_is_stable() -> None:
 
 
 def test_decode_abc_command(tmp_path: Path, fixtures_dir: Path) -> None:
-    import subprocess
-    import sys
-
     import symusic
 
     line = abc.escape_newlines(abc.spaceless((fixtures_dir / "tune.abc").read_text()).replace("X:1\n", ""))
     (tmp_path / "generated.abc").write_text(line + "\n")  # one line, no X: (as a model writes it)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "orchestrion",
-            "decode",
-            "abc",
-            str(tmp_path / "generated.abc"),
-            "--out",
-            str(tmp_path / "g.mid"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _decode_abc(tmp_path / "generated.abc", tmp_path / "g.mid")
     assert result.returncode == 0, result.stderr
     assert len(symusic.Score(str(tmp_path / "g.mid")).tracks[0].notes) >= 60
     (tmp_path / "bad.abc").write_text("X:1\nT:x\nK:G\n-GAB|]\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "orchestrion",
-            "decode",
-            "abc",
-            str(tmp_path / "bad.abc"),
-            "--out",
-            str(tmp_path / "b.mid"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _decode_abc(tmp_path / "bad.abc", tmp_path / "b.mid")
     message = " ".join(result.stderr.split())
     assert result.returncode == 1 and "bad.abc: abc2midi could not compile" in message and "tie" in message
 
@@ -167,3 +134,17 @@ def test_full_corpus_spaceless_equivalence(tmp_path: Path) -> None:
     assert report["spaceless_equivalence"]["share"] >= 0.99
     assert report["validity"]["errors"] / sum(report["validity"].values()) < 0.05
     assert report["tokenizer"]["sizes"][str(abc_dataset.DEFAULT_VOCAB)]["ratio"] >= 2.5
+
+
+def _decode_abc(source: Path, out: Path):
+    """Run `orchestrion decode abc SOURCE --out OUT` in a subprocess, as a user would."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrion", "decode", "abc", str(source), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

@@ -49,11 +49,12 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[str]:
+def server(tmp_path_factory) -> Iterator[str]:
     port = free_port()
     orchestrion = Path(sys.executable).with_name("orchestrion")
+    data_dir = tmp_path_factory.mktemp("data")  # not the user's own ~/.local/share/orchestrion/server
     proc = subprocess.Popen(
-        [str(orchestrion), "serve", "--host", "127.0.0.1", "--port", str(port), "--model", MODEL],
+        [str(orchestrion), "serve", "--port", str(port), "--model", MODEL, "--data-dir", str(data_dir)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

@@ -188,23 +188,6 @@ def test_fine_tune_refuses_another_encoding(tiny, tmp_path) -> None:
         train_gpt(data, tmp_path / "out", preset_name="tiny", init=str(tiny[1]), steps=2, quiet=True)
 
 
-def test_torchrun_two_processes_ddp_on_cpu(tmp_path) -> None:
-    data = make_token_dataset(tmp_path / "data")
-    run = subprocess.run(
-        [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29517", "-m", "orchestrion", "train",
-         "gpt", str(data), "--out", str(tmp_path / "ddp"), "--preset", "tiny", "--steps", "20"],
-        env=_env(), capture_output=True, text=True, timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    state = json.loads((tmp_path / "ddp" / "checkpoint" / "train_state.json").read_text())
-    assert state["step"] == 20 and state["world_size"] == 2
-    records = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [5, 10, 15, 20] and records[-1]["train_loss"] < records[0]["train_loss"]
-    from transformers import GPT2LMHeadModel
-
-    assert GPT2LMHeadModel.from_pretrained(tmp_path / "ddp").config.composer == "gpt"
-
-
 def test_mmm_stream_yields_bars_as_they_close_then_measures(tiny) -> None:
     from orchestrion.composers import load_composer
     from orchestrion.composers.base import Measure, TextChunk

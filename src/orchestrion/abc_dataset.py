@@ -213,15 +213,26 @@ def run_validity(records: list[TuneRecord], cache_path: Path, *, workers: int, t
             if key not in cache:
                 todo[key] = (key, rec.abc, rec.text, timeout)
     if todo:
+        from orchestrion.datasets import exit_with_parent
+
         cache_path.parent.mkdir(parents=True, exist_ok=True)
+        if cache_path.is_file() and cache_path.stat().st_size:
+            with open(cache_path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                cut = f.read(1) != b"\n"
+            if cut:  # a line cut by kill -9: end it, or the next line appended would be glued to it and lost
+                with open(cache_path, "a", encoding="utf-8") as f:
+                    f.write("\n")
         jobs = sorted(todo.values())
         n = workers or os.cpu_count() or 1
         ctx = multiprocessing.get_context("spawn")
-        with open(cache_path, "a", encoding="utf-8") as out, Progress() as progress, ctx.Pool(n) as pool:
+        pool = ctx.Pool(n, initializer=exit_with_parent, initargs=(os.getpid(),))
+        with open(cache_path, "a", encoding="utf-8") as out, Progress() as progress, pool:
             task = progress.add_task(f"abc2midi ({n} workers, {len(cache)} cached)", total=len(jobs))
             for item in pool.imap_unordered(check_tune, jobs, chunksize=16):
                 cache[item["key"]] = item
                 out.write(json.dumps(item) + "\n")
+                out.flush()  # a finished tune is kept by a run killed later
                 progress.advance(task)
     for rec in records:
         if rec.error is None:
@@ -262,6 +273,8 @@ def tokenizer_report(train: list[str], validation: list[str], out_dir: Path) -> 
     """Tokens per tune at character level and per vocabulary size; returns the report and the default tokenizer."""
     from rich.progress import track
 
+    from orchestrion.datasets import atomic_write_text
+
     held_out = validation or train
     chars = float(np.mean([len(t) for t in held_out]))
     rows = {"characters": {"tokens_per_tune": round(chars, 1), "ratio": 1.0}}
@@ -275,8 +288,7 @@ def tokenizer_report(train: list[str], validation: list[str], out_dir: Path) -> 
             "ratio": round(chars / per_tune, 3),
             "vocab_size": tok.get_vocab_size(),
         }
-        (out_dir / "tokenizers").mkdir(parents=True, exist_ok=True)
-        tok.save(str(out_dir / "tokenizers" / f"bpe-{size}.json"))
+        atomic_write_text(out_dir / "tokenizers" / f"bpe-{size}.json", tok.to_str(pretty=True))
         if size == DEFAULT_VOCAB:
             chosen = tok
     return {"measured_on": "validation" if validation else "train", "default": DEFAULT_VOCAB, "sizes": rows}, chosen
@@ -323,14 +335,14 @@ def encode_abc(
     """Build an ABC token dataset in `out`; returns the report (also written to out/report.json)."""
     from rich.console import Console
 
-    from orchestrion.datasets import ShardWriter, atomic_write_text, write_dataset_json
+    from orchestrion.datasets import ShardWriter, atomic_write_text, begin_dataset, write_dataset_json
     from orchestrion.novelty import NoveltyIndex
 
     if keep not in KEEP:
         raise InvalidRequest("keep", f"must be one of {', '.join(KEEP)}, not {keep!r}")
     console = Console(stderr=True)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    begin_dataset(out)  # a rerun over a finished dataset rewrites its files: it is not whole until the end
 
     raw, file_errors = read_inputs(inputs)
     if not raw:
@@ -377,7 +389,7 @@ def encode_abc(
     tok_report, tokenizer = tokenizer_report(
         [r.text for r in by_split["train"]], [r.text for r in by_split["validation"]], out
     )
-    tokenizer.save(str(out / "tokenizer.json"))
+    atomic_write_text(out / "tokenizer.json", tokenizer.to_str(pretty=True))
     bos, eos = (tokenizer.token_to_id(SPECIAL_TOKENS[k]) for k in ("bos", "eos"))
     splits_meta: dict[str, dict] = {}
     max_tokens: dict[str, int] = {}  # with <s> and </s>: the context a model needs for whole tunes

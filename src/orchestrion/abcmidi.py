@@ -73,7 +73,8 @@ def _compile(abc_text: str, out_path: Path, timeout: float) -> tuple[Validity, P
     out_path.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="orchestrion-abc-") as tmp:
         src = Path(tmp) / "tune.abc"
-        src.write_text(abc_text if abc_text.endswith("\n") else abc_text + "\n", encoding="utf-8")
+        # errors="replace": a lone surrogate (valid in a str, e.g. from the JSON "\ud800") cannot be encoded
+        src.write_text(abc_text if abc_text.endswith("\n") else abc_text + "\n", encoding="utf-8", errors="replace")
         try:
             proc = _run(["abc2midi", str(src), "-o", str(out_path)], timeout=timeout)
         except ToolFailed as e:
@@ -112,7 +113,13 @@ def compile_notes(abc_text: str, *, timeout: float = 10) -> tuple[Validity, list
         validity, path = _compile(abc_text, Path(tmp) / "tune.mid", timeout)
         if validity.status == "errors":
             return validity, None
-        score = symusic.Score(str(path))
+        try:
+            score = symusic.Score(str(path))
+        except Exception as exc:  # noqa: BLE001 - symusic raises plain RuntimeError ("Get velocity=128")
+            # abc2midi overflows on absurd note lengths (`A3333333`) and writes a MIDI file symusic refuses.
+            return Validity(
+                "errors", [*validity.messages, f"Error: abc2midi wrote an unreadable MIDI file ({exc})"]
+            ), None
     # abc2midi writes 480 ticks per quarter; rescale anyway so callers can rely on that unit.
     scale = 480 / score.ticks_per_quarter
     notes = sorted(
@@ -146,7 +153,7 @@ def abc2abc(abc_text: str, *, transpose: int = 0, timeout: float = 10) -> str:
     transposing it by `transpose` semitones."""
     with tempfile.TemporaryDirectory(prefix="orchestrion-abc2abc-") as tmp:
         src = Path(tmp) / "tune.abc"
-        src.write_text(abc_text, encoding="utf-8")
+        src.write_text(abc_text, encoding="utf-8", errors="replace")
         args = ["abc2abc", str(src)] + (["-t", str(int(transpose))] if transpose else [])
         proc = _run(args, timeout=timeout)
     out = _text(proc.stdout)

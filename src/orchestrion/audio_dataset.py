@@ -22,12 +22,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from orchestrion.datasets import SPLITS, atomic_write_bytes, atomic_write_text, save_npy
+from orchestrion.datasets import (
+    SPLITS,
+    atomic_write_bytes,
+    atomic_write_text,
+    begin_dataset,
+    exit_with_parent,
+    save_npy,
+)
 from orchestrion.errors import BadInput
 
 FORMAT = "orchestrion-audio"
@@ -49,15 +57,18 @@ def _render_piano(job: tuple[str, str, int]) -> str | None:
     from orchestrion.music import load_midi
     from orchestrion.render import render_wav
 
+    # Rendered and trimmed under another name: a file under `dest` is finished (a rerun skips it).
+    partial = Path(dest).with_name(f".{Path(dest).stem}.partial.wav")
     try:
         score = load_midi(source)
         for track in score.tracks:
             track.program = 0
             track.is_drum = False
-        render_wav(score, dest, sample_rate=sample_rate, mono=True)
-        _trim_silence(Path(dest), sample_rate)
+        render_wav(score, partial, sample_rate=sample_rate, mono=True)
+        _trim_silence(partial, sample_rate)
     except OrchestrionError as exc:
         return str(exc)
+    partial.replace(dest)
     return None
 
 
@@ -86,6 +97,7 @@ def piano_corpus(limit: int | None = None, *, workers: int = 1, cache_dir: Path 
     from rich.progress import Progress
 
     from orchestrion import corpora
+    from orchestrion.datasets import exit_with_parent
 
     midis = corpora.corpus_files("bach-chorales", cache_dir=cache_dir)
     if limit is not None:
@@ -98,7 +110,7 @@ def piano_corpus(limit: int | None = None, *, workers: int = 1, cache_dir: Path 
         with Progress(transient=True) as progress:
             bar = progress.add_task("render piano", total=len(jobs))
             if workers > 1:
-                with ProcessPoolExecutor(workers) as pool:
+                with ProcessPoolExecutor(workers, initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
                     for (source, _, _), error in zip(jobs, pool.map(_render_piano, jobs), strict=True):
                         if error:
                             progress.console.print(f"[yellow]skipped[/yellow] {source}: {error}")
@@ -193,18 +205,26 @@ def encode_audio(inputs: list[str], out: str | Path, *, chunk_seconds: float = 6
         raise BadInput("no audio files found", ", ".join(inputs))
     chunk = int(round(chunk_seconds * sample_rate))
     meta_path = out / "dataset.json"
-    if meta_path.is_file():
-        old = json.loads(meta_path.read_text())
-        if (old.get("quantization"), old.get("chunk_samples"), old.get("sample_rate")) != (quantization, chunk, sample_rate):
-            raise BadInput("this folder holds a dataset made with other settings; use a new --out", out)
-    (out / "shards").mkdir(parents=True, exist_ok=True)
+    # The shards' settings, kept beside them: a run killed before dataset.json exists is resumed only with
+    # the same settings (its finished shards are reused as they are).
+    settings_path = out / "shards" / "settings.json"
+    settings = {"quantization": quantization, "chunk_samples": chunk, "sample_rate": sample_rate}
+    for path in (meta_path, settings_path):
+        if path.is_file():
+            old = json.loads(path.read_text())
+            if {k: old.get(k) for k in settings} != settings:
+                raise BadInput("this folder holds a dataset made with other settings; use a new --out", out)
+    begin_dataset(out)  # until the new dataset.json is written last, the folder holds no whole dataset
+    atomic_write_text(settings_path, json.dumps(settings, sort_keys=True) + "\n")
     keys = {f: _shard_key(f) for f in files}
     if len(set(keys.values())) != len(keys):  # same name in two folders: fall back to the full path
         keys = {f: hashlib.sha1(str(f).encode()).hexdigest()[:12] for f in files}
     jobs = [(str(f), str(out / "shards" / keys[f]), sample_rate, chunk, quantization) for f in files]
     todo = [j for j in jobs if not Path(j[1]).with_suffix(".idx.npy").is_file()]
     failed: dict[str, str] = {}
-    pool = ProcessPoolExecutor(workers) if workers > 1 and len(todo) > 1 else None
+    pool = None
+    if workers > 1 and len(todo) > 1:
+        pool = ProcessPoolExecutor(workers, initializer=exit_with_parent, initargs=(os.getpid(),))
     try:
         with Progress() as progress:
             bar = progress.add_task("encode audio", total=len(jobs), completed=len(jobs) - len(todo))
@@ -233,7 +253,7 @@ def encode_audio(inputs: list[str], out: str | Path, *, chunk_seconds: float = 6
     meta = {
         "format": FORMAT, "version": VERSION, "sample_rate": sample_rate, "quantization": quantization,
         "bits": 8, "chunk_samples": chunk, "split_by": split_by, "splits": splits, "failed": failed,
-        "hours": round(sum(int(np.load(out / "shards" / f"{keys[f]}.idx.npy")[-1]) for f in done) / sample_rate / 3600, 3),
+        "hours": round(sum(int(np.load(out / "shards" / f"{keys[f]}.idx.npy", allow_pickle=False)[-1]) for f in done) / sample_rate / 3600, 3),
     }
     atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta
@@ -282,6 +302,12 @@ class AudioDataset:
         self.meta = json.loads(meta_path.read_text())
         if self.meta.get("format") != FORMAT:
             raise BadInput(f"dataset.json has format {self.meta.get('format')!r}, expected {FORMAT!r}", meta_path)
+        for split in self.meta.get("splits", {}).values():
+            for shard in split["shards"]:
+                data, index = (self.root / "shards" / f"{shard['name']}{ext}" for ext in (".u8", ".idx.npy"))
+                if not (data.is_file() and index.is_file()) or data.stat().st_size != shard["samples"]:
+                    raise BadInput(f"shard {shard['name']} ({shard['source']}) is missing or damaged: "
+                                   "the dataset is incomplete; run 'orchestrion encode audio' again", self.root)
 
     @property
     def quantization(self) -> str:

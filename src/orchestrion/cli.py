@@ -58,15 +58,28 @@ def corpus_list() -> None:
 
 @corpus_app.command("export")
 def corpus_export(
-    name: Annotated[str, typer.Argument(help="bach-chorales, palestrina or folk-abc")],
+    source: Annotated[
+        str,
+        typer.Argument(help="a built-in corpus (bach-chorales, palestrina, folk-abc) or a folder of MIDI/ABC files"),
+    ],
     out: OutDir,
     workers: Workers = 0,
     cache_dir: Annotated[Path | None, typer.Option(help="conversion cache (default ~/.cache/orchestrion)")] = None,
 ) -> None:
-    """Write a built-in corpus as files (MIDI or ABC), converting once into the cache."""
+    """Write a built-in corpus, or the usable files of a folder, as MIDI and ABC files (bad ones in report.json)."""
     from orchestrion import corpora
+    from orchestrion.errors import BadInput
 
-    corpora.export_corpus(name, out, workers=workers, cache_dir=cache_dir)
+    name = source.removeprefix("builtin:")
+    if name in corpora.CORPORA:
+        corpora.export_corpus(name, out, workers=workers, cache_dir=cache_dir)
+    elif Path(source).expanduser().is_dir():
+        from orchestrion.folder_export import export_folder
+
+        export_folder(Path(source).expanduser(), out)
+    else:
+        known = ", ".join(corpora.CORPORA)
+        raise BadInput(f"unknown corpus {source!r} and no such folder; the built-in corpora are: {known}")
 
 
 # ------------------------------------------------------------------------------------------- encode
@@ -209,11 +222,17 @@ def train_markov(
     workers: Workers = 0,
 ) -> None:
     """Train the Markov composer (melody and chord chains, major and minor)."""
+    from rich.markup import escape
+
     from orchestrion.composers.markov import train
 
     composer = train(data, out, workers=workers)
+    console = _console()
     for problem in composer.problems:
-        _console().print(f"[yellow]skipped[/yellow] {problem}")
+        console.print("[yellow]skipped[/yellow] " + escape(problem), highlight=False, soft_wrap=True)
+    if composer.problems:
+        report = escape(str(Path(out) / "report.json"))
+        console.print(f"{len(composer.problems)} file(s) skipped; the list is in {report}", soft_wrap=True)
     print(out)
 
 
@@ -387,17 +406,29 @@ def serve(
         list[str] | None, typer.Option("--model", "-m", help="serve these models (default: every built-in one)")
     ] = None,
     max_jobs: Annotated[int, typer.Option(help="compositions at once; past it clients are told the server is busy")] = 64,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="where finished pieces and uploaded prompts are kept across restarts "
+                     "(default $ORCHESTRION_DATA or ~/.local/share/orchestrion/server)"),
+    ] = None,
 ) -> None:
     """Serve the web app: live streamed composition in the browser."""
     import uvicorn
+    from rich.markup import escape
 
     from orchestrion.server import create_app
+    from orchestrion.server.app import MAX_JSON_BYTES, default_data_dir
 
-    _console().print(f"orchestrion: serving on http://{host}:{port}/ (Ctrl+C stops)")
+    data_dir = data_dir or default_data_dir()
+    _console().print(
+        f"orchestrion: serving on http://{host}:{port}/ (Ctrl+C stops), pieces kept in {escape(str(data_dir))}",
+        soft_wrap=True,
+    )
     # No per-message deflate: compressing every measure costs more CPU than it saves bytes on a local network.
+    # A websocket message is one compose request: the same cap as a JSON body.
     uvicorn.run(
-        create_app(model or None, max_jobs=max_jobs), host=host, port=port, log_level="warning",
-        ws_ping_interval=20, ws_per_message_deflate=False,
+        create_app(model or None, max_jobs=max_jobs, data_dir=data_dir), host=host, port=port, log_level="warning",
+        ws_ping_interval=20, ws_per_message_deflate=False, ws_max_size=MAX_JSON_BYTES,
     )  # fmt: skip
 
 

@@ -330,7 +330,7 @@ def split_abc_tunes(text: str) -> tuple[str, list[str]]:
     return text[: starts[0]], [text[a:b].strip() + "\n" for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
-def _header_fields(header: str) -> list[str]:
+def header_fields(header: str) -> list[str]:
     """Field lines of an ABC file header (they apply to every tune of the file)."""
     return [line for line in header.splitlines() if re.match(r"^[A-Za-z]:", line)]
 
@@ -351,7 +351,7 @@ def _scan_folk() -> list[dict]:
             except UnicodeDecodeError:  # older ABC collections are Latin-1
                 text = raw.decode("latin-1")
             header, tunes = split_abc_tunes(text.replace("\r\n", "\n"))
-            fields = _header_fields(header)
+            fields = header_fields(header)
             stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.relative_to(base / source).with_suffix("").as_posix())
             for index, tune in enumerate(tunes, start=1):
                 if fields:
@@ -368,8 +368,11 @@ def folk_tunes(cache_dir: Path | None = None) -> list[dict]:
     """
     path = _corpus_root("folk-abc", cache_dir) / "tunes.jsonl"
     if path.is_file():
-        with open(path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
+        try:
+            with open(path, encoding="utf-8") as f:
+                return [json.loads(line) for line in f if line.strip()]
+        except ValueError:  # a damaged cache (cut short, overwritten) is rebuilt, never half-read
+            pass
     records = _scan_folk()
     _atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8"))
     return records
@@ -447,10 +450,16 @@ def resolve_inputs(inputs: list[str], suffixes: tuple[str, ...]) -> list[Path]:
 
 
 def export_corpus(name: str, out: Path, *, workers: int = 0, cache_dir: Path | None = None) -> list[Path]:
-    """Copy a built-in corpus out of the cache into `out` (converting it first if needed)."""
+    """Copy a built-in corpus out of the cache into `out` (converting it first if needed).
+
+    Every cached file is checked first (MIDI loads whole, ABC equals its tune), and a damaged one is
+    converted again, so a cache cut short by a full disk or a crash is never exported as it is.
+    """
     from rich.console import Console
 
+    _check_name(name)
     files = corpus_files(name, workers=workers, cache_dir=cache_dir)
+    files = _repair_cache(name, files, workers, cache_dir)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -464,6 +473,66 @@ def export_corpus(name: str, out: Path, *, workers: int = 0, cache_dir: Path | N
     kind = "ABC tunes" if name == "folk-abc" else "MIDI files"
     Console(stderr=True).print(f"{name}: {len(written)} {kind} in {out}")
     return written
+
+
+def _cached_midi_problem(path: Path) -> str | None:
+    from orchestrion.music import load_midi
+
+    try:
+        load_midi(path)
+    except BadInput as exc:
+        return exc.reason
+    return None
+
+
+def _repair_cache(name: str, files: list[Path], workers: int, override: Path | None) -> list[Path]:
+    """`files` with every damaged cached file converted again (or dropped, and reported, when that fails)."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if name == "folk-abc":
+        tunes = {f"{r['id']}.abc": r["abc"].encode("utf-8") for r in folk_tunes(override)}
+        damaged = [p for p in files if not p.is_file() or p.read_bytes() != tunes.get(p.name)]
+        for path in damaged:
+            if path.name in tunes:
+                _atomic_write(path, tunes[path.name])
+        if damaged:
+            console.print(f"[yellow]{len(damaged)} cached tune(s) of {name} were damaged; written again[/yellow]")
+        return [p for p in files if p.name in tunes]
+    problems = {p: reason for p in files if (reason := _cached_midi_problem(p)) is not None}
+    if not problems:
+        return files
+    console.print(f"[yellow]{len(problems)} cached file(s) of {name} were damaged; converting them again:[/yellow]")
+    for path, reason in list(problems.items())[:20]:
+        console.print(f"  {path.name}: {reason}", markup=False, highlight=False, soft_wrap=True)
+    by_name = {f"{src.stem}.mid": src for src in _sources(name)}
+    for path in problems:
+        path.unlink(missing_ok=True)
+    jobs = [(name, str(by_name[p.name]), str(p)) for p in problems if p.name in by_name]
+    failed: dict[str, str] = {}
+
+    def record(job: tuple[str, str, str], error: str | None) -> None:
+        if error is not None:
+            failed[Path(job[1]).name] = error
+
+    if jobs:
+        _run_parallel(jobs, workers, f"{name} (damaged cache files)", record)
+    lost = {p for p in problems if _cached_midi_problem(p) is not None}
+    if lost:
+        root = _corpus_root(name, override)
+        manifest = _read_manifest(root)
+        if manifest:
+            manifest["files"] = [f for f in manifest["files"] if f not in {p.name for p in lost}]
+            manifest["failed"] = {**manifest.get("failed", {}), **failed}
+            _write_manifest(root, manifest)
+        reasons = {
+            p.name: failed.get(by_name[p.name].name, "converted again, still damaged")
+            if p.name in by_name
+            else "its music21 source is gone"
+            for p in lost
+        }
+        _report_failures(name, reasons)
+    return [p for p in files if p not in lost]
 
 
 def cached_count(name: str, override: Path | None = None) -> tuple[int, bool]:

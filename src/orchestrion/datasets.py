@@ -101,6 +101,30 @@ class ShardWriter:
         return {"name": name, "sequences": len(lengths), "tokens": int(offsets[-1])}
 
 
+def begin_dataset(root: Path) -> None:
+    """Before an encoder rewrites a dataset in place: drop its dataset.json (and files a killed run left under
+    temporary names), so that until the new dataset.json is written last, nothing looks like a whole dataset."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dataset.json").unlink(missing_ok=True)
+    for tmp in list(root.rglob(".*.tmp*")):  # partial files under temporary names, never read
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+
+
+def exit_with_parent(parent: int) -> None:
+    """Pool worker initializer: leave when the parent dies (after a `kill -9` nobody else would end us)."""
+    import os
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def write_dataset_json(root: Path, meta: dict) -> None:
     record = {"format": FORMAT, "version": VERSION, **meta}
     atomic_write_text(root / "dataset.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
@@ -110,8 +134,19 @@ class TokenSplit:
     """The sequences of one split, memory-mapped: `len()`, `[i]` -> np.ndarray of ids, `tokens`."""
 
     def __init__(self, root: Path, shards: list[str]):
-        self._bins = [np.memmap(root / "shards" / f"{s}.bin", dtype=np.uint16, mode="r") for s in shards]
-        self._offsets = [np.load(root / "shards" / f"{s}.idx.npy", allow_pickle=False) for s in shards]
+        self._bins, self._offsets = [], []
+        for name in shards:
+            bin_path, idx_path = root / "shards" / f"{name}.bin", root / "shards" / f"{name}.idx.npy"
+            if not (bin_path.is_file() and idx_path.is_file()):
+                raise BadInput(
+                    f"shard {name} is missing: the dataset is incomplete; run 'orchestrion encode' again", root
+                )
+            offsets = np.load(idx_path, allow_pickle=False)
+            if len(offsets) == 0 or bin_path.stat().st_size != 2 * int(offsets[-1]):
+                raise BadInput(f"shard {name} does not match its index: the dataset is damaged; encode it again", root)
+            self._offsets.append(offsets)
+            # np.memmap refuses an empty file; an empty shard is a valid one
+            self._bins.append(np.memmap(bin_path, dtype=np.uint16, mode="r") if offsets[-1] else np.zeros(0, np.uint16))
         counts = np.array([len(o) - 1 for o in self._offsets], dtype=np.int64)
         self._starts = np.concatenate([[0], np.cumsum(counts)])
 
@@ -148,6 +183,17 @@ class TokenDataset:
         self.meta = json.loads(meta_path.read_text())
         if self.meta.get("format") != FORMAT:
             raise BadInput(f"dataset.json has format {self.meta.get('format')!r}, expected {FORMAT!r}", meta_path)
+        missing = [name for name in self._files() if not (self.root / name).is_file()]
+        if missing:
+            raise BadInput(f"the dataset is incomplete ({', '.join(missing[:3])} missing); encode it again", self.root)
+
+    def _files(self) -> list[str]:
+        names = ["tokenizer.json"]
+        for split in self.meta.get("splits", {}).values():
+            for shard in split.get("shards", []):
+                name = shard["name"] if isinstance(shard, dict) else shard
+                names += [f"shards/{name}.bin", f"shards/{name}.idx.npy"]
+        return names
 
     @property
     def encoding(self) -> str:

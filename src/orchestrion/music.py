@@ -68,6 +68,8 @@ def load_midi(source: str | Path | bytes, *, require_notes: bool = True) -> symu
         data = path.read_bytes()
     if len(data) == 0:
         raise BadInput("the data is empty (0 bytes)", name)
+    if len(data) > MAX_MIDI_BYTES:  # the same limit as for files: bytes come from uploads and archives too
+        raise BadInput(f"the data is {len(data) / 2**20:.0f} MiB, over the {MAX_MIDI_BYTES // 2**20} MiB limit", name)
     if not data.startswith(b"MThd") and b"MThd" not in data[:512]:  # RIFF-wrapped MIDI puts MThd later
         raise BadInput("not a MIDI file (no 'MThd' header)", name)
     data = data[data.find(b"MThd") :]  # RIFF (RMID) files wrap a standard MIDI file in a header
@@ -77,9 +79,34 @@ def load_midi(source: str | Path | bytes, *, require_notes: bool = True) -> symu
         raise BadInput(f"corrupt or truncated MIDI: {exc}", name) from exc
     if score.tpq <= 0 or score.tpq > 32767:
         raise BadInput(f"absurd tick resolution ({score.tpq} ticks per quarter)", name)
+    missing = missing_tracks(data)
+    if missing:
+        raise BadInput(f"corrupt or truncated MIDI: {missing}", name)
     if require_notes and note_count(score) == 0:
         raise BadInput("the file has no notes", name)
     return score
+
+
+def missing_tracks(data: bytes) -> str | None:
+    """Why a MIDI file that parses is still cut short (None when every announced track is there).
+
+    symusic rejects a file cut inside a track, but one cut exactly between two tracks parses as a
+    shorter piece; the header's track count is what tells. Bytes after the last announced track are
+    ignored (many files in the wild carry such padding).
+    """
+    if len(data) < 14 or data[:4] != b"MThd":
+        return None  # symusic has judged the header already
+    announced = int.from_bytes(data[10:12], "big")
+    pos, found = 8 + int.from_bytes(data[4:8], "big"), 0
+    while found < announced and pos + 8 <= len(data):
+        length = int.from_bytes(data[pos + 4 : pos + 8], "big")
+        if pos + 8 + length > len(data):
+            return f"track {found + 1} is cut short ({len(data) - pos - 8} of its {length} bytes)"
+        found += data[pos : pos + 4] == b"MTrk"
+        pos += 8 + length
+    if found < announced:
+        return f"the header announces {announced} tracks but the file holds {found}"
+    return None
 
 
 def save_midi(score: symusic.Score, path: str | Path) -> Path:

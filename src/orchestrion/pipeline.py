@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from orchestrion.codecs import mmm
-from orchestrion.datasets import ShardWriter, atomic_write_bytes, atomic_write_text, write_dataset_json
+from orchestrion.datasets import ShardWriter, atomic_write_bytes, atomic_write_text, begin_dataset, write_dataset_json
 from orchestrion.errors import BadInput, InvalidRequest
-from orchestrion.music import MIDI_SUFFIXES
+from orchestrion.music import MIDI_SUFFIXES, missing_tracks
 
 CACHE_VERSION = 1
 LENGTH_BIN = 128  # tokens per bin of the length histogram in stats.json
@@ -213,6 +213,9 @@ def _load_checked(path: Path, limits: Limits) -> tuple[object, str]:
         raise BadInput(f"corrupt or truncated MIDI: {exc}", path) from exc
     if not 0 < score.tpq <= 32767:
         raise BadInput(f"absurd tick resolution ({score.tpq} ticks per quarter)", path)
+    missing = missing_tracks(data[data.find(b"MThd") :])
+    if missing:
+        raise BadInput(f"corrupt or truncated MIDI: {missing}", path)
     notes = sum(len(t.notes) for t in score.tracks)
     if notes == 0:
         raise BadInput("the file has no notes", path)
@@ -354,6 +357,11 @@ def _run_local(
 
 
 def _run_ray(todo: list[tuple[str, str]], config: PipelineConfig, cache: Path, workers: int, on_done: Callable) -> None:
+    """Phase 1 on Ray: a local Ray (`workers` CPUs), or the cluster at `config.address`.
+
+    Tasks get paths, not bytes: every node must see the inputs and `--out` at the same absolute path (a
+    shared file system). A chunk a worker wrote where the driver cannot see it is caught below, by name.
+    """
     import ray
 
     if not ray.is_initialized():
@@ -361,19 +369,41 @@ def _run_ray(todo: list[tuple[str, str]], config: PipelineConfig, cache: Path, w
             ray.init(address=config.address, log_to_driver=False)
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    if config.address and not config.workers:  # "all cores" on a cluster means all of its cores, not ours
+        workers = max(1, int(ray.cluster_resources().get("CPU", workers)))
     remote = ray.remote(encode_chunk)
     payload = _config_to_json(config)
+    cache = cache.resolve()  # a worker's working directory is not the driver's
     pending: dict = {}
+    unseen: list[Path] = []
+
+    def finish(ref: object) -> None:
+        keys = pending.pop(ref)
+        summaries = ray.get(ref)
+        chunk_file = _chunk_path(cache, keys)
+        if not chunk_file.is_file():
+            unseen.append(chunk_file)
+        on_done(len(keys), summaries)
+
     for chunk in _chunks(todo, config.chunk):
-        pending[remote.remote([p for p, _ in chunk], [k for _, k in chunk], payload, str(cache))] = len(chunk)
-        if len(pending) >= 4 * workers:
+        keys = [k for _, k in chunk]
+        pending[remote.remote([p for p, _ in chunk], keys, payload, str(cache))] = keys
+        if len(pending) >= 4 * workers:  # bounded in flight: the driver's memory stays flat on any corpus
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
-                on_done(pending.pop(ref), ray.get(ref))
+                finish(ref)
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         for ref in ready:
-            on_done(pending.pop(ref), ray.get(ref))
+            finish(ref)
+    unseen = [path for path in unseen if not path.is_file()]  # looked at again: a network FS may lag a little
+    if unseen:
+        raise BadInput(
+            f"Ray workers encoded {len(unseen)} chunks that this machine cannot see (e.g. {unseen[0]}): with "
+            "--engine ray on several machines, the inputs and --out must be on a file system that every node "
+            "mounts at the same path",
+            cache,
+        )
 
 
 # ------------------------------------------------------------------------------------------ phase 2
@@ -513,9 +543,9 @@ def encode_mmm_dataset(inputs: list[str], out: str | Path, config: PipelineConfi
         raise InvalidRequest("bars", "the pipeline encodes windows: give --bars 4, 8 or 16")
     out = Path(out)
     files = sorted({p.resolve() for p in resolve_inputs(list(inputs), MIDI_SUFFIXES)}, key=str)
-    out.mkdir(parents=True, exist_ok=True)
-    for tmp in list(out.rglob(".*.tmp")):  # left by a run killed mid-write; never under a final name
-        tmp.unlink()
+    # A rerun over a finished dataset rewrites its shards: no dataset.json until the new one is written last.
+    # Also drops the partial files a killed run left under temporary names.
+    begin_dataset(out)
     cache = out / ".cache"
     fingerprint = _fingerprint(config)
     keys = [cache_key(p, fingerprint) for p in files]

@@ -18,7 +18,8 @@ def checkpoint_hash(directory: str | Path) -> str:
     directory = Path(directory)
     digest = hashlib.sha256()
     for path in sorted(directory.rglob("*")):
-        if path.is_file() and path.suffix in WEIGHT_SUFFIXES and path.name != "model_card.json":
+        # The model card and a training run's report.json (which files it skipped) describe the model; they are not it.
+        if path.is_file() and path.suffix in WEIGHT_SUFFIXES and path.name not in ("model_card.json", "report.json"):
             digest.update(path.relative_to(directory).as_posix().encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

@@ -5,14 +5,19 @@ rest: AdamW with linear warm-up and cosine decay, gradient accumulation, autocas
 validation split, checkpoints that survive `kill -9`, resume at the same step with the same data order,
 metrics.jsonl + loss_curve.png, and DDP when started under `torchrun`.
 
+Under DDP, `batch_size` stays the *global* micro-batch: every rank builds the same micro-batch and trains on
+its own rows of it (`_shard`), so a run on N processes trains on exactly the windows a single process
+would, and its loss curve matches the single-process one to float rounding (tests/test_scale.py).
+
 Checkpoint layout (under out_dir/checkpoint/, every file written to a temporary name and renamed):
 
     model.safetensors    safetensors.torch.save_model (handles tied weights)
     optimizer.pt         optimizer state_dict, loaded back with torch.load(weights_only=True)
-    train_state.json     step, config, best validation loss, seeds
+    train_state.json     step, config, best validation loss, seeds, the losses since the last log
 
-A whole checkpoint is first written to checkpoint.tmp/ and then swapped in, so that a run killed
-half-way through writing one resumes from the previous, complete one.
+A whole checkpoint is first written to checkpoint.tmp/ and then swapped in (the previous one moves to
+checkpoint.old/ for the instant between the two renames), so that a run killed at any point resumes from
+a whole checkpoint: the new one or the previous one (tests/test_crash.py kills it at every point).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -42,7 +48,7 @@ class TrainConfig:
     """How to train; JSON round trip with `to_dict`/`from_dict`."""
 
     steps: int = 1000
-    batch_size: int = 8  # micro-batch size
+    batch_size: int = 8  # micro-batch size, over all DDP ranks together (each takes batch_size / world rows)
     grad_accum: int = 1
     lr: float = 3e-4
     min_lr: float = 3e-5
@@ -73,7 +79,7 @@ class TrainTask(Protocol):
     """What a model family gives the loop."""
 
     def batch(self, split: str, step: int, index: int) -> dict[str, torch.Tensor]:
-        """Deterministic in (split, step, index); index = micro-batch index (micro * world_size + rank)."""
+        """Deterministic in (split, step, index); index = micro-batch index (the same on every DDP rank)."""
         ...
 
     def loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
@@ -131,10 +137,14 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if name == "bf16" else torch.float16
 
 
-def _atomic_json(path: Path, record: dict) -> None:
+def _atomic_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(text)
     tmp.replace(path)
+
+
+def _atomic_json(path: Path, record: dict) -> None:
+    _atomic_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def _batch_to(batch: dict, device: torch.device) -> dict:
@@ -173,6 +183,25 @@ def _init_distributed(device_name: str) -> _Dist:
     return _Dist(rank=dist.get_rank(), world=dist.get_world_size(), started_here=started)
 
 
+def _shard(batch: dict, dist_info: _Dist) -> dict:
+    """This rank's rows of a global micro-batch (contiguous blocks, rank 0 first).
+
+    Slicing one batch, rather than drawing a batch per rank, is what keeps the world size out of the
+    result: DDP averages the ranks' gradients, and the mean of equal-sized blocks' mean losses is the
+    whole batch's mean loss.
+    """
+    if dist_info.world <= 1:
+        return batch
+    shard = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            rows = value.shape[0] // dist_info.world
+            assert rows * dist_info.world == value.shape[0], "batch_size was checked to split evenly"
+            value = value[dist_info.rank * rows : (dist_info.rank + 1) * rows]
+        shard[key] = value
+    return shard
+
+
 def _mean_across(value: float, dist_info: _Dist, device: torch.device) -> float:
     if dist_info.world <= 1:
         return value
@@ -186,22 +215,42 @@ def _mean_across(value: float, dist_info: _Dist, device: torch.device) -> float:
 # ----------------------------------------------------------------------------------- checkpoints
 
 
+CHECKPOINT_FILES = ("model.safetensors", "optimizer.pt", "train_state.json")
+
+
+def _is_whole(directory: Path) -> bool:
+    return all((directory / name).is_file() for name in CHECKPOINT_FILES)
+
+
 def checkpoint_dir(out_dir: str | Path) -> Path:
     """The checkpoint to resume from; falls back to the previous one when a swap was interrupted."""
     out_dir = Path(out_dir)
     current, old = out_dir / CHECKPOINT, out_dir / f"{CHECKPOINT}.old"
-    if (current / "train_state.json").is_file():
+    if _is_whole(current):
         return current
-    if (old / "train_state.json").is_file():
+    if _is_whole(old):
         return old
     return current
 
 
+def _discard(directory: Path) -> None:
+    """Remove a directory so that a kill half-way never leaves part of it under its own name: a half-deleted
+    checkpoint.old that still held train_state.json would look whole to `checkpoint_dir`."""
+    if not directory.exists():
+        return
+    trash = directory.with_name(f"{directory.name}.trash")
+    shutil.rmtree(trash, ignore_errors=True)
+    directory.rename(trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 def save_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict, out_dir: Path) -> Path:
+    """Write a whole checkpoint to checkpoint.tmp/, then swap it in; at every instant `checkpoint_dir`
+    finds a whole checkpoint (the new one or the previous one), whenever a kill lands."""
     from safetensors.torch import save_model
 
     tmp_dir = out_dir / f"{CHECKPOINT}.tmp"
-    shutil.rmtree(tmp_dir, ignore_errors=True)
+    _discard(tmp_dir)
     tmp_dir.mkdir(parents=True)
     weights = tmp_dir / ".model.safetensors.tmp"
     save_model(_unwrap(model), str(weights))
@@ -211,11 +260,15 @@ def save_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, st
     opt_tmp.replace(tmp_dir / "optimizer.pt")
     _atomic_json(tmp_dir / "train_state.json", state)  # written last: its presence marks a whole checkpoint
     final, old = out_dir / CHECKPOINT, out_dir / f"{CHECKPOINT}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
+    if _is_whole(final):
+        _discard(old)
         final.rename(old)
+    else:
+        # An earlier swap was cut between its two renames: checkpoint.old is the last whole checkpoint and
+        # stays until the new one has its final name.
+        _discard(final)
     tmp_dir.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    _discard(old)
     return final
 
 
@@ -283,8 +336,8 @@ def evaluate(model: torch.nn.Module, task: TrainTask, config: TrainConfig, devic
     dist_info = dist_info or _Dist()
     model.eval()
     losses = []
-    for i in range(dist_info.rank, config.eval_batches, dist_info.world):
-        batch = _batch_to(task.batch("validation", 0, i), device)
+    for i in range(config.eval_batches):  # every rank its rows of every batch: the same mean as one process
+        batch = _batch_to(_shard(task.batch("validation", 0, i), dist_info), device)
         with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
             losses.append(float(task.loss(model, batch)))
     model.train()
@@ -324,6 +377,11 @@ def train(
     """Train `model` on `task` for `config.steps` optimizer steps, checkpointing under `out_dir`."""
     out_dir = Path(out_dir)
     dist_info = _init_distributed(config.device)
+    if config.batch_size % dist_info.world:
+        raise BadInput(
+            f"batch_size {config.batch_size} does not split evenly across {dist_info.world} processes: "
+            f"use a multiple of {dist_info.world} (it is the micro-batch of all ranks together)"
+        )
     device = resolve_device(config.device)
     autocast = resolve_precision(config.precision, device)
     if dist_info.main:
@@ -333,12 +391,15 @@ def train(
 
     start_step, best_val, state = 0, math.inf, {}
     if resume:
-        state = load_checkpoint(model, optimizer, checkpoint_dir(out_dir))
+        resume_from = checkpoint_dir(out_dir)
+        state = load_checkpoint(model, optimizer, resume_from)
         best = state.get("best_val_loss")  # None until the first evaluation
         start_step, best_val = int(state["step"]), math.inf if best is None else float(best)
         saved = TrainConfig.from_dict(state["config"])
         if (saved.batch_size, saved.grad_accum, saved.seed) != (config.batch_size, config.grad_accum, config.seed):
             raise BadInput("resume with the same batch size, gradient accumulation and seed as the first run", out_dir)
+        if dist_info.main and not quiet:
+            print(f"resuming at step {start_step} from {resume_from}", file=sys.stderr, flush=True)
     train_model: torch.nn.Module = model
     if dist_info.world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -347,7 +408,7 @@ def train(
 
     records = _read_metrics(out_dir / METRICS, start_step) if dist_info.main else []
     if dist_info.main:  # rewrite, dropping records past the checkpoint that the killed run had logged
-        (out_dir / METRICS).write_text("".join(json.dumps(r) + "\n" for r in records))
+        _atomic_text(out_dir / METRICS, "".join(json.dumps(r) + "\n" for r in records))
     metrics_file = open(out_dir / METRICS, "a") if dist_info.main else None  # closed in the finally below
 
     progress = None
@@ -365,18 +426,23 @@ def train(
     # tokens/s counts the optimizer steps only (not evaluation, checkpoints or start-up).
     run_tokens, run_start, compute_seconds = 0, time.perf_counter(), 0.0
     window_loss, window_count, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
+    # A checkpoint between two log steps carries the losses summed since the last log, so that the first
+    # record after a resume averages the same steps as an uninterrupted run's.
+    window_loss = float(state.get("log_window", {}).get("loss", 0.0))
+    window_count = int(state.get("log_window", {}).get("steps", 0))
     model.train()
     try:
         for step in range(start_step, config.steps):
             # A per-step seed makes dropout (and anything else random in the model) replay exactly on resume.
-            torch.manual_seed(config.seed * 1_000_003 + step)
+            # The rank term gives each rank's rows their own dropout masks (rank 0 keeps a lone process's seed).
+            torch.manual_seed(config.seed * 1_000_003 + step + dist_info.rank * 2**40)
             lr = lr_at(step, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             step_start = time.perf_counter()
             step_loss = 0.0
             for micro in range(config.grad_accum):
-                batch = _batch_to(task.batch("train", step, micro * dist_info.world + dist_info.rank), device)
+                batch = _batch_to(_shard(task.batch("train", step, micro), dist_info), device)
                 last = micro == config.grad_accum - 1
                 sync = train_model.no_sync() if (dist_info.world > 1 and not last) else nullcontext()
                 with sync:
@@ -416,7 +482,11 @@ def train(
                 metrics_file.flush()
             if progress is not None:
                 progress.update(bar, completed=done)
-            if (done % config.checkpoint_every == 0 or done == config.steps) and dist_info.main:
+            checkpoint_now = done % config.checkpoint_every == 0 or done == config.steps
+            # Every rank's mean of the losses since the last log (a collective, so on every rank): each rank
+            # takes it back on resume, and the next record averages what an uninterrupted run's would.
+            window_mean = _mean_across(window_loss, dist_info, device) if checkpoint_now and window_count else 0.0
+            if checkpoint_now and dist_info.main:
                 state = {
                     "step": done,
                     "config": config.to_dict(),
@@ -425,6 +495,7 @@ def train(
                     "train_loss": train_loss if math.isfinite(train_loss) else None,
                     "seeds": {"torch": config.seed * 1_000_003 + done, "data": config.seed},
                     "world_size": dist_info.world,
+                    "log_window": {"loss": window_mean, "steps": window_count},
                 }
                 save_checkpoint(model, optimizer, state, out_dir)
     finally:

@@ -189,7 +189,9 @@ def fix_empty_meter(abc: str) -> str:
     return re.sub(r"^M:\s*$", "M:none", abc, flags=re.MULTILINE)
 
 
-_PROTECTED = re.compile(r'("[^"\n]*"|![^!\n]*!|\[[A-Za-z]:[^\]\n]*\]|(?<!\\)%.*$)')
+# An inline field's value stops at the next `[`: a line of unclosed `[K:` would otherwise be rescanned to its
+# end from each one (quadratic; 16,000 characters took 0.4 s per step).
+_PROTECTED = re.compile(r'("[^"\n]*"|![^!\n]*!|\[[A-Za-z]:[^\]\n\[]*\]|(?<!\\)%.*$)')
 _CHORD = re.compile(r"[A-G][#b]?(?:m|min|maj|dim|aug|sus|add|M|\+|o|[0-9]|#|b|-|\(|\))*(?:/[A-Ga-g][#b]?)?")
 
 
@@ -246,10 +248,15 @@ def fix_decorated_slurs(abc: str) -> str:
     Staccato dots stay where they are: abc2midi accepts `.(` and ignores it, while `(.E` would shorten the
     note (measured on O'Neill's: moving them changed the notes of a cleanly compiling tune).
     """
-    return _map_body(abc, music=lambda text: re.sub(r"([~HLMOPST]+)\((?![0-9])", r"(\1", text))
+    return _map_body(abc, music=lambda text: re.sub(r"(?<![~HLMOPST])([~HLMOPST]+)\((?![0-9])", r"(\1", text))
 
 
-_TIE = re.compile(r"([_=^]*)([A-Ga-g][,']*)([0-9/]*)([)]*)-(\s*[|:]*\s*[({]*[.~HLMOPST]*)([_=^]*)([A-Ga-g][,']*)")
+# Each run of repeatable characters may only be entered at its start (the lookbehinds) and the spaces around a
+# bar line are one choice, not two adjacent `\s*`: otherwise a long run of `_`, `-` or spaces makes the regex
+# retry the whole run from every position in it, quadratic time (a 13,000-character tune took seconds).
+_TIE = re.compile(
+    r"(?<![_=^])([_=^]*)([A-Ga-g][,']*)([0-9/]*)([)]*)-(\s*(?:[|:]+\s*)?[({]*[.~HLMOPST]*)([_=^]*)([A-Ga-g][,']*)"
+)
 
 
 def fix_slur_ties(abc: str) -> str:
@@ -264,7 +271,7 @@ def fix_slur_ties(abc: str) -> str:
         return m.group(1) + m.group(2) + m.group(3) + m.group(4) + m.group(5) + m.group(6) + m.group(7)
 
     def music(text: str) -> str:
-        text = re.sub(r"(?<=[<>])-+|-+(?=[<>])", "", text)  # `G>-A`, `G-<E`: a legato mark beside a broken rhythm
+        text = re.sub(r"(?<=[<>])-+|(?<!-)-+(?=[<>])", "", text)  # `G>-A`, `G-<E`: a legato mark beside a broken rhythm
         previous = None
         while previous != text:  # overlapping chains (A-B-c) need a second pass
             previous, text = text, _TIE.sub(fix, text)

@@ -60,6 +60,14 @@ VOICES = ("SOPRANO", "ALTO", "TENOR", "BASS")
 DEFAULT_DENSITY_EDGES = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 16.0)  # notes per bar; 10 bins
 SPECIAL_TOKENS = {"bos": "PIECE_START", "eos": "PIECE_END", "pad": "<pad>", "unk": "<unk>"}
 DENSITY_PLACEHOLDER = np.iinfo(np.uint16).max  # the pipeline fills density bins in once it knows the edges
+# Work limits of one encode_batch call, so that no file can make it allocate gigabytes. The (window, track,
+# bar) grid is dense (about 35 bytes a cell): a 60 KB file of 3,000 one-note tracks under a note in bar 2,000
+# asks for 12 million cells. A note held through a long piece is repeated in every window (about 180 bytes
+# a note-window pair). A batch over a limit is split in halves; a single score over one is refused. Real
+# pieces stay well below: 16 tracks over 2,000 bars in 4-bar windows is 64,000 cells, and 200,000 notes
+# (the pipeline's per-file limit) in 8 windows each is 1.6 million pairs.
+MAX_GRID_CELLS = 1_000_000
+MAX_NOTE_WINDOWS = 2_000_000
 
 _STRUCTURE = (
     "<pad>", "<unk>", "PIECE_START", "PIECE_END", "TRACK_START", "TRACK_END",
@@ -408,6 +416,19 @@ def encode_batch(
     lo = np.searchsorted(t0 + length, start, side="right")
     hi = np.searchsorted(t0, end, side="left")
     count = np.maximum(hi - lo, 0)
+    grid, pairs = n_win * n_tracks * n_bars, int(count.sum())
+    if grid > MAX_GRID_CELLS or pairs > MAX_NOTE_WINDOWS:
+        if len(scores) == 1:
+            return [
+                BadInput(
+                    f"too large to encode: {n_tracks} tracks over {n_win} windows of {n_bars} bars and "
+                    f"{pairs} (note, window) pairs (limits {MAX_GRID_CELLS} cells, {MAX_NOTE_WINDOWS} pairs)"
+                )
+            ]
+        half = len(scores) // 2  # the dense (window, track, bar) grid grows with the product: split the batch
+        return encode_batch(scores[:half], options, keys=keys[:half], placeholder=placeholder) + encode_batch(
+            scores[half:], options, keys=keys[half:], placeholder=placeholder
+        )
     note = np.repeat(np.arange(len(count)), count)
     win = _ranges(lo, count)
     tr, pitch, drum = track_all[note], pitch_all[note], drum_all[note]
@@ -506,7 +527,7 @@ def encode_batch(
     # The cap per piece: keep a piece's sequences while its running total stays under max_tokens.
     running = np.cumsum(seq_len)
     firsts = np.searchsorted(seq_file, np.arange(n_files))
-    file_base = np.where(firsts > 0, running[np.maximum(firsts - 1, 0)], 0)
+    file_base = np.concatenate([[0], running])[firsts]  # tokens before each piece's first sequence (none: 0)
     within = running - file_base[seq_file]
     keep = within <= options.max_tokens
     capped = np.bincount(seq_file[~keep], minlength=n_files) > 0

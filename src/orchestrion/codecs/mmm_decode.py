@@ -15,6 +15,17 @@ if TYPE_CHECKING:
     import symusic
 
 
+def _number(value: str) -> int | None:
+    """The value of a plain ASCII decimal, else None.
+
+    `str.isdigit` also accepts '²' and '١٢', which `int` refuses or reads as numbers no model wrote, and `int`
+    refuses strings of over 4,300 digits; every valid value here is under 1,000, so longer runs are out of range.
+    """
+    if not (value.isascii() and value.isdigit()):
+        return None
+    return int(value) if len(value) <= 9 else 10**9
+
+
 def _splice_fills(tokens: list[str], repairs: list[str]) -> list[str]:
     """Put each FILL_START ... FILL_END body back where its FILL_IN stands, in order."""
     bodies: list[list[str]] = []
@@ -130,8 +141,8 @@ def decode_tokens(
                 track["is_drum"] = True
             elif value in VOICES:
                 track["name"], track["program"] = value.capitalize(), voice_program
-            elif value.isdigit() and int(value) < 128:
-                track["program"] = int(value)
+            elif (program := _number(value)) is not None and program < 128:
+                track["program"] = program
             else:
                 repairs.append(f"unknown instrument {token!r} dropped")
         elif name == "INST":
@@ -147,8 +158,7 @@ def decode_tokens(
             if not bar_open:
                 repairs.append("BAR_END without BAR_START dropped")
             bar_open = False
-        elif name in ("NOTE_ON", "NOTE_OFF", "TIME_DELTA") and value.isdigit():
-            n = int(value)
+        elif name in ("NOTE_ON", "NOTE_OFF", "TIME_DELTA") and (n := _number(value)) is not None:
             if name == "TIME_DELTA":
                 if not 1 <= n <= STEPS_PER_BAR:
                     repairs.append(f"{token} out of range dropped")

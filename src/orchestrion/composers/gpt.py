@@ -220,7 +220,7 @@ def train_gpt(
         from orchestrion.composers import resolve_model_dir
 
         init_dir = resolve_model_dir(init)
-        model = GPT2LMHeadModel.from_pretrained(init_dir)
+        model = GPT2LMHeadModel.from_pretrained(init_dir, use_safetensors=True)  # never a pickled .bin
         init_encoding = getattr(model.config, "encoding", None)
         if init_encoding and init_encoding != dataset.encoding:
             raise BadInput(f"cannot fine-tune a {init_encoding} model on a {dataset.encoding} dataset", data)
@@ -290,8 +290,10 @@ def _check_same_data(dataset, out: Path, resume: bool) -> None:
             raise BadInput(f"the dataset changed since this run started (tokenizer or tokens differ from "
                            f"{before.get('data')}); resume with the same data, or train afresh in a new --out", out)
         return
+    from orchestrion.datasets import atomic_write_text
+
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(now) + "\n")
+    atomic_write_text(path, json.dumps(now) + "\n")  # read back by every --resume: never half written
 
 
 def typical_layout(dataset, tokenizer, limit: int = 5000) -> list[str]:
@@ -429,7 +431,7 @@ class GPTComposer(Composer):
         # A model of a few MB loads in milliseconds: transformers' per-weight progress bar is only noise
         # in the CLI, the demo and the server log.
         hf_logging.disable_progress_bar()
-        model = GPT2LMHeadModel.from_pretrained(directory)
+        model = GPT2LMHeadModel.from_pretrained(directory, use_safetensors=True)  # never a pickled .bin
         encoding = getattr(model.config, "encoding", None) or "abc"
         if encoding not in ("mmm", "abc"):
             raise BadInput(f"config.json has encoding {encoding!r}; expected 'mmm' or 'abc'", directory / "config.json")

@@ -557,8 +557,23 @@ def train(
     )
     composer = MarkovComposer(counts, config)
     composer.save(out)
+    atomic_write_text(out / "report.json", json.dumps(_training_report(paths, pieces, problems), indent=1) + "\n")
     for path in shard_dir.iterdir():
         path.unlink()
     shard_dir.rmdir()
     composer.problems = problems
     return composer
+
+
+def _training_report(paths: list[Path], pieces: dict[str, int], problems: list[str]) -> dict:
+    """What a run read: how many files, how many it learned from, and each file it skipped with the reason.
+
+    Kept beside the model (report.json), not in config.json, so that the same music read from a folder
+    with broken files in it gives the same model files.
+    """
+    by_prefix = {f"{p}: ": str(p) for p in paths}
+    skipped = []
+    for problem in problems:
+        path = next((p for prefix, p in by_prefix.items() if problem.startswith(prefix)), "")
+        skipped.append({"path": path, "reason": problem[len(path) + 2 :] if path else problem})
+    return {"files": len(paths), "pieces": sum(pieces.values()), "skipped": skipped}

@@ -370,6 +370,7 @@ def train_sashimi(data: str | Path, out: str | Path, settings: SashimiTraining |
                   resume: bool = False, steps: int | None = None) -> dict:
     """Train on an audio dataset with the shared loop, export the model to `out`, return the metric table."""
     from orchestrion.audio_dataset import AudioDataset, AudioTask
+    from orchestrion.datasets import atomic_write_text
     from orchestrion.training import TrainConfig, train
 
     out = Path(out)
@@ -385,7 +386,7 @@ def train_sashimi(data: str | Path, out: str | Path, settings: SashimiTraining |
         raise BadInput(f"layers must be >= 1 and the window a multiple of 16 (got {settings.layers}, {settings.seq_len})")
     dataset = AudioDataset(data)
     out.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps(asdict(settings), indent=2) + "\n")
+    atomic_write_text(saved, json.dumps(asdict(settings), indent=2) + "\n")  # read back by every --resume
     config = SashimiConfig(n_layers=settings.layers, quantization=dataset.quantization, sample_rate=dataset.sample_rate)
     train_config = TrainConfig.from_dict(settings.train)
     torch.manual_seed(train_config.seed)
@@ -402,5 +403,5 @@ def train_sashimi(data: str | Path, out: str | Path, settings: SashimiTraining |
                      "samples_per_second": round(result.tokens_per_second)},
     }
     SashimiComposer(model, card).save(out)
-    (out / "metrics.md").write_text(metric_table(metrics) + "\n")
+    atomic_write_text(out / "metrics.md", metric_table(metrics) + "\n")
     return card

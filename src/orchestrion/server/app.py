@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import IO
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,17 +17,35 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from orchestrion.errors import OrchestrionError
 from orchestrion.server import routes_api, routes_stream
 from orchestrion.server.routes_api import MAX_UPLOAD_BYTES
 from orchestrion.server.scheduler import ChunkScheduler
-from orchestrion.server.state import ApiError, JobLimiter, PieceStore, PromptStore, ServerState, api_error_from
+from orchestrion.server.state import (
+    MAX_JSON_BYTES,
+    ApiError,
+    JobLimiter,
+    PieceStore,
+    PromptStore,
+    ServerState,
+    api_error_from,
+)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_JOBS = 64  # above the 50 concurrent streams the load benchmark asks of one 2-core machine
 DEFAULT_WORKERS = 4  # composition threads; chunks of all jobs interleave on them, so a few suffice
-MAX_JSON_BYTES = 2**20
+DEFAULT_MAX_PIECES = 128
+DEFAULT_MAX_PIECE_BYTES = 256 * 2**20  # on disk
 
 log = logging.getLogger("orchestrion.server")
+
+
+def default_data_dir() -> Path:
+    """$ORCHESTRION_DATA, else $XDG_DATA_HOME/orchestrion/server, else ~/.local/share/orchestrion/server."""
+    if env := os.environ.get("ORCHESTRION_DATA"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "orchestrion" / "server"
 
 
 def load_models(refs: list[str]) -> tuple[dict, dict, dict]:
@@ -36,11 +56,35 @@ def load_models(refs: list[str]) -> tuple[dict, dict, dict]:
     for ref in refs:
         try:
             composers[ref] = load_composer(ref)
-            descriptions[ref] = BUILTIN_MODELS.get(ref.removeprefix("builtin:"), f"a model trained with orchestrion ({ref})")
+            descriptions[ref] = BUILTIN_MODELS.get(
+                ref.removeprefix("builtin:"), f"a model trained with orchestrion ({ref})"
+            )
         except Exception as exc:  # a broken model must not keep the others from being served
             log.warning("could not load %s: %s", ref, exc)
             errors[ref] = str(exc)
     return composers, descriptions, errors
+
+
+def lock_data_dir(root: Path) -> IO[bytes]:
+    """Hold `root` for this process (released when the returned file closes, or the process dies).
+
+    A second server on the same directory would take the first one's unfinished writes for crash leftovers and
+    delete them; it is refused instead.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    handle = open(root / ".lock", "wb")  # held open for the app's lifetime
+    try:
+        import fcntl
+
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:  # not POSIX: no lock, one server per directory is then up to the user
+        pass
+    except OSError as exc:
+        handle.close()
+        raise OrchestrionError(
+            f"{root} is in use by another orchestrion server; stop it or give this one its own --data-dir"
+        ) from exc
+    return handle
 
 
 def create_app(
@@ -48,10 +92,18 @@ def create_app(
     *,
     max_jobs: int = DEFAULT_MAX_JOBS,
     workers: int = DEFAULT_WORKERS,
+    data_dir: str | Path | None = None,
     prompt_dir: str | Path | None = None,
     max_upload_bytes: dict[str, int] | None = None,
+    max_pieces: int = DEFAULT_MAX_PIECES,
+    max_piece_bytes: int = DEFAULT_MAX_PIECE_BYTES,
 ) -> FastAPI:
-    """The web app. `models` defaults to every built-in model present; they load when the app starts."""
+    """The web app. `models` defaults to every built-in model present; they load when the app starts.
+
+    Finished pieces and uploaded prompts live in `data_dir` (`pieces/`, `prompts/`), and a server started
+    again on the same directory serves them all. Without one, a temporary directory is used and removed
+    when the app stops. `prompt_dir` puts the prompts elsewhere.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,9 +111,13 @@ def create_app(
 
         refs = list(models) if models is not None else available_builtins()
         composers, descriptions, errors = load_models(refs)
-        owned_dir = prompt_dir is None
-        directory = Path(tempfile.mkdtemp(prefix="orchestrion-prompts-")) if owned_dir else Path(prompt_dir)
-        directory.mkdir(parents=True, exist_ok=True)
+        owned_dir = data_dir is None
+        root = Path(tempfile.mkdtemp(prefix="orchestrion-server-")) if owned_dir else Path(data_dir).expanduser()
+        lock = lock_data_dir(root)
+        pieces = PieceStore(root / "pieces", capacity=max_pieces, max_bytes=max_piece_bytes)
+        prompts = PromptStore(Path(prompt_dir) if prompt_dir is not None else root / "prompts")
+        if not owned_dir:
+            log.info("data directory %s: %d pieces, %d prompts", root, len(pieces), len(prompts.kinds))
         scheduler = ChunkScheduler(workers)
         app.state.hub = ServerState(
             composers=composers,
@@ -69,16 +125,17 @@ def create_app(
             load_errors=errors,
             jobs=JobLimiter(max_jobs),
             scheduler=scheduler,
-            prompts=PromptStore(directory),
-            pieces=PieceStore(),
+            prompts=prompts,
+            pieces=pieces,
             max_upload_bytes=dict(max_upload_bytes or MAX_UPLOAD_BYTES),
         )
         try:
             yield
         finally:
             scheduler.shutdown()
+            lock.close()
             if owned_dir:
-                shutil.rmtree(directory, ignore_errors=True)
+                shutil.rmtree(root, ignore_errors=True)
 
     from orchestrion import __version__
 

@@ -70,7 +70,13 @@ def piece_json(piece: Piece, piece_id: str | None = None) -> dict:
             arr = track.notes.numpy()
             for t, d, p, vel in zip(arr["time"], arr["duration"], arr["pitch"], arr["velocity"], strict=True):
                 notes.append(
-                    {"voice": v, "pitch": int(p), "start": float(t) / tpq, "duration": float(d) / tpq, "velocity": int(vel)}
+                    {
+                        "voice": v,
+                        "pitch": int(p),
+                        "start": float(t) / tpq,
+                        "duration": float(d) / tpq,
+                        "velocity": int(vel),
+                    }
                 )
         notes.sort(key=lambda n: (n["start"], n["voice"], n["pitch"]))
         tempo = float(score.tempos[0].qpm) if len(score.tempos) else 120.0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
 from orchestrion.server.formats import FORMATS, pick_format, piece_json, render_piece
 from orchestrion.server.state import ApiError, ServerState
@@ -21,6 +22,7 @@ DEFAULT_FIELDS = {
     "sashimi": ["seconds", "temperature", "top_p", "seed", "prompt"],
 }
 MAX_UPLOAD_BYTES = {".mid": 2 * 2**20, ".abc": 256 * 2**10, ".wav": 16 * 2**20}
+MAX_PROMPT_SECONDS = 60.0  # a longer WAV prompt is refused: the audio model continues from its last seconds only
 MULTIPART_SLACK = 64 * 2**10  # form boundaries and headers around the file
 UPLOAD_SUFFIXES = {".mid": ".mid", ".midi": ".mid", ".abc": ".abc", ".txt": ".abc", ".wav": ".wav", ".wave": ".wav"}
 
@@ -40,6 +42,7 @@ async def health(request: Request) -> dict:
         "models": list(state.composers),
         "unavailable": list(state.load_errors),
         "jobs": state.jobs.to_json(),
+        "pieces": len(state.pieces),
     }
 
 
@@ -69,6 +72,7 @@ async def models(request: Request) -> dict:
         "request_schema": ComposeRequest.model_json_schema(),
         "formats": list(FORMATS),
         "upload_limits": state.max_upload_bytes,
+        "upload_max_seconds": MAX_PROMPT_SECONDS,
     }
 
 
@@ -85,7 +89,12 @@ def request_limits(schema: dict) -> dict:
         alternatives = [prop, *prop.get("anyOf", [])]
         entry = {}
         for alt in alternatives:
-            for key, out in (("minimum", "min"), ("exclusiveMinimum", "min"), ("maximum", "max"), ("maxLength", "max_length")):
+            for key, out in (
+                ("minimum", "min"),
+                ("exclusiveMinimum", "min"),
+                ("maximum", "max"),
+                ("maxLength", "max_length"),
+            ):
                 if key in alt:
                     entry[out] = alt[key]
         if prop.get("default") is not None:
@@ -96,7 +105,10 @@ def request_limits(schema: dict) -> dict:
 
 
 async def _json_body(request: Request) -> object:
-    raw = await request.body()
+    try:
+        raw = await request.body()
+    except ClientDisconnect as exc:  # a client that left mid-body: routine, answered (to no one) without a traceback
+        raise ApiError(400, "body", "the client disconnected before its request was complete") from exc
     try:
         return json.loads(raw)
     except ValueError as exc:
@@ -111,11 +123,10 @@ async def compose(request: Request, format: str | None = None) -> Response:
     composer, req = state.prepare(await _json_body(request))
     with state.jobs.slot():
         piece = await state.scheduler.run(0, composer.compose, req)
-        piece_id = state.pieces.add(piece)
-        if fmt == "json":
-            return JSONResponse(await state.scheduler.run(0, piece_json, piece, piece_id))
-        data = await state.scheduler.run(0, render_piece, piece, fmt)
-    return _file_response(data, fmt, piece_id)
+        # On disk before its id goes out; the answer is made from what was stored, so it is byte for byte what
+        # GET /api/pieces/{id} serves, now or after a restart.
+        piece_id = await state.scheduler.run(0, state.pieces.add, piece)
+        return await _piece_response(state, piece_id, fmt)
 
 
 @router.get("/pieces/{piece_id}")
@@ -123,7 +134,11 @@ async def get_piece(request: Request, piece_id: str, format: str | None = None) 
     """A piece made earlier (streamed or composed), in any format: what the client's download links use."""
     state = hub(request)
     fmt = pick_format(format, request.headers.get("accept"))
-    piece = state.pieces.get(piece_id)
+    return await _piece_response(state, piece_id, fmt)
+
+
+async def _piece_response(state: ServerState, piece_id: str, fmt: str) -> Response:
+    piece = await state.scheduler.run(0, state.pieces.get, piece_id)
     if fmt == "json":
         return JSONResponse(await state.scheduler.run(0, piece_json, piece, piece_id))
     data = await state.scheduler.run(0, render_piece, piece, fmt)
@@ -152,7 +167,7 @@ async def upload_prompt(request: Request, file: UploadFile) -> JSONResponse:
     if len(data) > limit:
         raise ApiError(413, "file", f"{name}: the file is over the {_size(limit)} limit for {suffix} prompts")
     info = await state.scheduler.run(0, check_prompt, data, suffix, name)
-    prompt_id = state.prompts.add(data, suffix)
+    prompt_id = await state.scheduler.run(0, state.prompts.add, data, suffix)  # fsync: off the event loop
     return JSONResponse({"id": prompt_id, "name": name, "kind": suffix.lstrip("."), "bytes": len(data), **info}, 201)
 
 
@@ -184,9 +199,15 @@ def check_prompt(data: bytes, suffix: str, name: str) -> dict:
 
     try:
         with soundfile.SoundFile(io.BytesIO(data)) as f:
-            return {"seconds": round(f.frames / f.samplerate, 3), "sample_rate": f.samplerate, "channels": f.channels}
+            seconds, rate, channels = f.frames / f.samplerate, f.samplerate, f.channels
     except (RuntimeError, soundfile.LibsndfileError) as exc:
         raise ApiError(422, "file", f"{name}: not a readable WAV file ({exc})") from exc
+    if seconds > MAX_PROMPT_SECONDS:
+        raise ApiError(
+            422, "file", f"{name}: the recording is {seconds:.1f} s long; a WAV prompt may be at most "
+            f"{MAX_PROMPT_SECONDS:g} s (trim it to the part the piece should continue from)",
+        )  # fmt: skip
+    return {"seconds": round(seconds, 3), "sample_rate": rate, "channels": channels}
 
 
 def _size(n: int) -> str:

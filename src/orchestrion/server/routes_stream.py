@@ -27,7 +27,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from orchestrion.composers.base import AudioBlock, Chunk, Composer, Measure
 from orchestrion.requests import ComposeRequest
 from orchestrion.server.scheduler import URGENT, ChunkScheduler
-from orchestrion.server.state import ApiError, ServerState, api_error_from, assemble
+from orchestrion.server.state import MAX_JSON_BYTES, ApiError, ServerState, api_error_from, assemble
 
 router = APIRouter()
 
@@ -75,6 +75,11 @@ async def stream(websocket: WebSocket) -> None:
             if text is None:
                 await websocket.send_json(ApiError(422, "body", "send the request as a JSON text message").to_json())
                 continue
+            if len(text) > MAX_JSON_BYTES:  # uvicorn's ws_max_size closes the connection first when it is set
+                await websocket.send_json(
+                    ApiError(413, "body", f"a request may be at most {MAX_JSON_BYTES} bytes").to_json()
+                )
+                continue
             try:
                 body = json.loads(text)
             except ValueError as exc:
@@ -117,7 +122,9 @@ def _lead(value: object) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_LEAD:
-        raise ApiError(422, "lead", f"lead is the seconds of music to compose ahead of playback: a number in (0, {MAX_LEAD:g}]")
+        raise ApiError(
+            422, "lead", f"lead is the seconds of music to compose ahead of playback: a number in (0, {MAX_LEAD:g}]"
+        )
     return float(value)
 
 
@@ -158,7 +165,7 @@ async def _compose(
                 stop.set()
                 return
             await websocket.send_json(
-                ApiError(409, "type", "a piece is being composed: send {\"type\": \"stop\"} first").to_json()
+                ApiError(409, "type", 'a piece is being composed: send {"type": "stop"} first').to_json()
             )
 
     listener = asyncio.create_task(listen())
@@ -210,7 +217,11 @@ async def _compose(
         return False
     stopped = stop.is_set()
     piece = await state.scheduler.run(len(chunks), assemble, composer, request, chunks)
-    piece_id = state.pieces.add(piece)
+    try:
+        piece_id = await state.scheduler.run(len(chunks), state.pieces.add, piece)  # on disk before the id goes out
+    except OSError as exc:  # a full or read-only disk: this piece has no id to give, the connection goes on
+        await websocket.send_json(ApiError(500, "server", f"the piece could not be saved: {exc.strerror}").to_json())
+        return False
     from orchestrion.server.formats import public_provenance
 
     await websocket.send_json(

@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SYSTEM := $(VENV)/.system-deps
 
-.PHONY: install demo test test-slow test-browser lint bench clean
+.PHONY: install demo test test-slow test-fuzz test-browser lint bench clean
 
 install: $(STAMP) $(SYSTEM)
 
@@ -39,6 +39,10 @@ test: install lint
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
+
+# The long fuzz runs alone (100,000 inputs per reader; part of test-slow too).
+test-fuzz: install
+	$(PY) -m pytest -q -m slow tests/test_fuzz.py -s
 
 test-browser: install
 	$(PY) -m pytest -q -m browser

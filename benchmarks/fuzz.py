@@ -4,7 +4,7 @@
                                         [--corpus-seeds K] [--readers midi,mmm,...] [--save-failures DIR]
 
 Readers: `midi` (load_midi on bytes, then the pipeline's 4-bar mmm encoding), `midi-path` (load_midi on a
-file, N/20 inputs), `mmm` (decode a line of tokens as `orchestrion decode mmm` does, then write MIDI),
+file), `mmm` (decode a line of tokens as `orchestrion decode mmm` does, then write MIDI),
 `abc` (split_tunes, clean, spaceless, escape, to_readable, header), `abc2midi` (compile_notes: abc2midi
 then symusic on its output, classified; A inputs), `audio-soundfile` (load_audio with the
 ffmpeg fallback refused, so every input stays in process) and `audio-ffmpeg` (load_audio with the fallback,
@@ -33,7 +33,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--inputs", type=int, default=100_000, help="inputs per reader")
     parser.add_argument("--ffmpeg-inputs", type=int, default=2_000, help="inputs for the ffmpeg fallback")
-    parser.add_argument("--abc2midi-inputs", type=int, default=1_000, help="inputs for abc2midi")
+    parser.add_argument("--abc2midi-inputs", type=int, default=100_000, help="inputs for abc2midi")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--corpus-seeds", type=int, default=200, help="cached corpus files used as seeds")
     parser.add_argument("--readers", default=",".join(READERS))

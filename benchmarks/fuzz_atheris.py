@@ -1,6 +1,6 @@
 """Coverage-guided fuzzing of one reader with atheris (libFuzzer for Python), for long runs.
 
-    .venv/bin/pip install atheris        # optional; not a dependency of orchestrion
+    .venv/bin/pip install -e '.[fuzz]'   # atheris: optional, not needed by the test suite
     .venv/bin/python benchmarks/fuzz_atheris.py midi [CORPUS_DIR] [-max_total_time=3600] [-timeout=5]
         [-rss_limit_mb=2048] [-jobs=N] ...
 

@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from orchestrion.pipeline import PRIVATE_RAY_ENV, offline_ray_env
+
 BIN = Path(sys.executable).parent
 
 
@@ -77,8 +79,7 @@ class RayCluster:
         self.temp_dir = tempfile.mkdtemp(prefix="orc-ray-", dir="/tmp")  # short: unix socket paths live under it
         token = Path(self.temp_dir) / "token"
         token.write_text(secrets.token_hex(32))
-        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
-                    "RAY_USAGE_STATS_ENABLED": "0"}  # fmt: skip
+        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), **PRIVATE_RAY_ENV}
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.cpus = cpus
@@ -89,7 +90,8 @@ class RayCluster:
             [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(self.port),
              "--ray-client-server-port", str(_free_port()), "--num-cpus", str(self.cpus),
              "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", self.temp_dir],
-            env=self.env, check=True, capture_output=True, timeout=300,
+            env={**self.env, **offline_ray_env(Path(self.temp_dir) / "home")}, check=True, capture_output=True,
+            timeout=300,
         )  # fmt: skip
         self.start_s = time.perf_counter() - t
         return self
@@ -135,7 +137,7 @@ def _noop(i: int) -> int:
 
 def task_overhead(cluster: RayCluster, tasks: int = 500) -> float:
     """Seconds of wall time per no-op task submitted from one driver (scheduling + round trip)."""
-    os.environ.update({k: cluster.env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")})
+    os.environ.update({k: cluster.env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", *PRIVATE_RAY_ENV)})
     import ray
 
     ray.init(address=cluster.address, log_to_driver=False)

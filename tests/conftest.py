@@ -6,10 +6,16 @@ default suite passes on any machine; `slow` tests are deselected by default (see
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+
+from orchestrion.pipeline import PRIVATE_RAY_ENV
+
+# Any Ray a test starts in this process stays on the loopback interface (Ray reads this when first imported).
+os.environ.update(PRIVATE_RAY_ENV)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

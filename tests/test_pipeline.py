@@ -210,15 +210,21 @@ def test_decode_cli_writes_playable_midi(dataset_w1: Path, tmp_path: Path) -> No
     assert symusic.Score(str(out)).tracks[0].notes[0].pitch == 60
 
 
-def test_ray_engine_is_byte_identical(dataset_w1: Path, corpus: Path, tmp_path: Path) -> None:
+def test_ray_engine_is_byte_identical(
+    dataset_w1: Path, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("ray")
     import ray
 
+    from orchestrion.pipeline import offline_ray_env
+
+    for key, value in offline_ray_env(tmp_path / "home").items():  # the Ray processes ray.init starts get these
+        monkeypatch.setenv(key, value)
     try:
-        encode_mmm_dataset([str(corpus)], tmp_path, config(2, engine="ray"))
+        encode_mmm_dataset([str(corpus)], tmp_path / "out", config(2, engine="ray"))
     finally:
         ray.shutdown()
-    assert dataset_bytes(tmp_path) == dataset_bytes(dataset_w1)
+    assert dataset_bytes(tmp_path / "out") == dataset_bytes(dataset_w1)
 
 
 def test_time_limit_fails_the_file_not_the_run(corpus: Path, tmp_path: Path) -> None:

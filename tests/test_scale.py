@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrion.pipeline import PRIVATE_RAY_ENV, offline_ray_env
+
 BIN = Path(sys.executable).parent
 ENCODE_ARGS = ["--bars", "4", "--hop", "2", "--transpose", "-2:3", "--chunk", "2"]
 
@@ -119,14 +121,14 @@ def ray_cluster() -> Iterator[tuple[str, dict[str, str]]]:
     token.write_text(secrets.token_hex(32))
     # Ray (2.60 here) turns token auth on for `ray start`; our own token keeps the test off ~/.ray/auth_token.
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "OMP_NUM_THREADS": "1",
-           "RAY_USAGE_STATS_ENABLED": "0"}  # fmt: skip
+           **PRIVATE_RAY_ENV}  # fmt: skip
     port = free_port()
     try:
         start = subprocess.run(
             [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
              "--ray-client-server-port", str(free_port()), "--num-cpus", "2", "--include-dashboard", "false",
              "--disable-usage-stats", "--temp-dir", temp_dir],
-            env=env, capture_output=True, text=True, timeout=180,
+            env={**env, **offline_ray_env(Path(temp_dir) / "home")}, capture_output=True, text=True, timeout=180,
         )  # fmt: skip
         assert start.returncode == 0, start.stderr[-3000:]
         yield f"127.0.0.1:{port}", env

@@ -276,8 +276,8 @@ def run_all(
     limit_s: float = 2.0,
     warmup: int = 200,
 ) -> list[FuzzStats]:
-    """Fuzz each named reader with `n` inputs; the external programs get fewer (`ffmpeg_n`, default `n // 50`,
-    for the ffmpeg fallback; `abc2midi_n`, default `n // 100`, for abc2midi)."""
+    """Fuzz each named reader with `n` inputs; the external programs may get fewer (`ffmpeg_n`, default `n // 50`,
+    for the ffmpeg fallback: one process per input; `abc2midi_n`, default `n // 100`, for abc2midi)."""
     from orchestrion.codecs.mmm import vocabulary
 
     midi = midi_seeds(fixtures, corpus_limit)
@@ -290,7 +290,7 @@ def run_all(
                 stats = fuzz_reader(reader, read_midi, midi_inputs(midi, rng, n), limit_s=limit_s, warmup=warmup)
             elif reader == "midi-path":
                 path = scratch / "input.mid"
-                count = max(n // 20, 1)
+                count = n
                 stats = fuzz_reader(
                     reader,
                     lambda d, p=path: read_midi_path(d, p),

@@ -20,15 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
-
-
-def track_ends(data: bytes) -> list[int]:
-    pos, ends = 8 + int.from_bytes(data[4:8], "big"), []
-    while pos + 8 <= len(data):
-        pos += 8 + int.from_bytes(data[pos + 4 : pos + 8], "big")
-        ends.append(pos)
-    return ends
+from orchestrion.fuzz_inputs import PNG_HEADER, track_ends
 
 
 def wav_bytes(seconds: float = 0.5, rate: int = 16000) -> bytes:
@@ -65,7 +57,7 @@ def build(root: Path, fraction: float, seed: int) -> tuple[Path, Path, dict[str,
             "empty": b"",
             "noise": rng.integers(0, 256, int(rng.integers(100, 5000)), dtype=np.uint8).tobytes(),
             "wav": wav_bytes(),
-            "png": PNG,
+            "png": PNG_HEADER,
         }
         for kind, data in broken.items():
             name = f"{kind}-{i:03d}.mid"

@@ -15,6 +15,7 @@ import pytest
 from orchestrion.corpora import corpus_files, export_corpus
 from orchestrion.errors import BadInput
 from orchestrion.folder_export import export_folder
+from orchestrion.fuzz_inputs import PNG_HEADER, track_ends
 from orchestrion.music import load_midi, save_midi, score_from_notes
 from orchestrion.pipeline import PipelineConfig, encode_mmm_dataset
 
@@ -32,19 +33,6 @@ L:1/8
 K:G
 GAB cBA|GAB d3:|
 """
-# A PNG signature and an IHDR chunk: a picture renamed to .mid, as happens when a download goes wrong.
-PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
-
-
-def track_ends(data: bytes) -> list[int]:
-    """Byte offsets at which each MTrk chunk of a MIDI file ends."""
-    pos, ends = 8 + int.from_bytes(data[4:8], "big"), []
-    while pos + 8 <= len(data):
-        pos += 8 + int.from_bytes(data[pos + 4 : pos + 8], "big")
-        ends.append(pos)
-    return ends
-
-
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "orchestrion", *args], capture_output=True, text=True, timeout=300, check=False
@@ -72,7 +60,7 @@ def corpus(corpus_cache: Path, fixtures_dir: Path, tmp_path_factory: pytest.Temp
         "noise.mid": rng.integers(0, 256, 3000, dtype=np.uint8).tobytes(),
         "noise-with-header.mid": first[:14] + rng.integers(0, 256, 3000, dtype=np.uint8).tobytes(),
         "recording.mid": (fixtures_dir / "short.wav").read_bytes(),
-        "cover.mid": PNG,
+        "cover.mid": PNG_HEADER,
     }
     for name, data in broken_midi.items():
         (corrupted / name).write_bytes(data)

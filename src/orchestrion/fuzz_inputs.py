@@ -88,6 +88,15 @@ def _chunks(data: bytes | bytearray) -> list[tuple[int, bytes, int]]:
     return out
 
 
+def track_ends(data: bytes) -> list[int]:
+    """Byte offsets at which each track chunk of a MIDI file ends: cutting there leaves a file that parses."""
+    return [offset + 8 + size for offset, kind, size in _chunks(data)[1:]]
+
+
+# A PNG signature and an IHDR chunk: a picture renamed to .mid, as happens when a download goes wrong.
+PNG_HEADER = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
+
+
 def _midi_chunk_length(rng: random.Random, data: bytearray) -> None:
     chunks = _chunks(data)
     if not chunks:

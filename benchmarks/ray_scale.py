@@ -23,96 +23,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from orchestrion.pipeline import PRIVATE_RAY_ENV, offline_ray_env
+from orchestrion.local_ray import LocalRayCluster
+from orchestrion.pipeline import PRIVATE_RAY_ENV
 
 BIN = Path(sys.executable).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ours(cmdline: bytes, temp_dir: str, port: int) -> bool:
-    """Started by our cluster: names its temp dir, or (Ray's client server) its GCS address."""
-    args = cmdline.split(b"\0")
-    return temp_dir.encode() in cmdline or any(
-        a.startswith(b"--address=") and a.endswith(f":{port}".encode()) for a in args
-    )
-
-
-def _cluster_pids(temp_dir: str, port: int) -> set[int]:
-    """Our cluster's processes and their descendants (Ray's workers rename themselves: found as children)."""
-    parents, roots = {}, set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if _ours(cmdline, temp_dir, port) and int(entry.name) != os.getpid():
-                roots.add(int(entry.name))
-    tree, grew = set(roots), True
-    while grew:
-        children = {pid for pid, ppid in parents.items() if ppid in tree} - tree
-        tree, grew = tree | children, bool(children)
-    return tree
-
-
-class RayCluster:
-    """`ray start --head` on 127.0.0.1 with its own temp dir and token; stopped by killing its own pids
-    (`ray stop` would stop every Ray on the machine)."""
-
-    def __init__(self, cpus: int):
-        self.temp_dir = tempfile.mkdtemp(prefix="orc-ray-", dir="/tmp")  # short: unix socket paths live under it
-        token = Path(self.temp_dir) / "token"
-        token.write_text(secrets.token_hex(32))
-        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), **PRIVATE_RAY_ENV}
-        self.port = _free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.cpus = cpus
-
-    def __enter__(self) -> RayCluster:
-        t = time.perf_counter()
-        subprocess.run(
-            [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(self.port),
-             "--ray-client-server-port", str(_free_port()), "--num-cpus", str(self.cpus),
-             "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", self.temp_dir],
-            env={**self.env, **offline_ray_env(Path(self.temp_dir) / "home")}, check=True, capture_output=True,
-            timeout=300,
-        )  # fmt: skip
-        self.start_s = time.perf_counter() - t
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        killed: set[int] = set()
-        for _ in range(100):
-            found = _cluster_pids(self.temp_dir, self.port) - killed
-            if not found:
-                break
-            for pid in found:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            killed |= found
-            time.sleep(0.1)
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
-
-
-def encode(src: Path, args: argparse.Namespace, workers: int, cluster: RayCluster | None) -> dict:
+def encode(src: Path, args: argparse.Namespace, workers: int, cluster: LocalRayCluster | None) -> dict:
     """One CLI run into a fresh folder; returns its run.log record plus the token count."""
     out = Path(tempfile.mkdtemp(prefix="orc-scale-out-"))
     cmd = [str(BIN / "orchestrion"), "encode", "mmm", str(src), "--out", str(out), "--bars", "4", "--hop", "2",
@@ -135,7 +59,7 @@ def _noop(i: int) -> int:
     return i
 
 
-def task_overhead(cluster: RayCluster, tasks: int = 500) -> float:
+def task_overhead(cluster: LocalRayCluster, tasks: int = 500) -> float:
     """Seconds of wall time per no-op task submitted from one driver (scheduling + round trip)."""
     os.environ.update({k: cluster.env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", *PRIVATE_RAY_ENV)})
     import ray
@@ -183,7 +107,7 @@ def main() -> None:
             runs["local", workers] = best([encode(src, args, workers, None) for _ in range(args.repeat)])
         if not args.skip_ray:
             for workers in (1, 2):
-                with RayCluster(workers) as cluster:
+                with LocalRayCluster(workers) as cluster:
                     print(f"ray start --head --num-cpus {workers}: {cluster.start_s:.1f} s")
                     runs["ray", workers] = best([encode(src, args, workers, cluster) for _ in range(args.repeat)])
                     if workers == 2:

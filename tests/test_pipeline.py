@@ -216,7 +216,7 @@ def test_ray_engine_is_byte_identical(
     pytest.importorskip("ray")
     import ray
 
-    from orchestrion.pipeline import offline_ray_env
+    from orchestrion.local_ray import offline_ray_env
 
     for key, value in offline_ray_env(tmp_path / "home").items():  # the Ray processes ray.init starts get these
         monkeypatch.setenv(key, value)

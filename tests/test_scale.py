@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from orchestrion.pipeline import PRIVATE_RAY_ENV, offline_ray_env
+from orchestrion.local_ray import LocalRayCluster
 
 BIN = Path(sys.executable).parent
 ENCODE_ARGS = ["--bars", "4", "--hop", "2", "--transpose", "-2:3", "--chunk", "2"]
@@ -50,91 +48,18 @@ def encode_cli(inputs: Path, out: Path, *extra: str) -> list[str]:
 # ------------------------------------------------------------------------------------------- ray
 
 
-def _ours(cmdline: bytes, temp_dir: str, port: int) -> bool:
-    """Started by our cluster: names its temp dir, or (Ray's client server) its GCS address."""
-    args = cmdline.split(b"\0")
-    return temp_dir.encode() in cmdline or any(
-        a.startswith(b"--address=") and a.endswith(f":{port}".encode()) for a in args
-    )
-
-
-def _process_tree(temp_dir: str, port: int) -> set[int]:
-    """Our cluster's processes and all their descendants.
-
-    Ray's workers rename themselves (`ray::IDLE`), so they are found as children of the raylet.
-    """
-    parents: dict[int, int] = {}
-    roots: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if _ours(cmdline, temp_dir, port) and int(entry.name) != os.getpid():
-            roots.add(int(entry.name))
-    tree, grew = set(roots), True
-    while grew:
-        children = {pid for pid, ppid in parents.items() if ppid in tree} - tree
-        tree |= children
-        grew = bool(children)
-    return tree
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"  # a zombie has exited; its parent (init, after ray's daemonising) reaps it
-
-
-def _stop_cluster(temp_dir: str, port: int) -> list[int]:
-    """SIGKILL the cluster's own processes (as `ray stop --force` does: they sit on SIGTERM for many
-    seconds, and nothing of a test cluster needs saving); returns the pids still alive after that."""
-    tree: set[int] = set()
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        found = _process_tree(temp_dir, port)
-        for pid in found - tree:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        tree |= found
-        if not any(_alive(p) for p in tree) and not (_process_tree(temp_dir, port) - tree):
-            break
-        time.sleep(0.1)
-    return [p for p in tree if _alive(p)]
-
-
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[tuple[str, dict[str, str]]]:
     """(address, environment for drivers) of a two-CPU Ray cluster on 127.0.0.1."""
     if not (BIN / "ray").exists():
         pytest.skip("ray is not installed (it is in the dev extra)")
-    # Short: Ray puts unix sockets under it, and a socket path may not pass 107 bytes.
-    temp_dir = tempfile.mkdtemp(prefix="orc-ray-", dir="/tmp")
-    token = Path(temp_dir) / "token"
-    token.write_text(secrets.token_hex(32))
-    # Ray (2.60 here) turns token auth on for `ray start`; our own token keeps the test off ~/.ray/auth_token.
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "OMP_NUM_THREADS": "1",
-           **PRIVATE_RAY_ENV}  # fmt: skip
-    port = free_port()
+    cluster = LocalRayCluster(cpus=2, timeout=180)
+    cluster.env["OMP_NUM_THREADS"] = "1"
+    cluster.start()
     try:
-        start = subprocess.run(
-            [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-             "--ray-client-server-port", str(free_port()), "--num-cpus", "2", "--include-dashboard", "false",
-             "--disable-usage-stats", "--temp-dir", temp_dir],
-            env={**env, **offline_ray_env(Path(temp_dir) / "home")}, capture_output=True, text=True, timeout=180,
-        )  # fmt: skip
-        assert start.returncode == 0, start.stderr[-3000:]
-        yield f"127.0.0.1:{port}", env
+        yield cluster.address, cluster.env
     finally:
-        left = _stop_cluster(temp_dir, port)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        left = cluster.stop()
         assert not left, f"Ray processes left running: {left}"
 
 

@@ -46,18 +46,6 @@ CACHE_VERSION = 1
 # the cloud metadata address first (the second switch). A cluster the user starts is theirs to configure.
 PRIVATE_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
-
-def offline_ray_env(home: Path) -> dict[str, str]:
-    """The environment for starting a Ray that must reach no address but 127.0.0.1 (tests, benchmarks).
-
-    On top of PRIVATE_RAY_ENV: Ray's dashboard process looks for ~/ray_bootstrap_config.yaml to learn its cloud
-    provider and otherwise asks the cloud metadata address (169.254.169.254); a HOME holding one that says
-    "local" answers it. A `ray start` cluster also posts a "usage stats disabled" notice, here sent to a closed
-    loopback port. Only the processes that start Ray need it (drivers keep their own HOME).
-    """
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "ray_bootstrap_config.yaml").write_text("provider:\n  type: local\n")
-    return {**PRIVATE_RAY_ENV, "HOME": str(home), "RAY_USAGE_STATS_REPORT_URL": "http://127.0.0.1:9/"}
 LENGTH_BIN = 128  # tokens per bin of the length histogram in stats.json
 
 

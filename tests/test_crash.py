@@ -234,6 +234,42 @@ def midi_folder(chorale_files: list[Path], tmp_path_factory: pytest.TempPathFact
     return _midi_copies(chorale_files, tmp_path_factory.mktemp("crash-midi"), 12)  # 48 files, 24 chunks
 
 
+def _kill_encode_until_done(
+    kind: str,
+    args: list[str],
+    out: Path,
+    reference: dict[str, bytes],
+    loader: Callable[[Path], object],
+    kills: int,
+    total: float,
+    progress: Callable[[], float],
+    rng: random.Random,
+    *,
+    jitter: float,
+    logs: Path,
+) -> list[Kill]:
+    """Kill `orchestrion encode KIND ... --out OUT` `kills` times at random progress points, rerunning it after
+    each kill, then let it finish. After every kill the dataset is whole or refused by `loader`; at least one
+    kill left a partial dataset that the loader refused; the finished dataset equals `reference` byte for byte."""
+    seen: list[str] = []
+    command = _cli("encode", kind, *args, "--out", str(out))
+    kills_done = kill_repeatedly(
+        command,
+        command,
+        kills,
+        _somewhere_ahead(rng, total, 0.35),
+        progress,
+        rng=rng,
+        jitter=jitter,
+        logs=logs,
+        allow_miss=True,
+        after_kill=lambda i, k: seen.append(_whole_or_refused(out, reference, loader)),
+    )
+    assert dataset_bytes(out) == reference
+    assert "refused" in seen
+    return kills_done
+
+
 def _encode_mmm_with_kills(midi_folder: Path, tmp_path: Path, kills: int) -> list[Kill]:
     rng = random.Random(SEED)
     args = [str(midi_folder), "--bars", "4", "--hop", "2", "--transpose", "-2:3", "--workers", "2", "--chunk", "2"]
@@ -247,21 +283,19 @@ def _encode_mmm_with_kills(midi_folder: Path, tmp_path: Path, kills: int) -> lis
     def progress() -> float:  # chunks cached, then dataset files written
         return _files_under(out)
 
-    seen: list[str] = []
-    kills_done = kill_repeatedly(
-        _cli("encode", "mmm", *args, "--out", str(out)),
-        _cli("encode", "mmm", *args, "--out", str(out)),
+    kills_done = _kill_encode_until_done(
+        "mmm",
+        args,
+        out,
+        reference,
+        _load_token_dataset,
         kills,
-        _somewhere_ahead(rng, _files_under(whole), 0.35),
+        _files_under(whole),
         progress,
-        rng=rng,
+        rng,
         jitter=0.05,
         logs=tmp_path / "logs",
-        allow_miss=True,
-        after_kill=lambda i, k: seen.append(_whole_or_refused(out, reference, _load_token_dataset)),
     )
-    assert dataset_bytes(out) == reference
-    assert "refused" in seen  # at least one kill left a partial dataset, and the loader refused it
     log = [json.loads(line) for line in (out / "run.log").read_text().splitlines()]
     assert log[-1]["encoded_now"] < log[-1]["files"]  # finished work was kept
     return kills_done
@@ -325,21 +359,19 @@ def _encode_abc_with_kills(abc_folder: Path, whole: Path, tmp_path: Path, kills:
         return _lines(out / "cache" / "validity.jsonl") + _files_under(out) - 1
 
     total = _lines(whole / "cache" / "validity.jsonl") + _files_under(whole) - 1
-    seen: list[str] = []
-    kills_done = kill_repeatedly(
-        _cli("encode", "abc", *args, "--out", str(out)),
-        _cli("encode", "abc", *args, "--out", str(out)),
+    kills_done = _kill_encode_until_done(
+        "abc",
+        args,
+        out,
+        reference,
+        _load_token_dataset,
         kills,
-        _somewhere_ahead(rng, total, 0.35),
+        total,
         progress,
-        rng=rng,
+        rng,
         jitter=0.05,
         logs=tmp_path / "logs",
-        allow_miss=True,
-        after_kill=lambda i, k: seen.append(_whole_or_refused(out, reference, _load_token_dataset)),
     )
-    assert dataset_bytes(out) == reference
-    assert "refused" in seen
     return kills_done
 
 
@@ -424,21 +456,19 @@ def _encode_audio_with_kills(tmp_path: Path, kills: int, files: int) -> list[Kil
     def progress() -> float:
         return len(list((out / "shards").glob("*.idx.npy"))) if (out / "shards").is_dir() else 0
 
-    seen: list[str] = []
-    kills_done = kill_repeatedly(
-        _cli("encode", "audio", *args, "--out", str(out)),
-        _cli("encode", "audio", *args, "--out", str(out)),
+    kills_done = _kill_encode_until_done(
+        "audio",
+        args,
+        out,
+        reference,
+        _load_audio_dataset,
         kills,
-        _somewhere_ahead(rng, files, 0.35),
+        files,
         progress,
-        rng=rng,
+        rng,
         jitter=0.02,
         logs=tmp_path / "logs",
-        allow_miss=True,
-        after_kill=lambda i, k: seen.append(_whole_or_refused(out, reference, _load_audio_dataset)),
     )
-    assert dataset_bytes(out) == reference
-    assert "refused" in seen
     return kills_done
 
 

@@ -19,9 +19,9 @@ import numpy as np
 
 
 def corpus(n: int) -> tuple[list[str], list[str]]:
-    from orchestrion import corpora
-    from orchestrion.abc_dataset import split_of
-    from orchestrion.codecs import abc
+    from orchestrion.abc import text as abc
+    from orchestrion.abc.dataset import split_of
+    from orchestrion.core import corpora
 
     records = corpora.folk_tunes()
     step = max(1, len(records) // n)
@@ -48,7 +48,7 @@ def stock_bpe(texts: list[str], vocab: int):
 
 
 def bench_tokens(train: list[str], held: list[str], vocab: int) -> None:
-    from orchestrion.abc_dataset import make_tokenizer
+    from orchestrion.abc.dataset import make_tokenizer
 
     ours = make_tokenizer(train, vocab)
     peer = stock_bpe(train, vocab)
@@ -64,7 +64,7 @@ def bench_tokens(train: list[str], held: list[str], vocab: int) -> None:
 def bench_validity(tunes: list[str]) -> None:
     from music21 import converter
 
-    from orchestrion import abcmidi
+    from orchestrion.core import abcmidi
 
     t0 = time.perf_counter()
     ours = [abcmidi.validate(t).status for t in tunes]
@@ -85,7 +85,7 @@ def bench_validity(tunes: list[str]) -> None:
 
 
 def bench_novelty(train: list[str], queries: int) -> None:
-    from orchestrion.novelty import N, NoveltyIndex, events_from_abc, ngram_hashes
+    from orchestrion.core.novelty import N, NoveltyIndex, events_from_abc, ngram_hashes
 
     events = []
     for t in train:

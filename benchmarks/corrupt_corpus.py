@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrion.fuzz_inputs import PNG_HEADER, track_ends
+from orchestrion.testing.fuzz_inputs import PNG_HEADER, track_ends
 
 
 def wav_bytes(seconds: float = 0.5, rate: int = 16000) -> bytes:
@@ -35,8 +35,8 @@ def wav_bytes(seconds: float = 0.5, rate: int = 16000) -> bytes:
 
 
 def build(root: Path, fraction: float, seed: int) -> tuple[Path, Path, dict[str, str]]:
-    from orchestrion.corpora import corpus_files
-    from orchestrion.music import save_midi, score_from_notes
+    from orchestrion.core.corpora import corpus_files
+    from orchestrion.core.music import save_midi, score_from_notes
 
     chorales = corpus_files("bach-chorales")
     clean, corrupted = root / "clean", root / "corrupted"
@@ -83,9 +83,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=10)
     args = parser.parse_args()
 
-    from orchestrion.composers.markov import train
-    from orchestrion.folder_export import export_folder
-    from orchestrion.pipeline import PipelineConfig, encode_mmm_dataset
+    from orchestrion.core.folder_export import export_folder
+    from orchestrion.markov.composer import train
+    from orchestrion.mmm.dataset import PipelineConfig, encode_mmm_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

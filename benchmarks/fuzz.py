@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrion.fuzzing import format_table, run_all
+from orchestrion.testing.fuzzing import format_table, run_all
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 READERS = ("midi", "midi-path", "mmm", "abc", "abc2midi", "audio-soundfile", "audio-ffmpeg")

@@ -24,13 +24,11 @@ import atheris
 
 # The readers import their modules lazily, so the modules to trace are imported here, inside the block.
 with atheris.instrument_imports(include=["orchestrion"]):
-    import orchestrion.audio
-    import orchestrion.codecs.abc
-    import orchestrion.codecs.mmm
-    import orchestrion.codecs.mmm_decode
-    import orchestrion.music  # noqa: F401 - imported to be instrumented
-    from orchestrion import fuzz_inputs, fuzzing
+    import orchestrion.abc.text
+    import orchestrion.core.audio
+    import orchestrion.core.music  # noqa: F401 - imported to be instrumented
     from orchestrion.errors import OrchestrionError
+    from orchestrion.testing import fuzz_inputs, fuzzing
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 SCRATCH = Path(tempfile.mkdtemp(prefix="orchestrion-atheris-"))

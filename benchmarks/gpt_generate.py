@@ -24,12 +24,12 @@ import torch
 def load(model_ref: str, shape: str):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from orchestrion.codecs import mmm
+    from orchestrion.mmm import codec as mmm
 
     try:
         from tokenizers import Tokenizer
 
-        from orchestrion.composers import resolve_model_dir
+        from orchestrion.registry import resolve_model_dir
 
         directory = resolve_model_dir(model_ref)
         model = GPT2LMHeadModel.from_pretrained(directory).eval()
@@ -51,7 +51,8 @@ def load(model_ref: str, shape: str):
 
 
 def time_ours(model, batch: int, tokens: int, repeats: int) -> float:
-    from orchestrion.sampling import SamplingConfig, generate_tokens
+    from orchestrion.core.sampling import SamplingConfig
+    from orchestrion.gpt.decoding import generate_tokens
 
     best = []
     for r in range(repeats):
@@ -82,8 +83,8 @@ def time_hf(model, batch: int, tokens: int, repeats: int, threads: int | None) -
 
 
 def first_bar_ms(model, tokenizer, repeats: int) -> tuple[float, float]:
+    from orchestrion.mmm.sampler import sample_mmm
     from orchestrion.requests import ComposeRequest
-    from orchestrion.sampling import sample_mmm
 
     firsts, wholes = [], []
     for r in range(repeats):
@@ -101,11 +102,12 @@ def first_bar_ms(model, tokenizer, repeats: int) -> tuple[float, float]:
 
 def validity(samples: int, chorales_ref: str = "builtin:chorales", folk_ref: str = "builtin:folk") -> None:
     """The done-when checks: N chorales decode to 4-track, exactly-N-bar MIDI; N folk tunes compile."""
-    from orchestrion.codecs import mmm
-    from orchestrion.composers import load_composer
+    from orchestrion.abc.sampler import sample_abc
     from orchestrion.errors import ModelNotFound
+    from orchestrion.mmm import codec as mmm
+    from orchestrion.mmm.sampler import sample_mmm
+    from orchestrion.registry import load_composer
     from orchestrion.requests import ComposeRequest
-    from orchestrion.sampling import sample_abc, sample_mmm
 
     chorales = load_composer(chorales_ref)
     ok = traps = 0
@@ -141,7 +143,7 @@ def validity(samples: int, chorales_ref: str = "builtin:chorales", folk_ref: str
 
 
 def _tracks(tokens: list[str]) -> list[list[str]]:
-    from orchestrion.grammar import track_spans
+    from orchestrion.mmm.grammar import track_spans
 
     return track_spans(tokens)
 

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/gpt_train.py [--preset seed] [--batch 1] [--context 1024] [--steps 3]
 
 Both sides train the same GPT2LMHeadModel (the preset's shape, the mmm vocabulary) on the same windows:
-ours through `orchestrion.training.train` with `GPTTask`; the peer is the textbook transformers step
+ours through `orchestrion.core.training.train` with `GPTTask`; the peer is the textbook transformers step
 (`model(input_ids, labels=input_ids).loss.backward()`, AdamW, clip, step), as in transformers'
 `run_clm_no_trainer` example. Tokens/s counts optimizer steps only, after one warm-up step on each side.
 Model FLOPs utilisation = 6 * parameters * tokens/s over the CPU's peak (given with --peak-gflops; the
@@ -27,8 +27,8 @@ def synthetic_dataset(root: Path, tokens: int = 200_000) -> Path:
     """An mmm-vocabulary dataset of random ids (throughput does not depend on the values)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    from orchestrion.codecs.mmm import SPECIAL_TOKENS, vocabulary
-    from orchestrion.datasets import ShardWriter, write_dataset_json
+    from orchestrion.core.shards import ShardWriter, write_dataset_json
+    from orchestrion.mmm.vocabulary import SPECIAL_TOKENS, vocabulary
 
     vocab = vocabulary()
     tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(vocab)}, unk_token="<unk>"))
@@ -78,9 +78,10 @@ def main() -> None:
     parser.add_argument("--peak-gflops", type=float, default=2 * 2.6 * 32)
     args = parser.parse_args()
 
-    from orchestrion.composers.gpt import GPTTask, build_model, preset
-    from orchestrion.datasets import TokenDataset
-    from orchestrion.training import train
+    from orchestrion.core.shards import TokenDataset
+    from orchestrion.core.training import train
+    from orchestrion.gpt.model import build_model, preset
+    from orchestrion.gpt.training import GPTTask
 
     with tempfile.TemporaryDirectory() as tmp:
         data = TokenDataset(synthetic_dataset(Path(tmp) / "data"))
@@ -108,7 +109,7 @@ def main() -> None:
     peak = args.peak_gflops * 1e9
     print(f"preset {args.preset}: {params / 1e6:.1f}M parameters, micro-batch {args.batch} x {args.context} tokens, "
           f"{torch.get_num_threads()} threads, median of {args.rounds} alternating rounds of {args.steps} timed steps")
-    for name, tps in (("orchestrion.training", ours), ("transformers step (peer)", peer)):
+    for name, tps in (("orchestrion.core.training", ours), ("transformers step (peer)", peer)):
         print(f"  {name:26s} {tps:10,.0f} tokens/s   MFU {6 * params * tps / peak:6.1%} "
               f"(6 x N x tokens/s over {args.peak_gflops:.0f} GFLOP/s peak)")
     print(f"ratio ours/peer: {ours / peer:.2f}x")

@@ -25,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrion.codecs import events as ev
-from orchestrion.composers import markov as mk
+from orchestrion.markov import composer as mk
+from orchestrion.markov import counts as mc
+from orchestrion.markov import dataset as events_dataset
+from orchestrion.markov import events as ev
 from orchestrion.requests import ComposeRequest
 
 VOICES = [0, 0, 1, 1, 2, 2, 0, 0, 1, 2]
@@ -59,7 +61,7 @@ def paired(ours, peer, pairs: int = 3, ours_repeat: int = 3) -> tuple[float, flo
 
 
 def corpus_paths(limit: int | None) -> tuple[list[Path], list[str]]:
-    from orchestrion import corpora
+    from orchestrion.core import corpora
 
     paths = list(corpora.corpus_files("bach-chorales"))
     names = ["bach-chorales"]
@@ -137,12 +139,12 @@ def main(argv: list[str] | None = None) -> None:
 
     paths, names = corpus_paths(args.limit)
     t = time.perf_counter()
-    pieces, problems = ev.encode_files(paths)
+    pieces, problems = events_dataset.encode_files(paths)
     encode_s = time.perf_counter() - t
     print(f"corpus: {' + '.join(names)}: {len(pieces)} pieces ({len(problems)} skipped), encoded in {encode_s:.2f} s")
 
     # 1. counting
-    ours_s, peer_s, ratio, counts, reference = paired(lambda: mk.count_pieces(pieces, args.device), lambda: mk.count_sequential(pieces))
+    ours_s, peer_s, ratio, counts, reference = paired(lambda: mk.count_pieces(pieces, args.device), lambda: mc.count_sequential(pieces))
     assert all(np.array_equal(counts[n][1], reference[n][1]) for n in counts), "counts differ from the reference"
     transitions = sum(len(p.high) + len(p.low) + len(p.chords) for p in pieces)  # n-grams of the top order
     print("\n1. counting (same events, exact same counts; medians of 3 runs side by side)")
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"   ratio: {ratio:.1f}x   (reference system: {REFERENCE_GPU_COUNT_S} s on 14 GPUs for its corpus)")
 
     # 2. memory
-    sparse, dense = mk.counts_nbytes(counts), mk.dense_nbytes(4)
+    sparse, dense = mc.counts_nbytes(counts), mc.dense_nbytes(4)
     print("\n2. memory")
     print(f"   ours (sparse, in memory): {sparse / 2**20:.2f} MiB; dense int32 layout: {dense / 2**30:.1f} GiB")
     print(f"   ratio: {sparse / dense:.2e} ({100 * sparse / dense:.5f} % of dense)")

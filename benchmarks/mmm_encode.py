@@ -25,7 +25,7 @@ from pathlib import Path
 
 
 def corpus(limit: int | None) -> tuple[list[Path], str]:
-    from orchestrion.corpora import cache_dir, corpus_files
+    from orchestrion.core.corpora import cache_dir, corpus_files
 
     chorales = corpus_files("bach-chorales")
     palestrina = sorted((cache_dir() / "palestrina-v1" / "files").glob("*.mid"))
@@ -39,7 +39,7 @@ def _encode_paths(paths: list[str]) -> float:
     """Load and encode files in chunks of 32 (one worker's share in the scaling run); returns CPU seconds."""
     import symusic
 
-    from orchestrion.codecs import mmm
+    from orchestrion.mmm import codec as mmm
 
     options = mmm.MMMOptions(bars=4, hop=2)
     tokens, cpu = 0, time.process_time()
@@ -87,7 +87,7 @@ def main() -> None:
     import symusic
     from miditok import MMM, TokenizerConfig
 
-    from orchestrion.codecs import mmm
+    from orchestrion.mmm import codec as mmm
 
     files, what = corpus(args.limit)
     print(f"corpus: {what}")
@@ -141,7 +141,7 @@ def main() -> None:
 
     if args.skip_scaling:
         return
-    from orchestrion.pipeline import PipelineConfig, encode_mmm_dataset
+    from orchestrion.mmm.dataset import PipelineConfig, encode_mmm_dataset
 
     src = Path(tempfile.mkdtemp(prefix="mmm-bench-src-"))
     try:

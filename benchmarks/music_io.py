@@ -15,15 +15,15 @@ from __future__ import annotations
 import argparse
 import time
 
-from orchestrion.corpora import corpus_files
-from orchestrion.music import PITCH_NAMES, estimate_key, load_midi
+from orchestrion.core.corpora import corpus_files
+from orchestrion.core.music import PITCH_NAMES, estimate_key, load_midi
 
 
 def written_key(midi_path) -> str | None:
     """The key the original score states (a MusicXML key with a mode), or None when it names no mode."""
     from music21 import converter
 
-    from orchestrion.corpora import music21_corpus_dir
+    from orchestrion.core.corpora import music21_corpus_dir
 
     source = music21_corpus_dir() / "bach" / f"{midi_path.stem}.mxl"
     if not source.is_file():

@@ -30,8 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from orchestrion.local_ray import LocalRayCluster
-from orchestrion.pipeline import PRIVATE_RAY_ENV
+from orchestrion.mmm.dataset import PRIVATE_RAY_ENV
+from orchestrion.testing.local_ray import LocalRayCluster
 
 BIN = Path(sys.executable).parent
 
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--skip-ray", action="store_true", help="local engine only")
     args = parser.parse_args()
 
-    from orchestrion.corpora import corpus_files
+    from orchestrion.core.corpora import corpus_files
 
     files = corpus_files("bach-chorales")
     print(f"load average before: {os.getloadavg()[0]:.2f} (cores: {os.cpu_count()})")

@@ -21,10 +21,10 @@ RATE = 16000
 
 
 def model_for(layers: int, ref: str | None):  # noqa: ANN201
-    from orchestrion.composers.sashimi import Sashimi, SashimiConfig
+    from orchestrion.sashimi.model import Sashimi, SashimiConfig
 
     if ref is not None and layers == 2:
-        from orchestrion.composers import load_composer
+        from orchestrion.registry import load_composer
 
         composer = load_composer(ref)
         if composer.config.n_layers == 2:
@@ -35,7 +35,7 @@ def model_for(layers: int, ref: str | None):  # noqa: ANN201
 
 def recurrent_rtf(model, batch: int, seconds: float) -> float:  # noqa: ANN001
     """Seconds of compute per second of audio of each stream (batch streams are made at once)."""
-    from orchestrion.composers.sashimi_sampler import Sampler
+    from orchestrion.sashimi.sampler import Sampler
 
     n = int(seconds * RATE)
     sampler = Sampler(model, batch)

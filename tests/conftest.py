@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrion.pipeline import PRIVATE_RAY_ENV
+from orchestrion.mmm.dataset import PRIVATE_RAY_ENV
 
 # Any Ray a test starts in this process stays on the loopback interface (Ray reads this when first imported).
 os.environ.update(PRIVATE_RAY_ENV)
@@ -51,6 +51,6 @@ def corpus_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def chorale_files(corpus_cache: Path) -> list[Path]:
     """The first four Bach chorales as MIDI (soprano/alto/tenor/bass tracks), converted once per session."""
-    from orchestrion.corpora import corpus_files
+    from orchestrion.core.corpora import corpus_files
 
     return corpus_files("bach-chorales", limit=4, workers=1, cache_dir=corpus_cache)

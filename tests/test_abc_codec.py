@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrion.codecs import abc
+from orchestrion.abc import text as abc
 
 COLLECTION = """%%abc-charset utf-8
 % a file header, not a tune

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrion import abc_dataset
-from orchestrion.codecs import abc
-from orchestrion.datasets import TokenDataset
+from orchestrion.abc import dataset as abc_dataset
+from orchestrion.abc import text as abc
+from orchestrion.core.shards import TokenDataset
 from orchestrion.errors import InvalidRequest
 
 pytestmark = pytest.mark.skipif(shutil.which("abc2midi") is None, reason="abcmidi is not installed")
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(shutil.which("abc2midi") is None, reason="abcmid
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from orchestrion.corpora import music21_corpus_dir
+    from orchestrion.core.corpora import music21_corpus_dir
 
     folder = tmp_path_factory.mktemp("abc-inputs")
     for source in ("essenFolksong", "oneills1850"):

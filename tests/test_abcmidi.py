@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrion import abcmidi
-from orchestrion.codecs import abc
+from orchestrion.abc import text as abc
+from orchestrion.core import abcmidi
 from orchestrion.errors import BadInput
 
 pytestmark = pytest.mark.skipif(shutil.which("abc2midi") is None, reason="abcmidi is not installed")
@@ -68,7 +68,7 @@ def test_every_call_has_a_time_limit() -> None:
 
 def test_spaceless_compiles_to_the_same_notes(fixtures_dir: Path) -> None:
     """A sample of real tunes (O'Neill's, Essen): with and without spaces, abc2midi plays the same notes."""
-    from orchestrion.corpora import music21_corpus_dir
+    from orchestrion.core.corpora import music21_corpus_dir
 
     tunes = []
     for source in ("oneills1850", "essenFolksong"):

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from orchestrion.audio import load_audio, quality_report
-from orchestrion.audio_dataset import AudioDataset, assign_splits, encode_audio
-from orchestrion.codecs import mulaw
+from orchestrion.core.audio import load_audio, quality_report
 from orchestrion.errors import BadInput
+from orchestrion.sashimi import mulaw
+from orchestrion.sashimi.dataset import AudioDataset, assign_splits, encode_audio
 
 
 def _tone(seconds: float, rate: int, freq: float = 440.0, amp: float = 0.5) -> np.ndarray:

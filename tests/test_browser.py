@@ -31,7 +31,7 @@ DOCS_IMAGE = Path(__file__).resolve().parent.parent / "docs" / "images" / "web-a
 
 
 def _have_model() -> bool:
-    from orchestrion.composers import available_builtins
+    from orchestrion.registry import available_builtins
 
     return MODEL in available_builtins()
 

@@ -70,21 +70,6 @@ def test_help_does_not_import_heavy_libraries() -> None:
     assert out.stdout.strip() == ""
 
 
-def test_not_built_commands_exit_non_zero_with_a_message(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    @cli.app.command("zz-not-built", hidden=True)
-    def placeholder() -> None:
-        cli.not_built("zz-not-built", "foundation")
-
-    try:
-        monkeypatch.setattr(sys, "argv", ["orchestrion", "zz-not-built"])
-        with pytest.raises(SystemExit) as info:
-            cli.main()
-        assert info.value.code == 2
-        assert "not built yet" in capsys.readouterr().err
-    finally:
-        cli.app.registered_commands[:] = [c for c in cli.app.registered_commands if c.name != "zz-not-built"]
-
-
 def test_render_end_to_end(fixtures_dir: Path, tmp_path: Path) -> None:
     result = run_cli("render", str(fixtures_dir / "multitrack.mid"), "--wav", str(tmp_path / "m.wav"),
                      "--png", str(tmp_path / "m.png"), "--sample-rate", "16000")

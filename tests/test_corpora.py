@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrion.corpora import (
+from orchestrion.core.corpora import (
     CORPORA,
     cache_dir,
     corpus_files,
@@ -16,8 +16,8 @@ from orchestrion.corpora import (
     resolve_inputs,
     split_abc_tunes,
 )
+from orchestrion.core.music import load_midi, time_signatures
 from orchestrion.errors import BadInput
-from orchestrion.music import load_midi, time_signatures
 
 
 def test_chorales_have_four_named_voices(chorale_files: list[Path]) -> None:

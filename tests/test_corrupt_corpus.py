@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrion.corpora import corpus_files, export_corpus
+from orchestrion.core.corpora import corpus_files, export_corpus
+from orchestrion.core.folder_export import export_folder
+from orchestrion.core.music import load_midi, save_midi, score_from_notes
 from orchestrion.errors import BadInput
-from orchestrion.folder_export import export_folder
-from orchestrion.fuzz_inputs import PNG_HEADER, track_ends
-from orchestrion.music import load_midi, save_midi, score_from_notes
-from orchestrion.pipeline import PipelineConfig, encode_mmm_dataset
+from orchestrion.mmm.dataset import PipelineConfig, encode_mmm_dataset
+from orchestrion.testing.fuzz_inputs import PNG_HEADER, track_ends
 
 CHORALES = 40  # two broken files of each kind are 5% of them
 TUNES = """X:1
@@ -137,7 +137,7 @@ def test_encode_mmm_reports_the_broken_files_and_gives_the_clean_dataset(corpus:
 
 
 def test_train_markov_reports_the_broken_files_and_learns_the_same_model(corpus: dict, tmp_path: Path) -> None:
-    from orchestrion.composers.markov import train
+    from orchestrion.markov.composer import train
 
     clean = train([str(corpus["clean"])], tmp_path / "clean", workers=1)
     run = cli("train", "markov", str(corpus["corrupted"]), "--out", str(tmp_path / "corrupted"), "--workers", "1")

@@ -182,7 +182,7 @@ def dataset_bytes(root: Path, skip: tuple[str, ...] = (".cache", "cache")) -> di
 
 
 def _load_token_dataset(root: Path) -> None:
-    from orchestrion.datasets import TokenDataset
+    from orchestrion.core.shards import TokenDataset
 
     data = TokenDataset(root)
     for split in data.meta["splits"]:
@@ -192,7 +192,7 @@ def _load_token_dataset(root: Path) -> None:
 
 
 def _load_audio_dataset(root: Path) -> None:
-    from orchestrion.audio_dataset import AudioDataset
+    from orchestrion.sashimi.dataset import AudioDataset
 
     data = AudioDataset(root)
     for split in ("train", "validation", "test"):
@@ -314,8 +314,8 @@ def test_encode_mmm_survives_many_random_kills(chorale_files: list[Path], tmp_pa
 
 def _abc_tunes(folder: Path, per_source: int) -> Path:
     """Tunes from two of music21's ABC collections."""
-    from orchestrion.codecs import abc
-    from orchestrion.corpora import music21_corpus_dir
+    from orchestrion.abc import text as abc
+    from orchestrion.core.corpora import music21_corpus_dir
 
     folder.mkdir(parents=True, exist_ok=True)
     for source in ("essenFolksong", "oneills1850"):
@@ -483,7 +483,7 @@ def test_encode_audio_survives_many_random_kills(tmp_path: Path) -> None:
 
 
 def test_loaders_refuse_a_dataset_with_a_missing_or_cut_shard(tmp_path: Path) -> None:
-    from orchestrion.audio_dataset import encode_audio
+    from orchestrion.sashimi.dataset import encode_audio
 
     sys.path.insert(0, str(Path(__file__).parent))
     from test_gpt import make_token_dataset
@@ -511,7 +511,7 @@ def test_loaders_refuse_a_dataset_with_a_missing_or_cut_shard(tmp_path: Path) ->
 
 
 def _checkpoint_step(out: Path) -> int:
-    from orchestrion.training import checkpoint_dir
+    from orchestrion.core.training import checkpoint_dir
 
     try:
         return int(json.loads((checkpoint_dir(out) / "train_state.json").read_text())["step"])
@@ -525,7 +525,7 @@ def _check_whole_checkpoint(out: Path, reference: Path) -> int:
     import torch
     from safetensors.torch import load_file
 
-    from orchestrion.training import checkpoint_dir
+    from orchestrion.core.training import checkpoint_dir
 
     directory = checkpoint_dir(out)
     state = json.loads((directory / "train_state.json").read_text())
@@ -635,7 +635,7 @@ def test_train_gpt_survives_many_random_kills(token_data: Path, tmp_path: Path) 
 
 @pytest.fixture(scope="module")
 def audio_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from orchestrion.audio_dataset import encode_audio
+    from orchestrion.sashimi.dataset import encode_audio
 
     root = tmp_path_factory.mktemp("crash-audio")
     encode_audio([str(_write_audio(root / "wav", 4))], root / "data", chunk_seconds=1.0)
@@ -647,7 +647,7 @@ def audio_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # `orchestrion train sashimi --resume`, which reads the settings back from sashimi_training.json.
 SASHIMI_FIRST = """
 import sys
-from orchestrion.composers.sashimi import SashimiTraining, train_sashimi
+from orchestrion.sashimi.training import SashimiTraining, train_sashimi
 settings = SashimiTraining(layers=1, seq_len=256, eval_windows=2)
 settings.train.update(steps=int(sys.argv[3]), batch_size=2, warmup_steps=2, eval_every=8, eval_batches=1,
                       checkpoint_every=4, log_every=3)
@@ -763,7 +763,7 @@ def _save(out: Path, step: int) -> None:
     """A checkpoint whose every weight equals its step, so that a mixed-up one shows."""
     import torch
 
-    from orchestrion.training import save_checkpoint
+    from orchestrion.core.training import save_checkpoint
 
     model, optimizer = _tiny_training()
     with torch.no_grad():
@@ -774,7 +774,7 @@ def _save(out: Path, step: int) -> None:
 
 def _load(out: Path) -> int:
     """Load what a resume would load; every weight must match the step it claims."""
-    from orchestrion.training import checkpoint_dir, load_checkpoint
+    from orchestrion.core.training import checkpoint_dir, load_checkpoint
 
     model, optimizer = _tiny_training()
     state = load_checkpoint(model, optimizer, checkpoint_dir(out))
@@ -828,7 +828,7 @@ SAVER = """
 import sys
 from pathlib import Path
 import torch
-from orchestrion.training import checkpoint_dir, load_checkpoint, save_checkpoint
+from orchestrion.core.training import checkpoint_dir, load_checkpoint, save_checkpoint
 out = Path(sys.argv[1])
 model = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.Linear(256, 256))
 optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -847,7 +847,7 @@ while True:
 def _kill_while_saving(tmp_path: Path, kills: int) -> list[int]:
     import torch
 
-    from orchestrion.training import checkpoint_dir, load_checkpoint
+    from orchestrion.core.training import checkpoint_dir, load_checkpoint
 
     rng = random.Random(SEED + 6)
     out = tmp_path / "out"

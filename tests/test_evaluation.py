@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 
 from orchestrion.errors import BadInput
-from orchestrion.evaluation import EvalConfig, evaluate, gpt_likelihood, load_held_out, markov_likelihood
+from orchestrion.evaluation.evaluate import evaluate
+from orchestrion.evaluation.heldout import EvalConfig, load_held_out
+from orchestrion.gpt.likelihood import gpt_likelihood
+from orchestrion.markov.likelihood import markov_likelihood
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +49,8 @@ def test_markov_report_has_every_figure_and_its_page_links_existing_files(choral
 
 
 def test_markov_likelihood_prefers_real_chorales_to_shuffled_ones(chorale_dir: Path) -> None:
-    from orchestrion.composers import load_composer
-    from orchestrion.music import load_midi
+    from orchestrion.core.music import load_midi
+    from orchestrion.registry import load_composer
 
     composer = load_composer("builtin:markov")
     real = [load_midi(p) for p in sorted(chorale_dir.glob("*.mid"))[:2]]
@@ -67,7 +70,7 @@ def test_markov_likelihood_prefers_real_chorales_to_shuffled_ones(chorale_dir: P
 
 
 def _mmm_dataset(root: Path, sequences: list[list[int]], vocab_size: int, tokenizer: Path) -> Path:
-    from orchestrion.datasets import ShardWriter, write_dataset_json
+    from orchestrion.core.shards import ShardWriter, write_dataset_json
 
     splits = {}
     for split in ("train", "validation"):
@@ -82,9 +85,9 @@ def _mmm_dataset(root: Path, sequences: list[list[int]], vocab_size: int, tokeni
 
 
 def test_gpt_likelihood_on_a_tiny_dataset_separates_music_from_noise(chorale_files: list[Path], tmp_path: Path) -> None:
-    from orchestrion.codecs import mmm
-    from orchestrion.composers import load_composer, resolve_model_dir
-    from orchestrion.music import load_midi
+    from orchestrion.core.music import load_midi
+    from orchestrion.mmm import codec as mmm
+    from orchestrion.registry import load_composer, resolve_model_dir
 
     composer = load_composer("builtin:chorales")
     tokens = mmm.encode(load_midi(chorale_files[0]))

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrion.codecs import events as ev
+from orchestrion.core.music import load_midi, score_from_notes
 from orchestrion.errors import BadInput
-from orchestrion.music import load_midi, score_from_notes
+from orchestrion.markov import dataset as events_dataset
+from orchestrion.markov import events as ev
 
 TPQ = 480
 STEP = TPQ // ev.STEPS_PER_QUARTER
@@ -208,13 +209,13 @@ def test_drums_only_is_not_music_to_learn():
 
 def test_a_batch_reports_bad_files_and_carries_on(fixtures_dir):
     paths = [fixtures_dir / n for n in ("one_track.mid", "empty.mid", "multitrack.mid", "not_midi.mid")]
-    pieces, problems = ev.encode_files(paths, workers=1)
+    pieces, problems = events_dataset.encode_files(paths, workers=1)
     assert [Path(p.source).name for p in pieces] == ["one_track.mid", "multitrack.mid"]
     assert len(problems) == 2 and "empty.mid" in problems[0] and "not_midi.mid" in problems[1]
 
 
 def test_encode_to_dir(fixtures_dir, tmp_path):
-    out = ev.encode_to_dir([str(fixtures_dir)], tmp_path / "events", workers=1)
+    out = events_dataset.encode_to_dir([str(fixtures_dir)], tmp_path / "events", workers=1)
     import json
 
     records = [json.loads(line) for line in out.read_text().splitlines()]

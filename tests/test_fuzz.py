@@ -18,12 +18,13 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrion import fuzz_inputs, fuzzing
-from orchestrion.codecs.mmm import MMMOptions, encode_batch, vocabulary
-from orchestrion.codecs.mmm_decode import decode_tokens
+from orchestrion.core.music import load_midi, score_from_notes
 from orchestrion.errors import BadInput, OrchestrionError
-from orchestrion.fuzzing import FuzzStats, fuzz_reader, run_all
-from orchestrion.music import load_midi, score_from_notes
+from orchestrion.mmm.codec import encode_batch
+from orchestrion.mmm.decode import decode_tokens
+from orchestrion.mmm.vocabulary import MMMOptions, vocabulary
+from orchestrion.testing import fuzz_inputs, fuzzing
+from orchestrion.testing.fuzzing import FuzzStats, fuzz_reader, run_all
 
 MAX_RSS_GROWTH = 64 * 2**20  # a leak of a few hundred bytes per input shows over thousands of inputs
 
@@ -187,7 +188,7 @@ def test_audio_absurd_sample_rate_is_refused_not_upsampled(tmp_path: Path) -> No
 
 
 def test_audio_too_long_is_refused_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from orchestrion import audio
+    from orchestrion.core import audio
 
     monkeypatch.setattr(audio, "MAX_AUDIO_SECONDS", 0.5)
     path = tmp_path / "long.wav"
@@ -228,7 +229,7 @@ def test_encoder_refuses_a_grid_that_would_need_gigabytes() -> None:
 
 
 def test_encoder_splits_a_batch_over_the_limit_and_keeps_every_result(monkeypatch: pytest.MonkeyPatch) -> None:
-    from orchestrion.codecs import mmm
+    from orchestrion.mmm import codec as mmm
 
     scores = [_wide_score(3, 40), _wide_score(2, 8), _wide_score(1, 12)]
     whole = encode_batch(scores, MMMOptions(bars=4, hop=2))
@@ -241,7 +242,7 @@ def test_encoder_splits_a_batch_over_the_limit_and_keeps_every_result(monkeypatc
 
 
 def test_encoder_refuses_a_note_held_through_too_many_windows(monkeypatch: pytest.MonkeyPatch) -> None:
-    from orchestrion.codecs import mmm
+    from orchestrion.mmm import codec as mmm
 
     monkeypatch.setattr(mmm, "MAX_NOTE_WINDOWS", 100)
     long_notes = score_from_notes(
@@ -276,7 +277,7 @@ def test_encoder_with_windows_but_no_note_in_any_window() -> None:
 
 def test_midi_bytes_over_the_size_limit_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     # Files had a size limit, bytes (uploads, archive members) had none.
-    from orchestrion import music
+    from orchestrion.core import music
 
     monkeypatch.setattr(music, "MAX_MIDI_BYTES", 1000)
     with pytest.raises(BadInput, match="MiB limit"):
@@ -301,7 +302,7 @@ def test_abc_cleaning_is_linear_in_long_runs(body: str) -> None:
 def test_abc2midi_classifies_a_lone_surrogate() -> None:
     # A str may hold a lone surrogate (JSON "\ud800" decodes to one); writing the tune for abc2midi raised
     # UnicodeEncodeError. It is now written as "?", which abc2midi reports as an error like any junk character.
-    from orchestrion.abcmidi import validate
+    from orchestrion.core.abcmidi import validate
 
     validity = validate("X:1\nT:t\nM:4/4\nK:C\nabc\ud800|\n")
     assert validity.status == "errors" and any("Unrecognized character" in m for m in validity.messages)
@@ -313,7 +314,7 @@ def test_abc2midi_classifies_a_lone_surrogate() -> None:
 def test_abc2midi_output_symusic_cannot_read_is_classified() -> None:
     # Found by the slow abc2midi run: a note 3,333,333 units long overflows abc2midi, which writes velocity 128;
     # symusic refused the file with a plain RuntimeError out of compile_notes.
-    from orchestrion.abcmidi import compile_notes
+    from orchestrion.core.abcmidi import compile_notes
 
     validity, notes = compile_notes("X:1\nT:t\nM:4/4\nL:1/8\nK:D\nA3333333A|\n")
     assert notes is None and validity.status == "errors"

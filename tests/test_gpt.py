@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrion.datasets import ShardWriter, TokenDataset, write_dataset_json
+from orchestrion.core.shards import ShardWriter, TokenDataset, write_dataset_json
 
 BIN = Path(sys.executable).parent
 
@@ -27,7 +27,7 @@ def make_token_dataset(root: Path, sequences: int = 40, seed: int = 0, extra: tu
     """
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    from orchestrion.codecs.mmm import SPECIAL_TOKENS, vocabulary
+    from orchestrion.mmm.vocabulary import SPECIAL_TOKENS, vocabulary
 
     vocab = vocabulary() + list(extra)
     tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(vocab)}, unk_token="<unk>"))
@@ -61,7 +61,7 @@ def make_token_dataset(root: Path, sequences: int = 40, seed: int = 0, extra: tu
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> tuple[Path, Path]:
     """(dataset, trained tiny model directory), trained once for the module."""
-    from orchestrion.composers.gpt import train_gpt
+    from orchestrion.gpt.training import train_gpt
 
     root = tmp_path_factory.mktemp("gpt")
     data = make_token_dataset(root / "data")
@@ -78,7 +78,7 @@ def _env() -> dict:
 
 
 def test_task_windows_are_deterministic_in_split_step_and_index(tmp_path) -> None:
-    from orchestrion.composers.gpt import GPTTask
+    from orchestrion.gpt.training import GPTTask
 
     task = GPTTask(TokenDataset(make_token_dataset(tmp_path)), context=32, batch_size=4, seed=3)
     a, b = task.batch("train", 5, 1)["input_ids"], task.batch("train", 5, 1)["input_ids"]
@@ -108,10 +108,10 @@ def test_export_loads_with_plain_transformers(tiny) -> None:
 
 
 def test_load_composer_routes_to_gpt(tiny) -> None:
-    from orchestrion.composers import load_composer
+    from orchestrion.registry import load_composer
 
     composer = load_composer(tiny[1])
-    assert composer.kind == "gpt" and composer.encoding == "mmm" and composer.options()["context"] == 256
+    assert composer.kind == "gpt" and composer.encoding.name == "mmm" and composer.options()["context"] == 256
     assert len(composer.checkpoint_hash) == 16
 
 
@@ -130,7 +130,7 @@ def test_kill_9_then_resume_continues_the_same_loss_curve(tmp_path) -> None:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
-    from orchestrion.training import checkpoint_dir
+    from orchestrion.core.training import checkpoint_dir
 
     killed_at = json.loads((checkpoint_dir(cut) / "train_state.json").read_text())["step"]
     assert 20 <= killed_at < 80
@@ -149,7 +149,7 @@ def test_fine_tune_adds_new_tokens_and_resizes_embeddings(tiny, tmp_path) -> Non
     from tokenizers import Tokenizer
     from transformers import GPT2LMHeadModel
 
-    from orchestrion.composers.gpt import train_gpt
+    from orchestrion.gpt.training import train_gpt
 
     _, base = tiny
     mine = make_token_dataset(tmp_path / "mine", sequences=12, seed=5, extra=("CHORD=I", "CHORD=V"))
@@ -167,8 +167,8 @@ def test_fine_tune_adds_new_tokens_and_resizes_embeddings(tiny, tmp_path) -> Non
 
 
 def test_resume_refuses_a_re_encoded_dataset(tmp_path) -> None:
-    from orchestrion.composers.gpt import train_gpt
     from orchestrion.errors import BadInput
+    from orchestrion.gpt.training import train_gpt
 
     data = make_token_dataset(tmp_path / "data")
     train_gpt(data, tmp_path / "m", preset_name="tiny", steps=2, quiet=True)
@@ -178,8 +178,8 @@ def test_resume_refuses_a_re_encoded_dataset(tmp_path) -> None:
 
 
 def test_fine_tune_refuses_another_encoding(tiny, tmp_path) -> None:
-    from orchestrion.composers.gpt import train_gpt
     from orchestrion.errors import BadInput
+    from orchestrion.gpt.training import train_gpt
 
     data = make_token_dataset(tmp_path / "abc")
     meta = json.loads((data / "dataset.json").read_text())
@@ -189,15 +189,17 @@ def test_fine_tune_refuses_another_encoding(tiny, tmp_path) -> None:
 
 
 def test_mmm_stream_yields_bars_as_they_close_then_measures(tiny) -> None:
-    from orchestrion.composers import load_composer
-    from orchestrion.composers.base import Measure, TextChunk
+    from orchestrion.composer import Measure, TextChunk
+    from orchestrion.registry import load_composer
     from orchestrion.requests import ComposeRequest
 
     composer = load_composer(tiny[1])
     request = ComposeRequest(model=str(tiny[1]), bars=2, seed=11)
     chunks = list(composer.stream(request))
     kinds = [type(c).__name__ for c in chunks]
-    assert kinds == ["TextChunk"] * 8 + ["Measure"] * 2  # 4 tracks x 2 bars, then 2 bars of all voices
+    # 4 tracks x 2 bars, then 2 bars of all voices, then what the sampler and the decoder report
+    assert kinds == ["TextChunk"] * 8 + ["Measure"] * 2 + ["PieceReport"]
+    assert chunks[-1].report["decode_repairs"] == [] and chunks[-1].report["bars"] == 2
     assert all(isinstance(c, TextChunk) and c.text.count("BAR_START") == 1 for c in chunks[:8])
     assert [c.index for c in chunks if isinstance(c, Measure)] == [0, 1]
     piece = composer.compose(request)
@@ -222,8 +224,8 @@ TUNES = [
 
 def make_abc_dataset(root: Path, copies: int = 20) -> Path:
     """A tiny spaceless-ABC dataset with the ABC encoder's own BPE tokenizer: <s> tune </s> per sequence."""
-    from orchestrion.abc_dataset import SPECIAL_TOKENS, make_tokenizer
-    from orchestrion.codecs import abc as abccodec
+    from orchestrion.abc import text as abccodec
+    from orchestrion.abc.dataset import SPECIAL_TOKENS, make_tokenizer
 
     texts = [abccodec.spaceless(t) for t in TUNES]
     tok = make_tokenizer(texts * 4, 300)
@@ -244,17 +246,19 @@ def make_abc_dataset(root: Path, copies: int = 20) -> Path:
 
 
 def test_abc_model_streams_bars_and_a_complete_tune_with_its_header(tmp_path) -> None:
-    from orchestrion.composers import load_composer
-    from orchestrion.composers.base import TextChunk
-    from orchestrion.composers.gpt import train_gpt
+    from orchestrion.composer import PieceReport, TextChunk
+    from orchestrion.gpt.training import train_gpt
+    from orchestrion.registry import load_composer
     from orchestrion.requests import ComposeRequest
 
     data = make_abc_dataset(tmp_path / "abc")
     train_gpt(data, tmp_path / "model", preset_name="tiny", steps=60, quiet=True)
     composer = load_composer(tmp_path / "model")
-    assert composer.encoding == "abc"
+    assert composer.encoding.name == "abc"
     request = ComposeRequest(model=str(tmp_path / "model"), title="Test Jig", meter="6/8", seed=2)
     chunks = list(composer.stream(request))
+    assert isinstance(chunks[-1], PieceReport) and "retries" in chunks[-1].report
+    chunks = chunks[:-1]
     assert all(isinstance(c, TextChunk) for c in chunks)
     assert chunks[-1].complete and not any(c.complete for c in chunks[:-1])
     assert any("|" in c.text for c in chunks[:-1])  # bars came before the whole tune

@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from orchestrion.codecs import mmm
-from orchestrion.grammar import MMMGrammar, MMMIds, RepetitionTrap
+from orchestrion.abc.sampler import sample_abc
+from orchestrion.core.sampling import RepetitionTrap, SamplingConfig
+from orchestrion.gpt.decoding import generate_all
+from orchestrion.mmm import codec as mmm
+from orchestrion.mmm.grammar import MMMGrammar, MMMIds
+from orchestrion.mmm.sampler import sample_mmm
 from orchestrion.requests import ComposeRequest
-from orchestrion.sampling import SamplingConfig, generate_all, sample_abc, sample_mmm
 
 SATB = ["SOPRANO", "ALTO", "TENOR", "BASS"]
 
@@ -92,7 +95,7 @@ def test_bars_stream_as_they_close(mmm_model, mmm_tokenizer):
 
 
 def test_melody_is_harmonised_note_for_note(mmm_model, mmm_tokenizer, fixtures_dir):
-    from orchestrion.music import load_midi
+    from orchestrion.core.music import load_midi
 
     melody = mmm.encode(load_midi(fixtures_dir / "one_track.mid"))
     given, _ = mmm.decode(melody)
@@ -216,8 +219,8 @@ def test_trap_never_bans_a_forced_token():
 def abc_setup(fixtures_dir):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from orchestrion.abc_dataset import make_tokenizer
-    from orchestrion.codecs import abc as abccodec
+    from orchestrion.abc import text as abccodec
+    from orchestrion.abc.dataset import make_tokenizer
 
     tune = (fixtures_dir / "tune.abc").read_text()
     tokenizer = make_tokenizer([abccodec.spaceless(abccodec.clean(tune).abc)] * 4, 300)
@@ -252,7 +255,7 @@ def test_abc_variations_start_from_the_tune_and_are_checked(abc_setup):
 
 
 def test_a_long_melody_is_harmonised_window_by_window(mmm_model, mmm_tokenizer, tmp_path):
-    from orchestrion.music import save_midi, score_from_notes
+    from orchestrion.core.music import save_midi, score_from_notes
 
     # Six bars of quarter notes at tpq 4 steps; one note is tied over the bar line 4 | 5, a window edge.
     pitch = [60 + (i * 5) % 12 for i in range(24)]
@@ -292,14 +295,14 @@ def test_a_long_melody_is_harmonised_window_by_window(mmm_model, mmm_tokenizer, 
     ],
 )
 def test_abc_body_syntax_automaton(body, ok):
-    from orchestrion.grammar_abc import ABC_START, abc_can_end, abc_feed
+    from orchestrion.abc.grammar import ABC_START, abc_can_end, abc_feed
 
     state = abc_feed(ABC_START, body)
     assert (state is not None and abc_can_end(state)) == ok
 
 
 def test_abc_bodies_follow_the_automaton_even_from_random_weights(abc_setup):
-    from orchestrion.grammar_abc import ABC_START, abc_can_end, abc_feed
+    from orchestrion.abc.grammar import ABC_START, abc_can_end, abc_feed
 
     model, tokenizer, _ = abc_setup
     request = ComposeRequest(model="x", seed=5, num_samples=4, meter="6/8", max_tokens=150)

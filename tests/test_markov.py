@@ -7,11 +7,13 @@ import random
 import numpy as np
 import pytest
 
-from orchestrion.codecs import events as ev
-from orchestrion.composers import load_composer
-from orchestrion.composers import markov as mk
+from orchestrion.core.music import estimate_key, parse_key, save_midi, score_from_notes
 from orchestrion.errors import BadInput, InvalidRequest
-from orchestrion.music import estimate_key, parse_key, save_midi, score_from_notes
+from orchestrion.markov import composer as mk
+from orchestrion.markov import counts as mc
+from orchestrion.markov import dataset as events_dataset
+from orchestrion.markov import events as ev
+from orchestrion.registry import load_composer
 from orchestrion.requests import ComposeRequest
 
 SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
@@ -64,7 +66,7 @@ def write_corpus(folder, n: int = 8) -> None:
 
 
 def test_vectorised_counts_equal_the_sequential_reference(pieces):
-    fast, slow = mk.count_pieces(pieces), mk.count_sequential(pieces)
+    fast, slow = mk.count_pieces(pieces), mc.count_sequential(pieces)
     assert sorted(fast) == sorted(slow)
     for name in fast:
         np.testing.assert_array_equal(fast[name][0], slow[name][0], err_msg=name)
@@ -78,23 +80,23 @@ def test_vectorised_counts_equal_the_sequential_reference(pieces):
 
 def test_counts_on_real_midi_equal_the_reference(fixtures_dir):
     paths = [fixtures_dir / n for n in ("one_track.mid", "multitrack.mid", "three_four.mid", "drums.mid")]
-    real, _ = ev.encode_files(paths, workers=1)
-    fast, slow = mk.count_pieces(real), mk.count_sequential(real)
+    real, _ = events_dataset.encode_files(paths, workers=1)
+    fast, slow = mk.count_pieces(real), mc.count_sequential(real)
     for name in fast:
         np.testing.assert_array_equal(fast[name][1], slow[name][1], err_msg=name)
 
 
 def test_index_add_counting_equals_the_sort(pieces):
-    keys = mk.transition_keys([p.chords for p in pieces], "chords", [p.mode == "minor" for p in pieces])[1]
-    by_sort, by_index_add = mk.reduce_keys(keys), mk.reduce_keys(keys, device="torch")
+    keys = mc.transition_keys([p.chords for p in pieces], "chords", [p.mode == "minor" for p in pieces])[1]
+    by_sort, by_index_add = mc.reduce_keys(keys), mc.reduce_keys(keys, device="torch")
     np.testing.assert_array_equal(by_sort[0], by_index_add[0])
     np.testing.assert_array_equal(by_sort[1], by_index_add[1])
 
 
 @pytest.mark.gpu
 def test_gpu_counting_equals_cpu(pieces):
-    keys = mk.transition_keys([p.high for p in pieces], "high")[2]
-    cpu, gpu = mk.reduce_keys(keys), mk.reduce_keys(keys, device="cuda")
+    keys = mc.transition_keys([p.high for p in pieces], "high")[2]
+    cpu, gpu = mc.reduce_keys(keys), mc.reduce_keys(keys, device="cuda")
     np.testing.assert_array_equal(cpu[0], gpu[0])
     np.testing.assert_array_equal(cpu[1], gpu[1])
 
@@ -110,7 +112,7 @@ def test_merge_adds_counts(pieces):
 
 
 def test_sparse_model_is_tiny_next_to_the_dense_layout(composer):
-    assert mk.counts_nbytes(composer.counts) < 0.0001 * mk.dense_nbytes()
+    assert mc.counts_nbytes(composer.counts) < 0.0001 * mc.dense_nbytes()
 
 
 # --------------------------------------------------------------------------------------- sampling
@@ -194,7 +196,7 @@ def test_same_seed_same_piece(composer, tmp_path):
 
 
 def test_stream_and_compose_make_the_same_score(composer):
-    from orchestrion.composers.base import score_from_measures
+    from orchestrion.composer import score_from_measures
 
     request = ComposeRequest(voices=[0, 1, 2, 2, 2], bars=6, seed=9, key="E minor", temperature=0.7)
     streamed = score_from_measures(list(composer.stream(request)))

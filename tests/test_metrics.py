@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchestrion import metrics
-from orchestrion.music import score_from_notes
+from orchestrion.core.music import score_from_notes
+from orchestrion.evaluation import metrics
 
 TPQ = 4
 

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrion.codecs import mmm
+from orchestrion.core.music import score_from_notes
 from orchestrion.errors import BadInput
-from orchestrion.music import score_from_notes
+from orchestrion.mmm import codec as mmm
 
 TPQ = 480
 STEP = TPQ // 4
@@ -36,7 +36,7 @@ def piece(tracks: list[dict], time_signature=(4, 4)):
 
 
 def chorales(limit: int | None):
-    from orchestrion.corpora import corpus_files
+    from orchestrion.core.corpora import corpus_files
 
     return corpus_files("bach-chorales", limit=limit)
 

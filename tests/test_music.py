@@ -10,8 +10,7 @@ import symusic
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrion.errors import BadInput
-from orchestrion.music import (
+from orchestrion.core.music import (
     estimate_key,
     is_four_four,
     load_midi,
@@ -21,6 +20,7 @@ from orchestrion.music import (
     score_from_notes,
     time_signatures,
 )
+from orchestrion.errors import BadInput
 
 GOOD = ["one_track.mid", "multitrack.mid", "drums.mid", "three_four.mid", "type0_running.mid"]
 BAD = {

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrion import abcmidi
-from orchestrion.codecs import abc
-from orchestrion.novelty import N, NoveltyIndex, events_from_abc, ngram_hashes
+from orchestrion.abc import text as abc
+from orchestrion.core import abcmidi
+from orchestrion.core.novelty import N, NoveltyIndex, events_from_abc, ngram_hashes
 
 pytestmark = pytest.mark.skipif(shutil.which("abc2midi") is None, reason="abcmidi is not installed")
 
@@ -27,7 +27,7 @@ _E2a3^C2g3|B,/2f/2_d3A2^G4|c'3F2_b3D2|^c/2e/2G3_a2C4|]
 
 @pytest.fixture(scope="module")
 def corpus() -> tuple[list[str], list[str], NoveltyIndex]:
-    from orchestrion.corpora import music21_corpus_dir
+    from orchestrion.core.corpora import music21_corpus_dir
 
     tunes, ids = [], []
     for source in ("essenFolksong", "oneills1850"):

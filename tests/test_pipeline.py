@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrion.codecs import mmm
-from orchestrion.datasets import TokenDataset
-from orchestrion.music import save_midi, score_from_notes
-from orchestrion.pipeline import PipelineConfig, encode_mmm_dataset
+from orchestrion.core.music import save_midi, score_from_notes
+from orchestrion.core.shards import TokenDataset
+from orchestrion.mmm import codec as mmm
+from orchestrion.mmm.dataset import PipelineConfig, encode_mmm_dataset
 
 DATASET_FILES = ("dataset.json", "tokenizer.json", "stats.json", "manifest.jsonl")
 
@@ -35,7 +35,7 @@ def dataset_bytes(root: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Eight chorales plus synthetic and broken files."""
-    from orchestrion.corpora import corpus_files
+    from orchestrion.core.corpora import corpus_files
 
     root = tmp_path_factory.mktemp("corpus")
     for path in corpus_files("bach-chorales", limit=8):
@@ -132,7 +132,7 @@ def test_workers_1_and_2_are_byte_identical(dataset_w1: Path, corpus: Path, tmp_
 
 
 def test_cap_and_limits_are_reported(corpus: Path, tmp_path: Path) -> None:
-    from orchestrion.pipeline import Limits
+    from orchestrion.mmm.dataset import Limits
 
     cfg = PipelineConfig(
         options=mmm.MMMOptions(bars=4, hop=2, max_tokens=300), limits=Limits(max_notes=150), workers=1, progress=False
@@ -216,7 +216,7 @@ def test_ray_engine_is_byte_identical(
     pytest.importorskip("ray")
     import ray
 
-    from orchestrion.local_ray import offline_ray_env
+    from orchestrion.testing.local_ray import offline_ray_env
 
     for key, value in offline_ray_env(tmp_path / "home").items():  # the Ray processes ray.init starts get these
         monkeypatch.setenv(key, value)
@@ -228,7 +228,7 @@ def test_ray_engine_is_byte_identical(
 
 
 def test_time_limit_fails_the_file_not_the_run(corpus: Path, tmp_path: Path) -> None:
-    from orchestrion.pipeline import Limits
+    from orchestrion.mmm.dataset import Limits
 
     cfg = PipelineConfig(options=mmm.MMMOptions(bars=4), limits=Limits(seconds=1e-6), workers=1, progress=False)
     stats = encode_mmm_dataset([str(corpus)], tmp_path, cfg)

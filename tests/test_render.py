@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from orchestrion.errors import BadInput, ToolFailed, ToolMissing
-from orchestrion.music import load_midi
-from orchestrion.render import (
+from orchestrion.core.music import load_midi
+from orchestrion.core.render import (
     VOICE_COLOURS,
     bar_lines,
     render_file,
@@ -20,7 +19,8 @@ from orchestrion.render import (
     render_wav,
     write_wav,
 )
-from orchestrion.tools import find_soundfont, run_tool
+from orchestrion.core.tools import find_soundfont, run_tool
+from orchestrion.errors import BadInput, ToolFailed, ToolMissing
 
 RMS_FLOOR = 0.01  # a FluidSynth render of real notes sits far above this; silence is 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from orchestrion.composers.s4 import S4D
+from orchestrion.sashimi.s4 import S4D
 
 
 def _recurrent(layer: S4D, u: torch.Tensor) -> torch.Tensor:

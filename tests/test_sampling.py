@@ -5,19 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from orchestrion.core.sampling import RepetitionPenalty, SamplingConfig, Temperature, TopK, TopP, build_processors
 from orchestrion.errors import InvalidRequest
+from orchestrion.gpt.decoding import KVDecoder, generate_all, generate_tokens
 from orchestrion.requests import ComposeRequest
-from orchestrion.sampling import (
-    KVDecoder,
-    RepetitionPenalty,
-    SamplingConfig,
-    Temperature,
-    TopK,
-    TopP,
-    build_processors,
-    generate_all,
-    generate_tokens,
-)
 
 
 @pytest.fixture(scope="module")

@@ -10,18 +10,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from orchestrion.composers import load_composer
-from orchestrion.composers.sashimi import (
-    Sashimi,
-    SashimiComposer,
-    SashimiConfig,
-    SashimiTraining,
-    evaluate,
-    train_sashimi,
-)
-from orchestrion.composers.sashimi_sampler import Sampler, choose
 from orchestrion.errors import InvalidRequest
+from orchestrion.registry import load_composer
 from orchestrion.requests import ComposeRequest
+from orchestrion.sashimi.composer import SashimiComposer
+from orchestrion.sashimi.model import Sashimi, SashimiConfig
+from orchestrion.sashimi.sampler import Sampler, choose
+from orchestrion.sashimi.training import SashimiTraining, evaluate, train_sashimi
 
 TINY = {"d_model": 16, "n_layers": 1, "d_state": 8}
 
@@ -115,7 +110,7 @@ def test_prompt_continuation_any_rate(tmp_path: Path) -> None:
 
 
 def test_tiny_training_run(tmp_path: Path) -> None:
-    from orchestrion.audio_dataset import encode_audio
+    from orchestrion.sashimi.dataset import encode_audio
 
     folder = tmp_path / "audio"
     folder.mkdir()

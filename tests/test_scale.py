@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrion.local_ray import LocalRayCluster
+from orchestrion.testing.local_ray import LocalRayCluster
 
 BIN = Path(sys.executable).parent
 ENCODE_ARGS = ["--bars", "4", "--hop", "2", "--transpose", "-2:3", "--chunk", "2"]
@@ -65,7 +65,7 @@ def ray_cluster() -> Iterator[tuple[str, dict[str, str]]]:
 
 @pytest.fixture(scope="module")
 def chorales(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from orchestrion.corpora import corpus_files
+    from orchestrion.core.corpora import corpus_files
 
     root = tmp_path_factory.mktemp("chorales")
     for path in corpus_files("bach-chorales", limit=12):
@@ -133,8 +133,8 @@ def test_ray_driver_killed_then_local_resume_is_byte_identical(
 # import the module afresh and keep the real one): what several machines without a shared file system do.
 UNSHARED_DRIVER = """
 import sys
-from orchestrion import pipeline
-from orchestrion.codecs import mmm
+from orchestrion.mmm import dataset as pipeline
+from orchestrion.mmm import vocabulary as mmm
 
 real = pipeline._chunk_path
 pipeline._chunk_path = lambda cache, keys: real(cache / "not-shared", keys)
@@ -164,11 +164,12 @@ TRAIN_SCRIPT = """
 import sys
 from dataclasses import replace
 
-from orchestrion.composers import gpt
+from orchestrion.gpt import model as gpt_model
+from orchestrion.gpt import training as gpt
 
 data, out, steps, resume, crash_at = (sys.argv[1:] + ["0", "-1"])[:5]
-tiny = gpt.PRESETS["tiny"]
-gpt.PRESETS["tiny"] = replace(tiny, train=replace(tiny.train, batch_size=4, grad_accum=2, log_every=1,
+tiny = gpt_model.PRESETS["tiny"]
+gpt_model.PRESETS["tiny"] = replace(tiny, train=replace(tiny.train, batch_size=4, grad_accum=2, log_every=1,
                                                   eval_every=10, eval_batches=2, checkpoint_every=10))
 real_batch = gpt.GPTTask.batch
 

@@ -14,7 +14,7 @@ MODEL = "builtin:markov"
 
 
 def _have_model() -> bool:
-    from orchestrion.composers import available_builtins
+    from orchestrion.registry import available_builtins
 
     return MODEL in available_builtins()
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(not _have_model(), reason=f"{MODEL} is not shipp
 def client():
     from fastapi.testclient import TestClient
 
-    from orchestrion.server import create_app
+    from orchestrion.server.app import create_app
 
     with TestClient(create_app([MODEL], max_jobs=4)) as c:
         yield c
@@ -89,7 +89,7 @@ def test_compose_json_notes_are_deterministic(client):
 
 
 def test_compose_midi_by_query_and_accept(client):
-    from orchestrion.music import load_midi
+    from orchestrion.core.music import load_midi
 
     by_query = client.post("/api/compose?format=mid", json=request(voices=[0, 2]))
     by_accept = client.post("/api/compose", json=request(voices=[0, 2]), headers={"Accept": "audio/midi"})
@@ -182,7 +182,7 @@ def test_prompt_uploads_are_checked_and_stored_by_id(client):
 
 
 def test_provenance_shows_the_prompt_id_not_the_server_path():
-    from orchestrion.composers.base import Piece
+    from orchestrion.composer import Piece
     from orchestrion.server.formats import public_provenance
 
     piece = Piece(provenance={"model": MODEL, "request": {"prompt": "/srv/prompts/0123456789abcdef.mid", "bars": 2}})
@@ -274,7 +274,8 @@ def test_cross_origin_websockets_are_refused(client):
 
 
 def test_prompt_store_keeps_a_bounded_number_of_files(tmp_path):
-    from orchestrion.server.state import ApiError, PromptStore
+    from orchestrion.server.errors import ApiError
+    from orchestrion.server.stores import PromptStore
 
     store = PromptStore(tmp_path, capacity=2)
     ids = [store.add(b"MThd", ".mid") for _ in range(4)]
@@ -326,7 +327,7 @@ def test_closed_connection_cancels_its_composition(client):
 def test_busy_past_the_job_limit():
     from fastapi.testclient import TestClient
 
-    from orchestrion.server import create_app
+    from orchestrion.server.app import create_app
 
     with TestClient(create_app([MODEL], max_jobs=1)) as c, c.websocket_connect("/stream") as first:
         first.send_json(request(bars=4096))
@@ -354,7 +355,7 @@ def live_server():
 
     import uvicorn
 
-    from orchestrion.server import create_app
+    from orchestrion.server.app import create_app
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -390,8 +391,9 @@ def test_a_client_that_leaves_stops_its_composition_under_uvicorn(live_server):
 
 
 def test_piece_store_keeps_the_newest_within_its_bounds():
-    from orchestrion.composers.base import Piece
-    from orchestrion.server.state import ApiError, PieceStore
+    from orchestrion.composer import Piece
+    from orchestrion.server.errors import ApiError
+    from orchestrion.server.stores import PieceStore
 
     store = PieceStore(capacity=3, max_bytes=10_000_000)
     ids = [store.add(Piece(provenance={}, abc="X:1\nK:C\nC|")) for _ in range(5)]
@@ -408,8 +410,8 @@ def test_piece_store_keeps_the_newest_within_its_bounds():
 
 
 def test_formats_of_an_abc_piece(fixtures_dir):
-    from orchestrion.composers.base import Piece
-    from orchestrion.music import load_midi
+    from orchestrion.composer import Piece
+    from orchestrion.core.music import load_midi
     from orchestrion.server.formats import piece_json, render_piece
 
     piece = Piece(provenance={"request": {}}, abc=(fixtures_dir / "tune.abc").read_text())
@@ -429,9 +431,9 @@ def test_formats_of_an_abc_piece(fixtures_dir):
 def test_formats_of_an_audio_piece():
     import soundfile
 
-    from orchestrion.composers.base import Piece
+    from orchestrion.composer import Piece
+    from orchestrion.server.errors import ApiError
     from orchestrion.server.formats import piece_json, render_piece
-    from orchestrion.server.state import ApiError
 
     tone = (0.5 * np.sin(np.arange(8000) * 2 * np.pi * 440 / 16000)).astype(np.float32)
     piece = Piece(provenance={"request": {}}, audio=tone, sample_rate=16000)

@@ -15,7 +15,7 @@ MODEL = "builtin:markov"
 
 
 def _have_model() -> bool:
-    from orchestrion.composers import available_builtins
+    from orchestrion.registry import available_builtins
 
     return MODEL in available_builtins()
 

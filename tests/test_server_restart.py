@@ -20,7 +20,7 @@ MODEL = "builtin:markov"
 
 
 def _have_model() -> bool:
-    from orchestrion.composers import available_builtins
+    from orchestrion.registry import available_builtins
 
     return MODEL in available_builtins()
 
@@ -156,7 +156,7 @@ def test_reported_pieces_survive_sigkill_and_restart(servers, tmp_path):
 
 
 def _piece(seed: int):
-    from orchestrion.composers import load_composer
+    from orchestrion.registry import load_composer
     from orchestrion.requests import ComposeRequest
 
     composer = load_composer(MODEL)
@@ -164,7 +164,8 @@ def _piece(seed: int):
 
 
 def test_a_crash_mid_write_never_leaves_a_piece_served_short(tmp_path):
-    from orchestrion.server.state import ApiError, PieceStore
+    from orchestrion.server.errors import ApiError
+    from orchestrion.server.stores import PieceStore
 
     store = PieceStore(tmp_path)
     kept, short, recordless = (store.add(_piece(seed)) for seed in (1, 2, 3))
@@ -189,7 +190,8 @@ def test_a_crash_mid_write_never_leaves_a_piece_served_short(tmp_path):
 
 
 def test_a_damaged_file_is_refused_not_served(tmp_path):
-    from orchestrion.server.state import ApiError, PieceStore
+    from orchestrion.server.errors import ApiError
+    from orchestrion.server.stores import PieceStore
 
     store = PieceStore(tmp_path)
     piece_id = store.add(_piece(1))
@@ -205,8 +207,8 @@ def test_a_damaged_file_is_refused_not_served(tmp_path):
 def test_the_disk_keeps_the_newest_pieces_within_its_caps(tmp_path):
     import numpy as np
 
-    from orchestrion.composers.base import Piece
-    from orchestrion.server.state import PieceStore
+    from orchestrion.composer import Piece
+    from orchestrion.server.stores import PieceStore
 
     store = PieceStore(tmp_path, capacity=2)
     ids = [store.add(_piece(seed)) for seed in range(4)]
@@ -224,7 +226,7 @@ def test_the_disk_keeps_the_newest_pieces_within_its_caps(tmp_path):
 
 
 def test_prompts_survive_a_restart(tmp_path):
-    from orchestrion.server.state import PromptStore
+    from orchestrion.server.stores import PromptStore
 
     store = PromptStore(tmp_path)
     prompt_id = store.add(b"X:1\nK:C\nC|", ".abc")
@@ -250,7 +252,7 @@ def test_one_server_per_data_dir(tmp_path):
     from fastapi.testclient import TestClient
 
     from orchestrion.errors import OrchestrionError
-    from orchestrion.server import create_app
+    from orchestrion.server.app import create_app
 
     with TestClient(create_app([MODEL], data_dir=tmp_path)) as first:
         piece_id = first.post("/api/compose", json={"model": MODEL, "bars": 1, "seed": 1}).json()["id"]
@@ -267,7 +269,7 @@ def test_a_full_disk_is_an_error_answer_not_a_lost_connection(tmp_path, monkeypa
 
     from fastapi.testclient import TestClient
 
-    from orchestrion.server import create_app
+    from orchestrion.server.app import create_app
 
     with TestClient(create_app([MODEL], data_dir=tmp_path)) as client:
         store = client.app.state.hub.pieces

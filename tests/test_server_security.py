@@ -21,7 +21,7 @@ SENTINEL = "orchestrion-sentinel-never-served"
 
 
 def _have_model() -> bool:
-    from orchestrion.composers import available_builtins
+    from orchestrion.registry import available_builtins
 
     return MODEL in available_builtins()
 
@@ -58,7 +58,7 @@ class Watch:
 def env(tmp_path_factory):
     from fastapi.testclient import TestClient
 
-    from orchestrion.server import create_app
+    from orchestrion.server.app import create_app
 
     root = tmp_path_factory.mktemp("security")
     outside = root / "outside"
@@ -270,7 +270,7 @@ def live(tmp_path_factory):
     """The app under uvicorn in a thread on a free loopback port: real sockets, real chunked bodies."""
     import uvicorn
 
-    from orchestrion.server import create_app
+    from orchestrion.server.app import create_app
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
+from orchestrion.core.training import TrainConfig, checkpoint_dir, load_checkpoint, lr_at, train
 from orchestrion.errors import BadInput
-from orchestrion.training import TrainConfig, checkpoint_dir, load_checkpoint, lr_at, train
 
 
 class ToyTask:

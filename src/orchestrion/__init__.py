@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from orchestrion.composers.base import Composer, Piece
+    from orchestrion.composer import Composer, Piece
 
 __all__ = ["__version__", "compose", "load_composer"]
 
 
 def load_composer(ref: str) -> Composer:
     """Load a model by directory or `builtin:NAME`."""
-    from orchestrion.composers import load_composer as _load
+    from orchestrion.registry import load_composer as _load
 
     return _load(ref)
 

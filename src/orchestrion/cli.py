@@ -39,19 +39,13 @@ def _console():
     return Console(stderr=True)
 
 
-def not_built(what: str, issue: str) -> None:
-    from orchestrion.errors import NotBuilt
-
-    raise NotBuilt(f"{what} is not built yet (see the '{issue}' issue).")
-
-
 # ------------------------------------------------------------------------------------------- corpus
 
 
 @corpus_app.command("list")
 def corpus_list() -> None:
     """List the built-in corpora and whether they are cached."""
-    from orchestrion import corpora
+    from orchestrion.core import corpora
 
     corpora.print_corpus_table()
 
@@ -67,14 +61,14 @@ def corpus_export(
     cache_dir: Annotated[Path | None, typer.Option(help="conversion cache (default ~/.cache/orchestrion)")] = None,
 ) -> None:
     """Write a built-in corpus, or the usable files of a folder, as MIDI and ABC files (bad ones in report.json)."""
-    from orchestrion import corpora
+    from orchestrion.core import corpora
     from orchestrion.errors import BadInput
 
     name = source.removeprefix("builtin:")
     if name in corpora.CORPORA:
         corpora.export_corpus(name, out, workers=workers, cache_dir=cache_dir)
     elif Path(source).expanduser().is_dir():
-        from orchestrion.folder_export import export_folder
+        from orchestrion.core.folder_export import export_folder
 
         export_folder(Path(source).expanduser(), out)
     else:
@@ -100,8 +94,8 @@ def encode_mmm(
     chunk: Annotated[int, typer.Option(help="files per worker task", hidden=True)] = 32,
 ) -> None:
     """Encode MIDI into an mmmtrack token dataset (parallel, resumable, deterministic)."""
-    from orchestrion.codecs.mmm import MMMOptions
-    from orchestrion.pipeline import PipelineConfig, encode_mmm_dataset, parse_transpose
+    from orchestrion.mmm.dataset import PipelineConfig, encode_mmm_dataset, parse_transpose
+    from orchestrion.mmm.vocabulary import MMMOptions
 
     options = MMMOptions(bars=bars, hop=hop, transpose=parse_transpose(transpose), fill=fill, permute_tracks=permute_tracks)
     config = PipelineConfig(options=options, workers=workers, engine=engine, address=address, chunk=chunk)
@@ -121,8 +115,8 @@ def encode_abc(
     abc2abc: Annotated[bool, typer.Option("--abc2abc", help="also re-layout every tune through abc2abc")] = False,
 ) -> None:
     """Clean ABC tunes into a spaceless dataset with a BPE tokenizer."""
-    from orchestrion.abc_dataset import encode_abc as run
-    from orchestrion.codecs.abc import STEPS
+    from orchestrion.abc.dataset import encode_abc as run
+    from orchestrion.abc.text import STEPS
     from orchestrion.errors import InvalidRequest
 
     unknown = sorted(set(skip or []) - {s.name for s in STEPS})
@@ -135,7 +129,7 @@ def encode_abc(
 @encode_app.command("events")
 def encode_events(inputs: Inputs, out: OutDir, workers: Workers = 0) -> None:
     """Encode MIDI into melody/chord events for the Markov model."""
-    from orchestrion.codecs.events import encode_to_dir
+    from orchestrion.markov.dataset import encode_to_dir
 
     print(encode_to_dir(inputs, out, workers=workers))
 
@@ -152,7 +146,7 @@ def encode_audio(
     """Encode audio into 16 kHz 8-bit mu-law shards for SaShiMi (INPUT: files, folders or builtin:piano)."""
     import os
 
-    from orchestrion.audio_dataset import encode_audio as encode
+    from orchestrion.sashimi.dataset import encode_audio as encode
 
     meta = encode(inputs, out, chunk_seconds=chunk_seconds, quantization=quantization,
                   workers=workers or os.cpu_count() or 1, piano_limit=piano_limit)
@@ -170,9 +164,9 @@ def decode_mmm(
     out: Annotated[Path, typer.Option("--out", "-o", help="output .mid")],
 ) -> None:
     """Decode mmm tokens into a MIDI file, repairing malformed model output."""
-    from orchestrion.codecs.mmm import decode
+    from orchestrion.core.music import save_midi
     from orchestrion.errors import BadInput
-    from orchestrion.music import save_midi
+    from orchestrion.mmm.codec import decode
 
     path = Path(source)
     if path.is_file():
@@ -197,8 +191,8 @@ def decode_abc(
     out: Annotated[Path, typer.Option("--out", "-o", help="output .mid")],
 ) -> None:
     """Compile ABC into MIDI with abc2midi (a spaceless or one-line generated tune is made readable first)."""
-    from orchestrion.abcmidi import abc_to_midi, validate
-    from orchestrion.codecs.abc import to_readable
+    from orchestrion.abc.text import to_readable
+    from orchestrion.core.abcmidi import abc_to_midi, validate
     from orchestrion.errors import BadInput
 
     if not source.is_file():
@@ -224,7 +218,7 @@ def train_markov(
     """Train the Markov composer (melody and chord chains, major and minor)."""
     from rich.markup import escape
 
-    from orchestrion.composers.markov import train
+    from orchestrion.markov.composer import train
 
     composer = train(data, out, workers=workers)
     console = _console()
@@ -248,7 +242,7 @@ def train_gpt(
     """Train the GPT-2 composer on mmm tokens or ABC text (under torchrun: DDP across processes)."""
     import shlex
 
-    from orchestrion.composers.gpt import train_gpt as _train_gpt
+    from orchestrion.gpt.training import train_gpt as _train_gpt
 
     result = _train_gpt(data, out, preset_name=preset, resume=resume, init=init, steps=steps,
                         command=shlex.join(["orchestrion", *sys.argv[1:]]))
@@ -268,7 +262,7 @@ def train_sashimi(
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 2e-3,
 ) -> None:
     """Train the SaShiMi raw-audio composer; prints the metric table (loss, bits per byte, accuracy@k)."""
-    from orchestrion.composers import sashimi
+    from orchestrion.sashimi import training as sashimi
 
     settings = sashimi.SashimiTraining(layers=layers, seq_len=seq_len)
     settings.train.update(batch_size=batch_size, lr=lr)
@@ -366,7 +360,7 @@ def render(
     sample_rate: Annotated[int, typer.Option(help="audio sample rate")] = 44100,
 ) -> None:
     """Render a piece to audio (WAV), a piano roll (PNG) and a score (SVG)."""
-    from orchestrion.render import render_file
+    from orchestrion.core.render import render_file
 
     for path in render_file(source, wav=wav, png=png, svg=svg, sample_rate=sample_rate):
         print(path)
@@ -384,8 +378,8 @@ def evaluate(
     samples: Annotated[int, typer.Option(help="pieces to generate for the musical statistics")] = 16,
 ) -> None:
     """Evaluate a model: likelihood, musical statistics, validity, novelty; writes an HTML report."""
-    from orchestrion.evaluation import EvalConfig
-    from orchestrion.evaluation import evaluate as run_evaluation
+    from orchestrion.evaluation.evaluate import evaluate as run_evaluation
+    from orchestrion.evaluation.heldout import EvalConfig
 
     result = run_evaluation(model, data, report, compare=compare, config=EvalConfig(samples=samples))
     for m in result["models"]:
@@ -416,8 +410,8 @@ def serve(
     import uvicorn
     from rich.markup import escape
 
-    from orchestrion.server import create_app
-    from orchestrion.server.app import MAX_JSON_BYTES, default_data_dir
+    from orchestrion.server.app import create_app, default_data_dir
+    from orchestrion.server.state import MAX_JSON_BYTES
 
     data_dir = data_dir or default_data_dir()
     _console().print(
@@ -454,13 +448,10 @@ def version() -> None:
 
 def main() -> None:
     """Entry point: turns our errors into a clear message and a non-zero exit, never a traceback."""
-    from orchestrion.errors import NotBuilt, OrchestrionError
+    from orchestrion.errors import OrchestrionError
 
     try:
         app()
-    except NotBuilt as exc:
-        _console().print(f"[yellow]not built yet:[/yellow] {exc}")
-        sys.exit(2)
     except OrchestrionError as exc:
         _console().print(f"[red]error:[/red] {exc}")
         sys.exit(1)

@@ -31,8 +31,8 @@ def demo_chorale(out: Path) -> list[Path]:
     """
     import shutil
 
-    from orchestrion.corpora import corpus_files, music21_corpus_dir
-    from orchestrion.render import render_pianoroll, render_svg, render_wav
+    from orchestrion.core.corpora import corpus_files, music21_corpus_dir
+    from orchestrion.core.render import render_pianoroll, render_svg, render_wav
 
     midi = corpus_files("bach-chorales", limit=1)[0]
     stem = f"chorale-{midi.stem}"
@@ -53,7 +53,7 @@ def satb_musicxml(source: Path, out: Path) -> Path:
     from music21 import converter, stream
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
-    from orchestrion.corpora import pick_satb
+    from orchestrion.core.corpora import pick_satb
 
     original = converter.parse(str(source), forceSource=True)
     voices = stream.Score([part for _, part in pick_satb(list(original.parts))])
@@ -64,8 +64,8 @@ def satb_musicxml(source: Path, out: Path) -> Path:
 
 def demo_model(name: str, out: Path) -> list[Path]:
     """Compose one piece with a built-in model and write it in every form that suits it."""
-    from orchestrion.composers import load_composer
-    from orchestrion.render import render_pianoroll, render_svg, render_wav
+    from orchestrion.core.render import render_pianoroll, render_svg, render_wav
+    from orchestrion.registry import load_composer
     from orchestrion.requests import ComposeRequest
 
     composer = load_composer(name)
@@ -75,8 +75,8 @@ def demo_model(name: str, out: Path) -> list[Path]:
     stem = name.removeprefix("builtin:")
     written: list[Path] = []
     if piece.abc is not None:
-        from orchestrion.abcmidi import abc_to_midi
-        from orchestrion.music import load_midi
+        from orchestrion.core.abcmidi import abc_to_midi
+        from orchestrion.core.music import load_midi
 
         written.extend(piece.save(out / f"{stem}.abc"))
         midi = abc_to_midi(piece.abc, out / f"{stem}.mid")
@@ -89,7 +89,7 @@ def demo_model(name: str, out: Path) -> list[Path]:
         written.append(render_wav(piece.score, out / f"{stem}.wav"))
         written.append(render_pianoroll(piece.score, out / f"{stem}.png", title=name))
     elif piece.audio is not None:
-        from orchestrion.render import render_spectrogram
+        from orchestrion.core.render import render_spectrogram
 
         written.extend(piece.save(out / f"{stem}.wav"))
         written.append(render_spectrogram(piece.audio, out / f"{stem}.png", sample_rate=piece.sample_rate, title=name))
@@ -98,7 +98,7 @@ def demo_model(name: str, out: Path) -> list[Path]:
 
 def run_demo(out: str | Path) -> list[Path]:
     """Render a built-in chorale, then compose with each available built-in model; returns the files."""
-    from orchestrion.composers import available_builtins
+    from orchestrion.registry import available_builtins
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

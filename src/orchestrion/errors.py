@@ -47,9 +47,5 @@ class ToolFailed(OrchestrionError):
     """An external program ran but failed or timed out."""
 
 
-class NotBuilt(OrchestrionError):
-    """A feature whose issue has not landed yet."""
-
-
 class ModelNotFound(OrchestrionError):
     """A model directory or builtin name that does not exist."""

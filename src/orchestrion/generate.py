@@ -18,7 +18,7 @@ def generate_to_files(request: ComposeRequest, out: str | Path) -> list[Path]:
     Sample i of a batch uses seed + i, and its sidecar records that seed, so that each piece of a batch
     replays on its own.
     """
-    from orchestrion.composers import load_composer
+    from orchestrion.registry import load_composer
 
     out = Path(out)
     composer = load_composer(request.model)

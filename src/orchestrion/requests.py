@@ -77,8 +77,8 @@ class ComposeRequest(BaseModel):
     @classmethod
     def _readable_key(cls, key: str | None) -> str | None:
         if key is not None:
+            from orchestrion.core.music import parse_key
             from orchestrion.errors import BadInput
-            from orchestrion.music import parse_key
 
             try:
                 return parse_key(key).name

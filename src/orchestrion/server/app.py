@@ -19,17 +19,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrion.errors import OrchestrionError
 from orchestrion.server import routes_api, routes_stream
+from orchestrion.server.errors import ApiError, api_error_from
 from orchestrion.server.routes_api import MAX_UPLOAD_BYTES
 from orchestrion.server.scheduler import ChunkScheduler
-from orchestrion.server.state import (
-    MAX_JSON_BYTES,
-    ApiError,
-    JobLimiter,
-    PieceStore,
-    PromptStore,
-    ServerState,
-    api_error_from,
-)
+from orchestrion.server.state import MAX_JSON_BYTES, JobLimiter, ServerState
+from orchestrion.server.stores import PieceStore, PromptStore
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_JOBS = 64  # above the 50 concurrent streams the load benchmark asks of one 2-core machine
@@ -50,7 +44,7 @@ def default_data_dir() -> Path:
 
 def load_models(refs: list[str]) -> tuple[dict, dict, dict]:
     """Load each model once; one that fails is reported (and shown as unavailable), the rest are served."""
-    from orchestrion.composers import BUILTIN_MODELS, load_composer
+    from orchestrion.registry import BUILTIN_MODELS, load_composer
 
     composers, descriptions, errors = {}, {}, {}
     for ref in refs:
@@ -107,7 +101,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from orchestrion.composers import available_builtins
+        from orchestrion.registry import available_builtins
 
         refs = list(models) if models is not None else available_builtins()
         composers, descriptions, errors = load_models(refs)

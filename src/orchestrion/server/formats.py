@@ -1,7 +1,7 @@
 """A piece as the client asked for it: MIDI, WAV, ABC, SVG or JSON notes.
 
 The format comes from a `format` query parameter or, failing that, the Accept header. Rendering (FluidSynth,
-abc2midi, verovio) goes through orchestrion.render and orchestrion.abcmidi, in a worker thread.
+abc2midi, verovio) goes through orchestrion.core.render and orchestrion.core.abcmidi, in a worker thread.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from orchestrion.composers.base import Piece
-from orchestrion.server.state import ApiError
+from orchestrion.composer import Piece
+from orchestrion.server.errors import ApiError
 
 FORMATS = {
     "mid": "audio/midi",
@@ -107,14 +107,14 @@ def render_piece(piece: Piece, fmt: str) -> bytes:
             if piece.audio is not None or piece.score is not None:
                 piece.save(out, sidecar=False)
             elif piece.abc is not None:
-                from orchestrion.render import render_wav
+                from orchestrion.core.render import render_wav
 
                 render_wav(_abc_midi(piece.abc, tmp), out)
             else:
                 raise ApiError(406, "format", "this piece is empty")
             return out.read_bytes()
         if fmt == "svg":
-            from orchestrion.render import render_svg
+            from orchestrion.core.render import render_svg
 
             if piece.abc is not None:
                 source = tmp / "piece.abc"
@@ -131,6 +131,6 @@ def render_piece(piece: Piece, fmt: str) -> bytes:
 
 
 def _abc_midi(abc: str, tmp: Path) -> Path:
-    from orchestrion.abcmidi import abc_to_midi
+    from orchestrion.core.abcmidi import abc_to_midi
 
     return abc_to_midi(abc, tmp / "piece.mid")

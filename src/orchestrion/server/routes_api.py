@@ -9,8 +9,9 @@ from fastapi import APIRouter, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
+from orchestrion.server.errors import ApiError
 from orchestrion.server.formats import FORMATS, pick_format, piece_json, render_piece
-from orchestrion.server.state import ApiError, ServerState
+from orchestrion.server.state import ServerState
 
 router = APIRouter(prefix="/api")
 
@@ -178,7 +179,7 @@ def check_prompt(data: bytes, suffix: str, name: str) -> dict:
     if not data:
         raise ApiError(422, "file", f"{name}: the file is empty")
     if suffix == ".mid":
-        from orchestrion.music import load_midi, note_count
+        from orchestrion.core.music import load_midi, note_count
 
         try:
             score = load_midi(data)

@@ -24,10 +24,11 @@ from concurrent.futures import Future
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from orchestrion.composers.base import AudioBlock, Chunk, Composer, Measure
+from orchestrion.composer import AudioBlock, Chunk, Composer, Measure
 from orchestrion.requests import ComposeRequest
+from orchestrion.server.errors import ApiError, api_error_from
 from orchestrion.server.scheduler import URGENT, ChunkScheduler
-from orchestrion.server.state import MAX_JSON_BYTES, ApiError, ServerState, api_error_from, assemble
+from orchestrion.server.state import MAX_JSON_BYTES, ServerState
 
 router = APIRouter()
 
@@ -216,7 +217,7 @@ async def _compose(
         await websocket.send_json(failure.to_json())
         return False
     stopped = stop.is_set()
-    piece = await state.scheduler.run(len(chunks), assemble, composer, request, chunks)
+    piece = await state.scheduler.run(len(chunks), composer.piece, request, chunks)
     try:
         piece_id = await state.scheduler.run(len(chunks), state.pieces.add, piece)  # on disk before the id goes out
     except OSError as exc:  # a full or read-only disk: this piece has no id to give, the connection goes on

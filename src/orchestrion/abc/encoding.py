@@ -1,0 +1,111 @@
+"""Spaceless ABC as a GPT encoding: header defaults, streaming, and what config.json learns from the data.
+
+The stream yields a TextChunk per bar as its bar line comes, then the whole checked tune (complete=True)
+and its report; a tune abc2midi rejects is sampled again and the stream starts over from its X: line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import ClassVar
+
+import numpy as np
+
+from orchestrion.composer import Chunk, Piece, PieceReport, TextChunk
+from orchestrion.core.abcmidi import abc_to_score
+from orchestrion.errors import BadInput, OrchestrionError
+from orchestrion.requests import ComposeRequest
+
+
+class ABCEncoding:
+    name: ClassVar[str] = "abc"
+
+    def validate(self, config: object, request: ComposeRequest) -> ComposeRequest:
+        """A meter and key the request leaves open are drawn from the training data's, with the seed."""
+        headers = getattr(config, "default_headers", None)
+        if not headers or request.prompt is not None or request.variations_of is not None:
+            return request
+        rng = np.random.default_rng(request.seed)
+        update = {}
+        for field_name in ("meter", "key"):
+            choices = headers.get(field_name) or []
+            if getattr(request, field_name) is None and choices:
+                weights = np.array([c for _, c in choices], dtype=float)
+                update[field_name] = choices[int(rng.choice(len(choices), p=weights / weights.sum()))][0]
+        return request.model_copy(update=update) if update else request
+
+    def chunks(self, model: object, tokenizer: object, request: ComposeRequest) -> Iterator[Chunk]:
+        from orchestrion.abc.sampler import sample_abc
+
+        index, pending = 0, ""
+        for event in sample_abc(model, tokenizer, request):
+            if event.kind == "token":
+                pending += event.text
+                cut = pending.rfind("|")
+                if cut >= 0:
+                    yield TextChunk(index, pending[: cut + 1])
+                    index += 1
+                    pending = pending[cut + 1 :]
+            elif event.kind == "tune":
+                yield TextChunk(index, event.text, complete=True)
+                yield PieceReport({**event.report, "valid": event.valid})
+                index, pending = index + 1, ""
+
+    def finish(self, piece: Piece) -> Piece:
+        """Notes for .mid / .wav output; a tune abc2midi cannot compile has none."""
+        if piece.abc is not None:
+            try:
+                piece.score = abc_to_score(piece.abc)
+            except OrchestrionError:
+                piece.score = None
+        return piece
+
+    def check(self, piece: Piece) -> dict:
+        """Valid when abc2midi compiles the tune without errors."""
+        from orchestrion.core.abcmidi import validate
+
+        if piece.abc is None:
+            return {"valid": False, "why": "no ABC text"}
+        return {"valid": bool(validate(piece.abc).ok and piece.score is not None), "why": ""}
+
+    def score_of(self, line: str, meta: dict) -> tuple[object, str]:
+        """The score abc2midi makes of one tune of a dataset's text, and its title line."""
+        tune = line.replace("<s>", "").replace("</s>", "").strip().replace(meta.get("newline_mark", "\u00b6"), "\n")
+        if not tune:
+            raise BadInput("an empty line")
+        return abc_to_score(tune), tune.split("\n")[1][:40] if "\n" in tune else "tune"
+
+    def data_defaults(self, dataset: object, tokenizer: object) -> dict:
+        return {"default_headers": typical_headers(dataset)}
+
+
+def typical_headers(dataset, limit: int = 5000, top: int = 8) -> dict[str, list]:
+    """The most common meters and keys of an ABC dataset's tunes, with their counts.
+
+    Stored in config.json as `default_headers`: when a request names no meter or key, the composer draws
+    them from this distribution with the request's seed (a weak model then never has to invent a header).
+    """
+    from collections import Counter
+
+    from orchestrion.abc import text as abccodec
+    from orchestrion.core.music import parse_key
+
+    meters: Counter = Counter()
+    keys: Counter = Counter()
+    split = dataset.split("train")
+    files = sorted((dataset.root / "text").glob("train-*.txt"))
+    lines = [line for f in files for line in f.read_text().splitlines()][:: max(1, len(split) // limit)]
+    for line in lines:
+        head = abccodec.header(abccodec.unescape_newlines(line))
+        if head["meter"] and head["meter"] != "none":
+            meters[head["meter"]] += 1
+        key = head["key"]
+        tonic, minor = key.removesuffix("m"), key.endswith("m") and not key.endswith("dim")
+        if tonic and len(tonic) <= 2 and tonic[0] in "ABCDEFG" and tonic[1:] in ("", "b", "#"):
+            name = f"{tonic} {'minor' if minor else 'major'}"
+            try:
+                if parse_key(name).name.split()[0] == tonic:  # only keys that spell back the same way
+                    keys[name] += 1
+            except BadInput:
+                continue
+    return {"meter": [list(x) for x in meters.most_common(top)], "key": [list(x) for x in keys.most_common(top)]}

@@ -1,0 +1,108 @@
+"""TODO: docstring."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from orchestrion.core.sampling import SamplingConfig, build_processors
+from orchestrion.errors import InvalidRequest
+from orchestrion.gpt.decoding import Report, generate_tokens
+
+if TYPE_CHECKING:
+    from orchestrion.requests import ComposeRequest
+
+
+# ------------------------------------------------------------------------------------------- abc
+
+
+@dataclass
+class ABCEvent:
+    """What `sample_abc` yields: a token's text, a finished line, or a finished (checked) tune."""
+
+    kind: str  # "token" | "line" | "tune"
+    sample: int
+    text: str = ""
+    valid: bool = True
+    report: dict = field(default_factory=dict)
+
+
+def sample_abc(
+    model: torch.nn.Module,
+    tokenizer: object,
+    request: ComposeRequest,
+    prompt_text: str | None = None,
+    *,
+    config: SamplingConfig | None = None,
+    token_events: bool = True,
+    check: bool = True,
+) -> Iterator[ABCEvent]:
+    """Sample `request.num_samples` ABC tunes with a forced header; each is checked with abc2midi.
+
+    A tune abc2midi reports errors for is sampled again (a new seed) up to `config.abc_retries` times;
+    the last attempt is yielded with `valid=False` if none compiled. Events come as tokens, lines and
+    tunes; each tune's report carries its retries and the repetition traps broken.
+    """
+    from orchestrion.abc.grammar import ABCHeader
+    from orchestrion.core.sampling import RepetitionTrap
+
+    config = config or SamplingConfig.from_request(request)
+    if prompt_text is None and request.prompt:
+        from pathlib import Path
+
+        prompt_text = Path(request.prompt).read_text(errors="replace")
+    from orchestrion.abc.grammar import abc_plan
+
+    fields, body = abc_plan(request, prompt_text)
+    vocab = tokenizer.get_vocab()
+    eos = vocab.get("</s>", model.config.eos_token_id)
+    bos = vocab.get("<s>", model.config.bos_token_id)
+    if eos is None or bos is None:
+        raise InvalidRequest("model", "the ABC tokenizer needs <s> and </s> tokens")
+    context = int(model.config.n_positions)
+    max_new = min(config.max_new_tokens or context - 1, context - 1)
+    pending = list(range(config.num_samples))
+    attempts = dict.fromkeys(pending, 0)
+    traps = dict.fromkeys(pending, 0)
+    from orchestrion.core.abcmidi import validate
+
+    while pending:
+        B = len(pending)
+        header = ABCHeader(tokenizer, B, fields, eos, bos, body_prefix=body, max_tokens=max_new)
+        header.start()
+        trap = RepetitionTrap(B, config.trap_repeats, min_tokens=6, stop_ids=[eos])
+        processors = build_processors(config, [header, trap])
+        # Each (sample, attempt) has its own stream of random numbers, so a retry never repeats itself.
+        seed = config.seed + 7919 * max(attempts[i] for i in pending) + pending[0]
+        generator = torch.Generator().manual_seed(seed)
+        texts = ["" for _ in range(B)]
+        lines = ["" for _ in range(B)]
+        prompt_ids = torch.full((B, 1), bos, dtype=torch.long)
+        for step in generate_tokens(model, prompt_ids, config, processors, [eos], max_new, generator):
+            for r, token in enumerate(step.tolist()):
+                if token < 0 or token == eos:
+                    continue
+                piece = header.text[token]
+                texts[r] += piece
+                if token_events:
+                    yield ABCEvent("token", pending[r], text=piece)
+                lines[r] += piece
+                if piece.endswith("\n"):
+                    yield ABCEvent("line", pending[r], text=lines[r])
+                    lines[r] = ""
+        retry = []
+        for r, i in enumerate(pending):
+            traps[i] += trap.fired[r]
+            tune = texts[r].strip("\n") + "\n"
+            ok = validate(tune).status != "errors" if check else True
+            if not ok and attempts[i] < config.abc_retries:
+                attempts[i] += 1
+                retry.append(i)
+                continue
+            report = Report(traps=traps[i], retries=attempts[i], invalid=int(not ok), tokens=len(texts[r]),
+                            extra={"fields": {k: v for k, v in fields if v is not None}})
+            yield ABCEvent("tune", i, text=tune, valid=ok, report=report.to_dict())
+        pending = retry

@@ -1,1 +1,0 @@
-"""Codecs: music <-> tokens or arrays, both directions, pure functions."""

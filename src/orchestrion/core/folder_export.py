@@ -1,0 +1,142 @@
+"""Export a folder of the user's MIDI and ABC files as a clean corpus, with a report of the bad ones.
+
+    orchestrion corpus export FOLDER --out DIR
+
+The usable files are written in the built-in corpora's layout (flat, portable names; MIDI files as they
+are; one `.abc` file per tune), so that the corpus then goes through `encode`, `train` and the rest like a
+built-in one. Each bad file (empty, truncated, not MIDI, no notes, binary or cut-short ABC) is left out
+and listed with its reason in `DIR/report.json` and on the console: a folder with broken files in it
+exports to exactly what its good files alone export to.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from orchestrion.core.corpora import header_fields, split_abc_tunes
+from orchestrion.core.shards import atomic_write_bytes
+from orchestrion.errors import BadInput
+
+
+def _export_name(relative: Path, ending: str) -> str:
+    """A flat, portable file name for a file found at `relative` in a folder: sub/My Song.MID -> sub_My_Song.mid."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", relative.with_suffix("").as_posix()).strip("._")
+    return (stem or "piece") + ending
+
+
+def _abc_tunes(path: Path) -> tuple[list[tuple[int, str]], list[tuple[int | None, str]]]:
+    """The usable tunes of an ABC file as (number, text), and its problems as (tune number or None, reason).
+
+    Tunes are checked with the ABC codec only (no abc2midi): binary junk, no tune at all, a tune with no
+    K: field (cut short before its music) or no note after it. A tune cut inside its music stays a
+    shorter tune; `encode abc` compiles every tune and catches what is left.
+    """
+    from orchestrion.abc import text as abccodec
+
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:  # older ABC collections are Latin-1
+        text = raw.decode("latin-1")
+    if not text.strip():
+        return [], [(None, "the file is empty")]
+    if abccodec.is_binary(text):
+        return [], [(None, "binary data, not ABC text")]
+    header, tunes = split_abc_tunes(text.replace("\r\n", "\n"))
+    if not tunes:
+        return [], [(None, "no tune (no X: line)")]
+    fields = header_fields(header)
+    good, bad = [], []
+    for number, tune in enumerate(tunes, start=1):
+        body = tune.split("\n")
+        k_line = next((i for i, line in enumerate(body) if line.startswith("K:")), None)
+        if abccodec.is_binary(tune):
+            bad.append((number, "binary data inside the tune"))
+        elif k_line is None:
+            bad.append((number, "no K: field (the tune is cut short before its music)"))
+        elif not any(
+            re.search(r"[A-Ga-g]", re.sub(r'"[^"]*"|![^!]*!|%.*', "", line))
+            for line in body[k_line + 1 :]
+            if line and not re.match(r"^[A-Za-z]:", line)
+        ):
+            bad.append((number, "no note after the K: field"))
+        else:
+            first, _, rest = tune.partition("\n")
+            good.append((number, "\n".join([first, *fields, rest]) if fields else tune))
+    return good, bad
+
+
+def export_folder(folder: Path, out: Path) -> dict:
+    """Check a folder of the user's MIDI and ABC files and write the usable ones into `out`.
+
+    The layout is the built-in corpora's: flat, portable names, MIDI files as they are (`.mid`), one
+    `.abc` file per tune. Files that fail (empty, truncated, not MIDI, no notes, binary or cut-short
+    ABC) are listed with the reason in `out/report.json` and on the console; files of other kinds are
+    listed as ignored. Returns the report.
+    """
+    from rich.console import Console
+    from rich.markup import escape
+
+    from orchestrion.core.music import MIDI_SUFFIXES, load_midi
+
+    folder, out = Path(folder), Path(out)
+    if not folder.is_dir():
+        raise BadInput("no such folder", folder)
+    if out.resolve().is_relative_to(folder.resolve()):
+        raise BadInput("the output folder must not be inside the folder it exports", out)
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    taken: set[str] = set()
+    bad: list[dict] = []
+    ignored: list[str] = []
+
+    def write(name: str, data: bytes) -> None:
+        unique, n = name, 1
+        while unique in taken:  # sub/a.mid and sub_a.mid would otherwise meet; sorted order decides
+            n += 1
+            unique = f"{Path(name).stem}-{n}{Path(name).suffix}"
+        taken.add(unique)
+        dest = out / unique
+        if not (dest.is_file() and dest.read_bytes() == data):
+            atomic_write_bytes(dest, data)
+
+    for path in files:
+        relative = path.relative_to(folder)
+        suffix = path.suffix.lower()
+        if suffix in MIDI_SUFFIXES:
+            try:
+                load_midi(path)
+            except BadInput as exc:
+                bad.append({"path": relative.as_posix(), "reason": exc.reason})
+                continue
+            write(_export_name(relative, ".mid"), path.read_bytes())
+        elif suffix == ".abc":
+            tunes, problems = _abc_tunes(path)
+            for number, reason in problems:
+                bad.append({"path": relative.as_posix() + (f"#{number}" if number else ""), "reason": reason})
+            for number, tune in tunes:
+                write(_export_name(relative, f"-{number:04d}.abc"), tune.encode("utf-8"))
+        else:
+            ignored.append(relative.as_posix())
+    report = {"source": str(folder), "files": len(files), "written": len(taken), "bad": bad, "ignored": ignored}
+    atomic_write_bytes(out / "report.json", (json.dumps(report, indent=1) + "\n").encode())
+    console = Console(stderr=True)
+    console.print(f"{folder}: {len(taken)} files written to {out}", markup=False, highlight=False, soft_wrap=True)
+    if bad:
+        where = escape(str(out / "report.json"))
+        console.print(
+            f"[yellow]{len(bad)} bad file(s) or tune(s) left out[/yellow] (the list is in {where}):", soft_wrap=True
+        )
+        for item in bad[:20]:
+            console.print(f"  {item['path']}: {item['reason']}", markup=False, highlight=False, soft_wrap=True)
+        if len(bad) > 20:
+            console.print(f"  ... and {len(bad) - 20} more")
+    if ignored:
+        console.print(f"{len(ignored)} file(s) neither MIDI nor ABC were ignored", highlight=False)
+    return report

@@ -1,0 +1,112 @@
+"""What `--data` gives an evaluation: real pieces for the statistics, and where each likelihood reads from.
+
+--data is a token dataset (`orchestrion encode mmm|abc`), an audio dataset (`encode audio`), MIDI or ABC
+files, folders of them, or `builtin:CORPUS`. The kind of the data decides how it is read; the model is
+never asked what it is (each composer answers `likelihood(held, config)` itself).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from orchestrion.errors import BadInput
+
+
+@dataclass
+class EvalConfig:
+    samples: int = 16  # generated pieces (seeds 0..samples-1)
+    real_pieces: int = 32  # held-out real pieces for the statistics (the last ones of the sorted data)
+    bars: int = 8  # length of symbolic samples
+    seconds: float = 1.0  # length of audio samples (SaShiMi samples slowly on a CPU)
+    windows: int = 32  # likelihood windows
+    context: int = 512  # longest GPT window, tokens
+    audio_seq_len: int = 16384  # SaShiMi window, samples
+    rendered: int = 3  # samples rendered to WAV / piano roll for the page
+    index_pieces: int = 3000  # training pieces indexed for the novelty check
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class HeldOut:
+    """Real scores for the statistics, training-side pieces for the novelty index, and the dataset root."""
+
+    source: str
+    kind: str  # "midi", "abc", "tokens", "audio"
+    scores: list = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    index_scores: list = field(default_factory=list)  # training-side pieces for the novelty index
+    root: Path | None = None  # token or audio dataset directory
+    novelty_path: Path | None = None  # a token dataset's own novelty index (ABC datasets write one)
+    problems: list[str] = field(default_factory=list)
+
+
+def load_held_out(data: str, config: EvalConfig) -> HeldOut:
+    """--data -> held-out pieces: a token dataset, an audio dataset, MIDI/ABC files, folders or builtin:CORPUS."""
+    from orchestrion.core.abcmidi import abc_to_score
+    from orchestrion.core.corpora import resolve_inputs
+    from orchestrion.core.music import load_midi
+
+    root = Path(data).expanduser()
+    if (root / "dataset.json").is_file():
+        meta = json.loads((root / "dataset.json").read_text())
+        if meta.get("format") == "orchestrion-audio":
+            return HeldOut(data, "audio", root=root)
+        return _token_held_out(data, root, meta, config)
+    files = resolve_inputs([data], (".mid", ".midi", ".abc"))
+    held = HeldOut(data, "midi")
+    cut = max(len(files) - config.real_pieces, 0)
+    for path, target in [(p, held.index_scores) for p in files[:cut][: config.index_pieces]] + [
+        (p, held.scores) for p in files[cut:]
+    ]:
+        try:
+            if path.suffix.lower() == ".abc":
+                held.kind = "abc"
+                target.append(abc_to_score(path.read_text()))
+            else:
+                target.append(load_midi(path))
+            if target is held.scores:
+                held.names.append(path.name)
+        except Exception as exc:  # a batch reports a bad file and carries on
+            held.problems.append(f"{path}: {exc}")
+    if not held.scores:
+        raise BadInput("no held-out piece could be read", data)
+    return held
+
+
+def _token_held_out(data: str, root: Path, meta: dict, config: EvalConfig) -> HeldOut:
+    """Real pieces from a token dataset's text files, read back through the dataset's own encoding."""
+    from orchestrion.registry import encoding_for
+
+    encoding = encoding_for(meta.get("encoding") or "")
+    held = HeldOut(data, "tokens", root=root)
+    novelty = root / meta.get("novelty_index", "novelty.npz")
+    held.novelty_path = novelty if novelty.is_file() else None
+    text = root / "text"
+    if not (text / "validation-00000.txt").is_file():
+        raise BadInput("the token dataset has no text/validation-00000.txt to read real pieces from", root)
+    lines = [line for line in (text / "validation-00000.txt").read_text().splitlines() if line.strip()]
+    # Evenly spread: consecutive sequences are often windows of one piece, or transposed copies of each other.
+    for i in np.linspace(0, len(lines) - 1, min(2 * config.real_pieces, len(lines))).astype(int):
+        try:
+            score, name = encoding.score_of(lines[i], meta)
+        except Exception as exc:  # a sequence the encoding cannot read back is reported, not fatal
+            held.problems.append(f"validation #{i}: {exc}")
+            continue
+        held.scores.append(score)
+        held.names.append(name or f"validation #{i}")
+        if len(held.scores) >= config.real_pieces:
+            break
+    train = sorted(text.glob("train-*.txt"))
+    if train and held.novelty_path is None:
+        train_lines = train[0].read_text().splitlines()
+        step = max(len(train_lines) // config.index_pieces, 1)
+        for line in train_lines[::step][: config.index_pieces]:
+            try:
+                held.index_scores.append(encoding.score_of(line, meta)[0])
+            except Exception:  # noqa: S112 - a training line that does not read back is simply not indexed
+                continue
+    return held

@@ -1,0 +1,215 @@
+"""TODO: docstring."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from orchestrion.core.training import TrainResult, checkpoint_dir, train
+from orchestrion.errors import BadInput, InvalidRequest
+from orchestrion.gpt.model import _vocab_union, build_model, preset
+
+# ------------------------------------------------------------------------------------ the data task
+
+
+class GPTTask:
+    """Windows of `context + 1` tokens from a split's sequences laid end to end.
+
+    Window starts are drawn from a generator seeded with (seed, split, step, index), so that a step
+    always sees the same data, whatever happened before it (resume after kill -9, DDP ranks).
+    `id_map` renumbers dataset ids into the model's vocabulary (fine-tuning from another vocabulary).
+    """
+
+    SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
+
+    def __init__(self, dataset, context: int, batch_size: int, seed: int = 0, align: float = 0.5,
+                 id_map: np.ndarray | None = None, separator: int | None = None):
+        self.context, self.batch_size, self.seed, self.align = context, batch_size, seed, align
+        self.data: dict[str, np.ndarray] = {}
+        self.starts: dict[str, np.ndarray] = {}
+        for name in ("train", "validation"):
+            split = dataset.split(name)
+            if split.tokens == 0:
+                raise BadInput(f"the {name!r} split has no tokens", dataset.root)
+            seqs = [split[i].astype(np.int64) for i in range(len(split))]
+            if id_map is not None:  # into the model's numbering first: `separator` is a model id
+                seqs = [id_map[s] for s in seqs]
+            if separator is not None:  # keep pieces apart when the encoding has no end-of-piece token of its own
+                seqs = [np.append(s, separator) if len(s) and s[-1] != separator else s for s in seqs]
+            lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+            ids = np.concatenate(seqs)
+            if len(ids) < context + 1:  # a tiny split: repeat it so that a whole window fits
+                ids = np.resize(ids, context + 1)
+            self.data[name] = ids
+            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+            self.starts[name] = starts[starts <= len(ids) - context - 1]
+
+    def batch(self, split: str, step: int, index: int) -> dict[str, torch.Tensor]:
+        ids = self.data[split]
+        rng = np.random.default_rng([self.seed, self.SPLIT_CODES[split], step, index])
+        starts = rng.integers(0, len(ids) - self.context, size=self.batch_size)
+        aligned = rng.random(self.batch_size) < self.align
+        if len(self.starts[split]):
+            starts = np.where(aligned, rng.choice(self.starts[split], size=self.batch_size), starts)
+        windows = np.stack([ids[s : s + self.context + 1] for s in starts])  # (B, L+1)
+        return {"input_ids": torch.from_numpy(windows)}
+
+    def loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
+        x = batch["input_ids"]  # (B, L+1)
+        logits = model(input_ids=x[:, :-1], use_cache=False).logits  # (B, L, V)
+        return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten())
+
+    def tokens(self, batch: dict) -> int:
+        return int(batch["input_ids"][:, 1:].numel())
+
+
+def train_gpt(
+    data: str | Path,
+    out: str | Path,
+    *,
+    preset_name: str = "small",
+    resume: bool = False,
+    init: str | None = None,
+    steps: int | None = None,
+    command: str | None = None,
+    quiet: bool = False,
+) -> TrainResult:
+    """`orchestrion train gpt`: train (or fine-tune with `init`) on a token dataset and export to `out`."""
+    from tokenizers import Tokenizer
+
+    from orchestrion.core.shards import TokenDataset
+
+    out = Path(out)
+    dataset = TokenDataset(data)
+    config = preset(preset_name)
+    if steps is not None:
+        if steps < 1:
+            raise InvalidRequest("steps", "must be at least 1")
+        config = replace(config, train=replace(config.train, steps=steps,
+                                               warmup_steps=min(config.train.warmup_steps, max(1, steps // 10))))
+    data_tok = Tokenizer.from_file(str(dataset.tokenizer_path))
+    id_map, added = None, []
+    if init is not None:
+        from transformers import GPT2LMHeadModel
+
+        from orchestrion.registry import resolve_model_dir
+
+        init_dir = resolve_model_dir(init)
+        model = GPT2LMHeadModel.from_pretrained(init_dir, use_safetensors=True)  # never a pickled .bin
+        init_encoding = getattr(model.config, "encoding", None)
+        if init_encoding and init_encoding != dataset.encoding:
+            raise BadInput(f"cannot fine-tune a {init_encoding} model on a {dataset.encoding} dataset", data)
+        tokenizer, id_map, added = _vocab_union(Tokenizer.from_file(str(init_dir / "tokenizer.json")), data_tok)
+        if added:
+            model.resize_token_embeddings(tokenizer.get_vocab_size())
+        model.config.composer, model.config.encoding = "gpt", dataset.encoding
+        # Fine-tuning: the model's own shape, a gentler learning rate.
+        config = replace(config, n_positions=model.config.n_positions,
+                         context=min(config.context, model.config.n_positions),
+                         train=replace(config.train, lr=config.train.lr / 3, min_lr=config.train.min_lr / 3))
+    else:
+        tokenizer = data_tok
+        model = build_model(config, tokenizer, dataset.meta, dataset.encoding)
+    eos = model.config.eos_token_id
+    task = GPTTask(dataset, config.context, config.train.batch_size, seed=config.train.seed, align=config.align,
+                   id_map=id_map, separator=eos)
+    if resume and not (checkpoint_dir(out) / "train_state.json").is_file():
+        raise BadInput("nothing to resume (no checkpoint); run without --resume first", out)
+    _check_same_data(dataset, out, resume)
+    main_rank = int(os.environ.get("RANK", 0)) == 0
+    history = out / "commands.jsonl"  # every invocation (first run and resumes), for the model card
+    if main_rank:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(history, "a") as f:
+            f.write(json.dumps({"command": command, "resume": resume,
+                                "date": datetime.now(UTC).isoformat(timespec="seconds")}) + "\n")
+    result = train(model, task, config.train, out, resume=resume, quiet=quiet)
+    if main_rank:
+        from orchestrion.registry import encoding_for
+
+        for name, value in encoding_for(dataset.encoding).data_defaults(dataset, data_tok).items():
+            setattr(model.config, name, value)
+        commands = [json.loads(line)["command"] for line in history.read_text().splitlines() if line.strip()]
+        export(model, tokenizer, out, card={
+            "data": str(Path(data).resolve()), "encoding": dataset.encoding, "preset": preset_name,
+            "init": init, "added_tokens": len(added), "command": command, "commands": commands,
+            "steps": result.steps,
+            "train_loss": result.train_loss, "val_loss": result.val_loss, "best_val_loss": result.best_val_loss,
+            "tokens_per_second": round(result.tokens_per_second, 1),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "dataset_tokens": {k: int(len(v)) for k, v in task.data.items()},
+            "config": config.to_dict(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        })
+    return result
+
+
+def _data_fingerprint(dataset) -> dict:
+    import hashlib
+
+    digest = hashlib.sha256(dataset.tokenizer_path.read_bytes())
+    for split in ("train", "validation"):
+        digest.update(np.ascontiguousarray(dataset.split(split).concatenated()[:1_000_000]).tobytes())
+    return {"data": str(dataset.root.resolve()), "sha256": digest.hexdigest()[:16]}
+
+
+def _check_same_data(dataset, out: Path, resume: bool) -> None:
+    """A resume must see the very data (and tokenizer) the checkpoint was trained on: re-encoding a dataset
+    renumbers its tokens, and the model would silently start over on scrambled embeddings."""
+    if int(os.environ.get("RANK", 0)) != 0:
+        return
+    path = out / "data_fingerprint.json"
+    now = _data_fingerprint(dataset)
+    if resume and path.is_file():
+        before = json.loads(path.read_text())
+        if before.get("sha256") != now["sha256"]:
+            raise BadInput(f"the dataset changed since this run started (tokenizer or tokens differ from "
+                           f"{before.get('data')}); resume with the same data, or train afresh in a new --out", out)
+        return
+    from orchestrion.core.shards import atomic_write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(now) + "\n")  # read back by every --resume: never half written
+
+
+def export(model, tokenizer, out: str | Path, card: dict) -> Path:
+    """save_pretrained (safetensors) + tokenizer.json + model_card.{md,json} into `out`."""
+    out = Path(out)
+    model = model.module if hasattr(model, "module") else model
+    model.to("cpu").eval()
+    model.save_pretrained(out)
+    tokenizer.save(str(out / "tokenizer.json"))
+    (out / "model_card.json").write_text(json.dumps(card, indent=2, sort_keys=True, default=str) + "\n")
+    (out / "model_card.md").write_text(_card_markdown(card))
+    return out
+
+
+def _card_markdown(card: dict) -> str:
+    cfg = card.get("config", {})
+    lines = [
+        f"# GPT-2 composer ({card.get('encoding')})",
+        "",
+        f"- data: `{card.get('data')}` (train tokens {card.get('dataset_tokens', {}).get('train')}, "
+        f"validation tokens {card.get('dataset_tokens', {}).get('validation')})",
+        f"- command: `{card.get('command')}`",
+        *(f"  - run {i + 1}: `{c}`" for i, c in enumerate(card.get("commands") or []) if len(card["commands"]) > 1),
+        f"- preset: {card.get('preset')} ({cfg.get('n_layer')} layers, {cfg.get('n_head')} heads, "
+        f"{cfg.get('n_embd')} wide, context {cfg.get('n_positions')}); {card.get('parameters'):,} parameters",
+        f"- init: {card.get('init') or 'random'}; tokens added to the vocabulary: {card.get('added_tokens')}",
+        f"- steps: {card.get('steps')}",
+        f"- validation loss: {card.get('val_loss'):.4f} nats/token (best {card.get('best_val_loss'):.4f}); "
+        f"train loss {card.get('train_loss'):.4f}",
+        f"- training throughput: {card.get('tokens_per_second')} tokens/s",
+        f"- date: {card.get('date')}",
+        "",
+        "Loads with `GPT2LMHeadModel.from_pretrained(dir)` and "
+        "`PreTrainedTokenizerFast(tokenizer_file=dir/'tokenizer.json')`.",
+        "",
+    ]
+    return "\n".join(lines)
+

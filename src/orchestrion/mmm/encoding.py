@@ -1,0 +1,94 @@
+"""mmm tokens as a GPT encoding: request defaults, streaming, and what config.json learns from the data.
+
+mmm is generated track by track (the order the model was trained on), so a bar of *all* tracks closes only
+when the last track's bar does: the stream yields a TextChunk of tokens for every bar of every track as it
+closes, and the Measures (all voices, bar by bar) once the piece is decoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import ClassVar
+
+import numpy as np
+
+from orchestrion.composer import Chunk, Measure, Note, Piece, PieceReport, TextChunk, Voice, check_score
+from orchestrion.requests import ComposeRequest
+
+
+class MMMEncoding:
+    name: ClassVar[str] = "mmm"
+
+    def validate(self, config: object, request: ComposeRequest) -> ComposeRequest:
+        default = getattr(config, "default_instruments", None)
+        if (default and request.instruments is None and request.prompt is None
+                and (request.density is None or len(request.density) == len(default))):
+            request = request.model_copy(update={"instruments": list(default)})  # recorded, so replays match
+        return request
+
+    def chunks(self, model: object, tokenizer: object, request: ComposeRequest) -> Iterator[Chunk]:
+        from orchestrion.mmm.codec import decode
+        from orchestrion.mmm.sampler import sample_mmm
+
+        index = 0
+        for event in sample_mmm(model, tokenizer, request, token_events=False):
+            if event.kind == "bar":
+                yield TextChunk(index, f"{event.instrument} bar {event.bar}: {' '.join(event.tokens)}")
+                index += 1
+            elif event.kind == "piece":
+                score, repairs = decode(event.tokens, tempo=request.tempo)
+                yield from measures_from_score(score, bars=int(event.report.get("bars") or request.bars or 4),
+                                               tempo=request.tempo)
+                yield PieceReport({**event.report, "decode_repairs": repairs, "tokens_text": " ".join(event.tokens)})
+
+    def finish(self, piece: Piece) -> Piece:
+        return piece
+
+    def check(self, piece: Piece) -> dict:
+        """Valid when the tokens decoded without a repair and hold notes."""
+        return check_score(piece)
+
+    def score_of(self, line: str, meta: dict) -> tuple[object, str]:
+        """The score one line of a dataset's text holds (and no name: windows have none)."""
+        from orchestrion.mmm.codec import decode
+
+        return decode(line)[0], ""
+
+    def data_defaults(self, dataset: object, tokenizer: object) -> dict:
+        return {"default_instruments": typical_layout(dataset, tokenizer)}
+
+
+def measures_from_score(score, *, bars: int, tempo: float = 120.0) -> list[Measure]:
+    """Cut a 4/4 score into `bars` Measures of all its tracks (notes belong to the bar they start in)."""
+    tpq = score.ticks_per_quarter
+    voices = [Voice(program=int(t.program), is_drum=bool(t.is_drum), name=t.name) for t in score.tracks]
+    per_bar: list[list[Note]] = [[] for _ in range(bars)]
+    for v, track in enumerate(score.tracks):
+        arr = track.notes.numpy()
+        for start, duration, pitch, velocity in zip(arr["time"], arr["duration"], arr["pitch"], arr["velocity"],
+                                                    strict=True):
+            quarter = float(start) / tpq
+            bar = int(quarter // 4)
+            if 0 <= bar < bars:
+                per_bar[bar].append(Note(v, int(pitch), quarter, float(duration) / tpq, int(velocity) or 80))
+    return [Measure(i, notes, voices, tempo=tempo) for i, notes in enumerate(per_bar)]
+
+
+def typical_layout(dataset, tokenizer, limit: int = 5000) -> list[str]:
+    """The most common instrument line-up of the training data (e.g. SOPRANO ALTO TENOR BASS).
+
+    Stored in config.json as `default_instruments`: what the composer asks for when a request names none.
+    """
+    from collections import Counter
+
+    vocab = tokenizer.get_vocab()
+    inst = np.zeros(max(vocab.values()) + 1, dtype=bool)
+    names = {i: t.removeprefix("INST=") for t, i in vocab.items() if t.startswith("INST=")}
+    inst[list(names)] = True
+    split = dataset.split("train")
+    step = max(1, len(split) // limit)
+    layouts = Counter()
+    for i in range(0, len(split), step):
+        ids = split[i].astype(np.int64)
+        layouts[tuple(names[int(t)] for t in ids[inst[ids]])] += 1
+    return list(layouts.most_common(1)[0][0]) if layouts else []

@@ -1,0 +1,423 @@
+"""TODO: docstring."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from orchestrion.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from orchestrion.requests import ComposeRequest
+
+
+NEG_INF = float("-inf")
+STEPS_PER_BAR = 16
+
+
+# ------------------------------------------------------------------------------------------ mmm
+
+
+@dataclass
+class MMMIds:
+    """Token ids of the mmm vocabulary, looked up by name in a tokenizer's vocabulary."""
+
+    vocab: dict[str, int]
+    size: int = 0
+    note_on: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # by pitch, -1 where missing
+    note_off: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    delta: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # by steps 0..16 (0 unused)
+    kind: dict[int, tuple[str, int]] = field(default_factory=dict)  # id -> (name, value)
+
+    @classmethod
+    def from_vocab(cls, vocab: dict[str, int]) -> MMMIds:
+        for name in ("PIECE_START", "PIECE_END", "TRACK_START", "TRACK_END", "BAR_START", "BAR_END"):
+            if name not in vocab:
+                raise InvalidRequest("model", f"the tokenizer has no {name} token: it is not an mmm model")
+        ids = cls(vocab=vocab, size=max(vocab.values()) + 1)
+        ids.note_on = np.full(128, -1, np.int64)
+        ids.note_off = np.full(128, -1, np.int64)
+        ids.delta = np.full(STEPS_PER_BAR + 1, -1, np.int64)
+        for token, i in vocab.items():
+            name, _, value = token.partition("=")
+            ids.kind[i] = (name, int(value) if value.isdigit() else -1)
+            if name == "NOTE_ON" and value.isdigit() and int(value) < 128:
+                ids.note_on[int(value)] = i
+            elif name == "NOTE_OFF" and value.isdigit() and int(value) < 128:
+                ids.note_off[int(value)] = i
+            elif name == "TIME_DELTA" and value.isdigit() and 1 <= int(value) <= STEPS_PER_BAR:
+                ids.delta[int(value)] = i
+        return ids
+
+    def __getitem__(self, token: str) -> int:
+        if token not in self.vocab:
+            field_name = "density" if token.startswith("DENSITY=") else "instruments"
+            known = ", ".join(t for t in self.vocab if t.startswith(token.partition("=")[0] + "="))[:300]
+            raise InvalidRequest(field_name, f"{token} is not in the model's vocabulary (it has: {known})")
+        return self.vocab[token]
+
+    def prefixed(self, prefix: str) -> list[int]:
+        return sorted(i for t, i in self.vocab.items() if t.startswith(prefix))
+
+
+# Phases of the piece-level state machine.
+START, TRACKS, INST, DENSITY, BARS, BODY, FILLS, FILL_BODY, DONE = range(9)
+
+
+@dataclass
+class _Fill:
+    track: int
+    bar: int
+    held: dict[int, int]  # notes sounding when the bar began: pitch -> start step
+    close: set[int] = field(default_factory=set)  # held notes the rest of the track never closes
+    open: set[int] = field(default_factory=set)  # pitches closed later without an opening: the fill opens them
+
+
+@dataclass
+class _Row:
+    phase: int = START
+    track: int = 0
+    bar: int = -1
+    t: int = 0
+    body: int = 0  # tokens in the current bar body
+    sounding: dict[int, int] = field(default_factory=dict)  # pitch -> absolute start step
+    step_kind: str = ""  # "", "off" or "on": what the current time step has had (canonical order)
+    step_pitch: int = -1
+    prev_delta: bool = False
+    forced: list[int] = field(default_factory=list)
+    fills: list[_Fill] = field(default_factory=list)
+    fill_index: int = 0
+    fill_opened: set[int] = field(default_factory=set)
+
+
+class MMMGrammar:
+    """The mmm grammar as a logits mask (see the module docstring); one state machine per batch row.
+
+    `instruments[k]` / `densities[k]` (token strings such as "INST=ALTO", "DENSITY=3", or None for free)
+    are forced for track k; `forced_tracks[k]` is the start of track k as token ids (TRACK_START ...,
+    a whole track up to TRACK_END or its first bars), kept verbatim, the rest composed under the grammar. `bar_cap` bounds the tokens of one bar body (closing then takes at most polyphony + 3).
+    """
+
+    def __init__(self, ids: MMMIds, batch_size: int, *, bars: int, tracks: int,
+                 instruments: Sequence[str | None] = (), densities: Sequence[str | None] = (),
+                 forced_tracks: dict[int, list[int]] | None = None, bar_cap: int = 64, polyphony: int = 8):
+        if bars < 1 or tracks < 1:
+            raise InvalidRequest("bars", "a piece needs at least one bar and one track")
+        self.ids, self.bars, self.tracks = ids, bars, tracks
+        self.instruments = [ids[t] if t else None for t in instruments] + [None] * tracks
+        self.densities = [ids[t] if t else None for t in densities] + [None] * tracks
+        self.forced_tracks = forced_tracks or {}
+        self.bar_cap, self.polyphony = bar_cap, polyphony
+        self.rows = [_Row() for _ in range(batch_size)]
+        self.seen = 0
+        self.inst_ids = [i for i in ids.prefixed("INST=")]
+        self.density_ids = [i for i in ids.prefixed("DENSITY=")]
+        self.repairs = [0] * batch_size  # prompt tokens that did not fit the grammar
+
+    @staticmethod
+    def budget(bars: int, tracks: int, polyphony: int = 8) -> int:
+        """Tokens a piece needs beyond its bar bodies' free events: structure plus closing reserves."""
+        # Per bar: BAR_START, BAR_END and at most 2 events to close it once the cap is hit; the last bar
+        # of a track also closes every sounding note, one time step and one NOTE_OFF each at worst.
+        return 2 + tracks * (4 + bars * 5 + 2 * polyphony + 2)
+
+    # --------------------------------------------------------------------------------- state update
+
+    def _advance(self, row: _Row, token: int, r: int) -> None:
+        name, value = self.ids.kind.get(token, ("?", -1))
+        if row.forced:
+            if token == row.forced[0]:
+                row.forced.pop(0)
+            else:  # a prompt that already holds the forced tokens differently: stop forcing
+                row.forced = []
+                self.repairs[r] += 1
+        if name == "PIECE_START":
+            row.phase = TRACKS
+        elif name == "TRACK_START":
+            row.phase, row.bar, row.sounding = INST, -1, {}
+        elif name == "INST":
+            row.phase = DENSITY
+        elif name == "DENSITY":
+            row.phase = BARS
+        elif name == "BAR_START":
+            row.phase, row.bar, row.t, row.body = BODY, row.bar + 1, 0, 0
+            row.step_kind, row.prev_delta = "", False
+        elif name == "BAR_END":
+            row.phase = BARS
+        elif name == "TRACK_END":
+            claimed: set[int] = set()
+            for fill in row.fills:  # held notes that nothing later closes: the first fill holding one must
+                if fill.track == row.track:
+                    fill.close |= (set(fill.held) & set(row.sounding)) - claimed
+                    claimed |= fill.close
+            row.phase, row.track, row.sounding = TRACKS, row.track + 1, {}
+        elif name == "FILL_IN":
+            row.fills.append(_Fill(row.track, row.bar, dict(row.sounding)))
+        elif name == "FILL_START":
+            fill = row.fills[row.fill_index]
+            row.phase, row.t, row.body, row.step_kind, row.prev_delta = FILL_BODY, 0, 0, "", False
+            row.bar = fill.bar
+            row.sounding, row.fill_opened = dict(fill.held), set()
+        elif name == "FILL_END":
+            row.phase, row.fill_index = FILLS, row.fill_index + 1
+        elif name == "PIECE_END":
+            row.phase = DONE
+        elif name == "TIME_DELTA":
+            row.t = min(row.t + value, STEPS_PER_BAR)
+            row.step_kind, row.prev_delta, row.body = "", True, row.body + 1
+        elif name in ("NOTE_ON", "NOTE_OFF"):
+            now = row.bar * STEPS_PER_BAR + row.t
+            if name == "NOTE_ON":
+                row.sounding[value] = now
+                if row.phase == FILL_BODY:
+                    row.fill_opened.add(value)
+            elif value in row.sounding:
+                del row.sounding[value]
+            else:  # a prompt's note closed whose opening was moved into a fill
+                for fill in reversed(row.fills):
+                    if fill.track == row.track:
+                        fill.open.add(value)
+                        break
+                else:
+                    self.repairs[r] += 1
+            row.step_kind, row.step_pitch, row.prev_delta, row.body = name[5:].lower(), value, False, row.body + 1
+        if name in ("PIECE_START", "TRACK_END") and row.track in self.forced_tracks:
+            row.forced = list(self.forced_tracks[row.track])
+
+    # ------------------------------------------------------------------------------------ allowed
+
+    def allowed(self, row: _Row) -> list[int]:
+        ids = self.ids
+        if row.phase == START:
+            return [ids["PIECE_START"]]
+        if row.forced:
+            return [row.forced[0]]
+        if row.phase == TRACKS:
+            if row.track < self.tracks:
+                return [ids["TRACK_START"]]
+            row.phase = FILLS
+        if row.phase == FILLS:
+            if row.fill_index < len(row.fills):
+                return [ids["FILL_START"]]
+            return [ids["PIECE_END"]]
+        if row.phase == INST:
+            forced = self.instruments[row.track]
+            return [forced] if forced is not None else self.inst_ids
+        if row.phase == DENSITY:
+            forced = self.densities[row.track]
+            return [forced] if forced is not None else self.density_ids
+        if row.phase == BARS:
+            return [ids["BAR_START"] if row.bar + 1 < self.bars else ids["TRACK_END"]]
+        if row.phase == BODY:
+            return self._body(row)
+        if row.phase == FILL_BODY:
+            return self._fill_body(row)
+        return [ids["PIECE_END"]]
+
+    def _body(self, row: _Row) -> list[int]:
+        ids, t = self.ids, row.t
+        last_bar = row.bar + 1 >= self.bars
+        closing = row.body >= self.bar_cap
+        now = row.bar * STEPS_PER_BAR + t
+        closable = sorted(p for p, s in row.sounding.items() if s < now) if t > 0 else []
+        if row.step_kind == "on":
+            closable = []
+        elif row.step_kind == "off":
+            closable = [p for p in closable if p > row.step_pitch]
+        if t >= STEPS_PER_BAR and last_bar and closable:
+            closable = closable[:1]  # no later step in this track: close in rising order so all can close
+        out = [int(ids.note_off[p]) for p in closable]
+        bar_end_ok = not row.prev_delta and (not last_bar or not row.sounding)
+        if bar_end_ok:
+            if closing:  # over the cap: end the bar now (sounding notes carry over to the next)
+                return [ids["BAR_END"]]
+            out.append(ids["BAR_END"])
+        may_open = t < STEPS_PER_BAR and len(row.sounding) < self.polyphony
+        if may_open and (not closing or (row.prev_delta and not closable)):
+            low = row.step_pitch if row.step_kind == "on" else -1
+            out.extend(int(ids.note_on[p]) for p in range(low + 1, 128) if p not in row.sounding)
+        need_time = closing and not bar_end_ok and not closable and not row.prev_delta
+        if not row.prev_delta and (not closing or need_time):
+            room = STEPS_PER_BAR - t
+            top = room if row.sounding else room - 1  # a delta to the bar line must be followed by a NOTE_OFF
+            out.extend(int(ids.delta[d]) for d in range(1, top + 1))
+        return [i for i in out if i >= 0]
+
+    def _fill_body(self, row: _Row) -> list[int]:
+        ids, t = self.ids, row.t
+        fill = row.fills[row.fill_index]
+        now = row.bar * STEPS_PER_BAR + t
+        closing = row.body >= self.bar_cap
+        to_open = fill.open - set(row.sounding)
+        held_left = fill.close & set(row.sounding)
+        out: list[int] = []
+        for p, s in sorted(row.sounding.items()):
+            if t > 0 and s < now and p not in fill.open and (p in row.fill_opened or p in fill.close):
+                out.append(int(ids.note_off[p]))
+        extra = [p for p in row.sounding if p in row.fill_opened and p not in fill.open]
+        if not to_open and not held_left and not extra:
+            out.append(ids["FILL_END"])
+        if t < STEPS_PER_BAR:
+            # Notes the fill owes are always allowed; others only while they leave room for those.
+            out.extend(int(ids.note_on[p]) for p in sorted(to_open))
+            if not closing and len(row.sounding) + len(to_open) < self.polyphony + len(fill.held):
+                out.extend(int(ids.note_on[p]) for p in range(128) if p not in row.sounding and p not in to_open)
+        if not row.prev_delta or closing:
+            # Openings still owed need a step before the bar line; closings need time after the openings.
+            limit = STEPS_PER_BAR - 1 if to_open else STEPS_PER_BAR
+            if not closing or (not out and t < limit) or (held_left and t == 0):
+                out.extend(int(ids.delta[d]) for d in range(1, limit - t + 1))
+        return [i for i in out if i >= 0]
+
+    # ------------------------------------------------------------------------------------ processor
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        new = input_ids[:, self.seen :].tolist()
+        self.seen = input_ids.shape[1]
+        mask = torch.ones(scores.shape, dtype=torch.bool)
+        for r, (row, tokens) in enumerate(zip(self.rows, new, strict=True)):
+            for token in tokens:
+                self._advance(row, token, r)
+            allowed = self.allowed(row)
+            assert allowed, f"grammar dead end in phase {row.phase}"  # an internal invariant
+            mask[r, allowed] = False
+        return scores.masked_fill(mask.to(scores.device), NEG_INF)
+
+    def finished(self, row: int) -> bool:
+        return self.rows[row].phase == DONE
+
+
+# ------------------------------------------------------------------------------------ conditioning
+
+
+def track_spans(tokens: list[str]) -> list[list[str]]:
+    """The TRACK_START ... TRACK_END runs of an mmm sequence."""
+    spans, current = [], None
+    for token in tokens:
+        if token == "TRACK_START":
+            current = [token]
+        elif current is not None:
+            current.append(token)
+            if token == "TRACK_END":
+                spans.append(current)
+                current = None
+    return spans
+
+
+def _first_bars(track: list[str], bars: int) -> list[str]:
+    """A track's tokens up to and including its `bars`-th BAR_END."""
+    out, seen = [], 0
+    for token in track:
+        if seen == bars:
+            break
+        out.append(token)
+        seen += token == "BAR_END"
+    return out
+
+
+def _with_header(track: list[str], instrument: str | None, density: str | None) -> list[str]:
+    track = list(track)
+    if instrument is not None and len(track) > 1 and track[1].startswith("INST="):
+        track[1] = instrument
+    if density is not None and len(track) > 2 and track[2].startswith("DENSITY="):
+        track[2] = density
+    return track
+
+
+def _fill_in(track: list[str], fill_bars: set[int]) -> tuple[list[str], list[list[str]]]:
+    """Replace the bodies of `fill_bars` with FILL_IN; return the track and the removed bodies."""
+    out, bodies, bar, body = [], [], -1, None
+    for token in track:
+        if token == "BAR_START":
+            bar += 1
+            out.append(token)
+            if bar in fill_bars:
+                out.append("FILL_IN")
+                body = []
+            continue
+        if token == "BAR_END" and body is not None:
+            bodies.append(body)
+            body = None
+        if body is not None:
+            body.append(token)
+        else:
+            out.append(token)
+    return out, bodies
+
+
+def mmm_plan(request: ComposeRequest, prompt_tokens: list[str] | None, *, default_tracks: int = 4,
+             voices: Sequence[str] = ("SOPRANO", "ALTO", "TENOR", "BASS")) -> dict:
+    """Turn a request (and an encoded prompt) into a prompt, the grammar's settings and forced tracks.
+
+    - no prompt: `bars` (default 4) bars of `len(instruments)` tracks (default `default_tracks`);
+    - `fill_bars`: the prompt's bars listed are emptied (FILL_IN) and composed again, the rest kept;
+    - `keep_tracks` (or a prompt with fewer tracks than asked for): the kept tracks come first, whole,
+      and the others are composed around them (a melody harmonised in four parts);
+    - `bars` longer than the prompt (and no `keep_tracks`): the prompt is continued, each of its tracks
+      forced for its first bars and composed for the rest.
+    """
+    def inst_token(name: str | None) -> str | None:
+        if name is None:
+            return None
+        name = str(name).upper()
+        return name if name.startswith("INST=") else f"INST={name}"
+
+    instruments = [inst_token(i) for i in request.instruments] if request.instruments else []
+    densities = [f"DENSITY={d}" for d in request.density] if request.density else []
+    plan = {"prompt": ["PIECE_START"], "forced": {}, "bars": request.bars or 4, "tracks": default_tracks,
+            "instruments": instruments, "densities": densities, "mode": "compose", "kept": 0}
+    if prompt_tokens is None:
+        plan["tracks"] = len(instruments) or len(densities) or default_tracks
+        return plan
+    spans = track_spans(prompt_tokens)
+    if not spans:
+        raise InvalidRequest("prompt", "the prompt has no tracks")
+    prompt_bars = max(t.count("BAR_START") for t in spans)
+    if request.fill_bars:
+        bad = [b for b in request.fill_bars if not 0 <= b < prompt_bars]
+        if bad:
+            raise InvalidRequest("fill_bars", f"bars {bad} are outside the prompt's {prompt_bars} bars (0-based)")
+        tracks = [_fill_in(t, set(request.fill_bars))[0] for t in spans]
+        plan.update(prompt=["PIECE_START", *[tok for t in tracks for tok in t]], bars=prompt_bars,
+                    tracks=len(tracks), instruments=[], densities=[], mode="fill")
+        return plan
+    total = len(instruments) or max(default_tracks, len(spans))
+    continuing = request.keep_tracks is None and request.bars is not None and request.bars > prompt_bars
+    if not continuing and (request.keep_tracks is not None or len(spans) < total):
+        keep = request.keep_tracks if request.keep_tracks is not None else list(range(len(spans)))
+        bad = [k for k in keep if not 0 <= k < len(spans)]
+        if bad:
+            raise InvalidRequest("keep_tracks", f"tracks {bad} are not in the prompt (it has {len(spans)})")
+        if not instruments and total == len(voices):
+            instruments = [f"INST={v}" for v in voices]
+        kept = [_with_header(spans[k], instruments[i] if i < len(instruments) else None,
+                             densities[i] if i < len(densities) else None) for i, k in enumerate(keep)]
+        plan.update(prompt=["PIECE_START", *[tok for t in kept for tok in t]], bars=prompt_bars,
+                    tracks=max(total, len(kept)), instruments=instruments, mode="harmonise", kept=len(kept))
+        return plan
+    # Continue: every track's first bars are given and the rest of each track is composed.
+    bars = max(request.bars or prompt_bars, prompt_bars)
+    forced = {k: _with_header(_first_bars(t, prompt_bars), instruments[k] if k < len(instruments) else None,
+                              densities[k] if k < len(densities) else None) for k, t in enumerate(spans)}
+    plan.update(bars=bars, tracks=len(spans), forced=forced, mode="continue")
+    return plan
+
+
+def split_bars(track: list[str]) -> tuple[list[str], list[list[str]]]:
+    """A track's header (TRACK_START INST= DENSITY=) and its bars, each BAR_START ... BAR_END."""
+    header, bars, current = [], [], None
+    for token in track:
+        if token == "BAR_START":
+            current = [token]
+        elif current is not None:
+            current.append(token)
+            if token == "BAR_END":
+                bars.append(current)
+                current = None
+        elif token != "TRACK_END":
+            header.append(token)
+    return header, bars

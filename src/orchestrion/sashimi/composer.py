@@ -1,0 +1,175 @@
+"""TODO: docstring."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from orchestrion.composer import AudioBlock, Composer, Piece
+from orchestrion.errors import BadInput, InvalidRequest
+from orchestrion.requests import ComposeRequest
+
+if TYPE_CHECKING:
+    from orchestrion.evaluation.heldout import EvalConfig, HeldOut
+from orchestrion.sashimi.model import (
+    BLOCK_SECONDS,
+    CONFIG,
+    DEFAULT_SECONDS,
+    MAX_PROMPT_SECONDS,
+    WEIGHTS,
+    Sashimi,
+    SashimiConfig,
+)
+
+# ------------------------------------------------------------------------------------------- composer
+
+
+class SashimiComposer(Composer):
+    """Raw-audio composer: unconditional or prompt-continuing, streamed in 0.25 s blocks of 16 kHz audio."""
+
+    kind = "sashimi"
+    output = "audio"
+
+    def __init__(self, model: Sashimi, card: dict | None = None):
+        super().__init__()
+        self.model = model.eval()
+        self.config = model.config
+        self.card = card or {}
+
+    @classmethod
+    def load(cls, directory: str | Path) -> SashimiComposer:
+        from safetensors.torch import load_model
+
+        directory = Path(directory)
+        record = json.loads((directory / CONFIG).read_text())
+        model = Sashimi(SashimiConfig.from_dict(record.get("config", {})))
+        try:
+            load_model(model, str(directory / WEIGHTS), device="cpu")
+        except (OSError, RuntimeError) as exc:
+            raise BadInput(f"cannot load the SaShiMi weights: {exc}", directory / WEIGHTS) from exc
+        return cls(model, {k: v for k, v in record.items() if k not in ("composer", "config")})
+
+    def save(self, directory: str | Path) -> Path:
+        from safetensors.torch import save_model
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / f".{WEIGHTS}.tmp"
+        save_model(self.model, str(tmp))
+        tmp.replace(directory / WEIGHTS)
+        record = {"composer": self.kind, "config": self.config.to_dict(), **self.card}
+        tmp = directory / f".{CONFIG}.tmp"
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        tmp.replace(directory / CONFIG)
+        return directory
+
+    def validate(self, request: ComposeRequest) -> ComposeRequest:
+        request = request.with_seed()
+        if request.seconds is None:
+            request = request.model_copy(update={"seconds": DEFAULT_SECONDS})
+        if request.prompt is not None and not Path(request.prompt).is_file():
+            raise InvalidRequest("prompt", f"no such audio file: {request.prompt}")
+        return request
+
+    def options(self) -> dict:
+        return {**super().options(), "output": "audio", "sample_rate": self.config.sample_rate,
+                "n_layers": self.config.n_layers, "default_seconds": DEFAULT_SECONDS,
+                "fields": ["seconds", "temperature", "top_p", "seed", "num_samples", "prompt"]}
+
+    def _prompt(self, request: ComposeRequest, batch: int) -> np.ndarray | None:
+        if request.prompt is None:
+            return None
+        from orchestrion.core.audio import load_audio
+        from orchestrion.sashimi import mulaw
+
+        x = load_audio(request.prompt, self.config.sample_rate)[-int(MAX_PROMPT_SECONDS * self.config.sample_rate) :]
+        return np.tile(mulaw.encode(x, self.config.quantization).astype(np.int64), (batch, 1))  # (B, P)
+
+    def stream(self, request: ComposeRequest) -> Iterator[AudioBlock]:
+        """Yield 0.25 s blocks. With num_samples B > 1 the B samples are made together, one batch, and
+        block i of sample b has index i*B + b. A prompt is streamed first, then its continuation."""
+        from orchestrion.sashimi import mulaw
+        from orchestrion.sashimi.sampler import Sampler, choose
+
+        request = self.validate(request)
+        rate, batch = self.config.sample_rate, request.num_samples
+        total = int(round(request.seconds * rate))
+        block = int(BLOCK_SECONDS * rate)
+        rng = np.random.default_rng(request.seed)
+        sampler = Sampler(self.model, batch)
+        prompt = self._prompt(request, batch)
+        index, position = 0, 0
+        if prompt is not None:
+            logits = sampler.feed(prompt).copy()
+            audio = mulaw.decode(prompt[0], self.config.quantization)
+            for start in range(0, len(audio), block):
+                for _ in range(batch):
+                    yield AudioBlock(index, position, audio[start : start + block], rate)
+                    index += 1
+                position += len(audio[start : start + block])
+        else:
+            silence = mulaw.encode(np.zeros(batch), self.config.quantization).astype(np.int64)
+            logits = sampler.step(silence).copy()
+        for start in range(0, total, block):
+            n = min(block, total - start)
+            gumbel = rng.gumbel(size=(n, batch, self.config.n_classes)).astype(np.float32)
+            out = np.empty((batch, n), dtype=np.int64)
+            for t in range(n):
+                out[:, t] = choose(logits, request.temperature, request.top_p, gumbel[t])
+                logits = sampler.step(out[:, t])
+            for row in out:
+                yield AudioBlock(index, position, mulaw.decode(row, self.config.quantization), rate)
+                index += 1
+            position += n
+
+    def compose_batch(self, request: ComposeRequest) -> list[Piece]:
+        """All num_samples pieces of one batched run, each checked for long silence and runaway noise."""
+        from orchestrion.core.audio import quality_report
+
+        request = self.validate(request)
+        batch = request.num_samples
+        parts: list[list[np.ndarray]] = [[] for _ in range(batch)]
+        prompt_samples = 0
+        for chunk in self.stream(request):
+            parts[chunk.index % batch].append(chunk.samples)
+        if request.prompt is not None:
+            prompt_samples = min(len(self._prompt(request, 1)[0]), int(MAX_PROMPT_SECONDS * self.config.sample_rate))
+        pieces = []
+        for b in range(batch):
+            audio = np.concatenate(parts[b])
+            report = quality_report(audio[prompt_samples:], self.config.sample_rate)
+            report["prompt_seconds"] = round(prompt_samples / self.config.sample_rate, 3)
+            report["sample"] = b
+            pieces.append(Piece(provenance=self.provenance(request, batch_index=b), audio=audio,
+                                sample_rate=self.config.sample_rate, report=report))
+        return pieces
+
+    def compose(self, request: ComposeRequest) -> Piece:
+        """The first piece of `compose_batch` (a batch of one, as `orchestrion generate` asks for)."""
+        return self.compose_batch(request)[0]
+
+    def check(self, piece: Piece) -> dict:
+        """Valid when the audio is neither long silence nor runaway noise."""
+        from orchestrion.core.audio import quality_report
+
+        if piece.audio is None:
+            return {"valid": False, "why": "no audio"}
+        quality = quality_report(piece.audio, piece.sample_rate)
+        return {"valid": bool(quality["ok"]), "why": quality.get("reason", "")}
+
+    def likelihood(self, held: HeldOut, config: EvalConfig) -> dict:
+        import math
+
+        from orchestrion.sashimi.training import evaluate
+
+        if held.kind != "audio":
+            return {"skipped": "a SaShiMi likelihood needs an audio dataset (orchestrion encode audio) as --data"}
+        result = evaluate(self.model, held.root, "validation", seq_len=config.audio_seq_len,
+                          windows=config.windows, batch_size=4)
+        result["bits_per_byte"] = result.pop("bpb")
+        result["perplexity"] = math.exp(result["loss"])
+        return result

@@ -1,0 +1,296 @@
+"""TODO: docstring."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrion.composer import Piece
+from orchestrion.server.errors import PIECE_ID, PROMPT_ID, ApiError
+
+# ----------------------------------------------------------------------------------- files on disk
+
+STRAY_TMP = re.compile(r"^\..*\.tmp$")  # what write_atomic leaves behind when the process dies mid-write
+log = logging.getLogger("orchestrion.server")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `path` so that a reader, or the server after a crash, finds all of `data` or no file at all.
+
+    The bytes go to a temporary file in the same directory, reach the disk (fsync), then replace `path` in one
+    rename; the directory is synced too, so the rename itself survives a power cut.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    if os.name != "posix":  # Windows cannot open a directory; its renames are durable enough for a cache
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_strays(directory: Path, keep: set[str]) -> list[str]:
+    """Delete what is neither kept nor ours to keep (temporary files of writes a crash cut short); their names."""
+    removed = []
+    for entry in sorted(directory.iterdir()):
+        if entry.name in keep or not entry.is_file():
+            continue
+        entry.unlink(missing_ok=True)
+        removed.append(entry.name)
+    return removed
+
+
+# ---------------------------------------------------------------------------------------- prompts
+
+PROMPT_FILE = re.compile(r"^([0-9a-f]{16})(\.mid|\.abc|\.wav)$")
+
+
+@dataclass
+class PromptStore:
+    """Uploaded prompts, each saved as `<id>.<suffix>` in a directory the server owns.
+
+    Requests name a prompt by its id only; a client-given path never reaches a composer. At most `capacity`
+    are kept (the oldest file goes first), so uploads cannot fill the disk. The files outlive the process: a
+    new store on the same directory serves the prompts already there.
+    """
+
+    directory: Path
+    capacity: int = 256
+    kinds: OrderedDict[str, str] = field(default_factory=OrderedDict)  # id -> suffix, oldest first
+    stray: list[str] = field(default_factory=list)  # files found at start that were not prompts (then removed)
+
+    def __post_init__(self) -> None:
+        self.directory = Path(self.directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        found = []
+        for entry in self.directory.iterdir():
+            if (match := PROMPT_FILE.match(entry.name)) and entry.is_file():
+                found.append((entry.stat().st_mtime_ns, match[1], match[2]))
+        for _, prompt_id, suffix in sorted(found):
+            self.kinds[prompt_id] = suffix
+        self.stray = _remove_strays(self.directory, {f"{i}{s}" for i, s in self.kinds.items()})
+        if self.stray:
+            log.warning(
+                "removed %d unfinished files from %s: %s", len(self.stray), self.directory, ", ".join(self.stray)
+            )
+        self._evict()
+
+    def add(self, data: bytes, suffix: str) -> str:
+        prompt_id = secrets.token_hex(8)
+        write_atomic(self.directory / f"{prompt_id}{suffix}", data)
+        with self._lock:
+            self.kinds[prompt_id] = suffix
+            self._evict()
+        return prompt_id
+
+    def _evict(self) -> None:
+        while len(self.kinds) > self.capacity:
+            old_id, old_suffix = self.kinds.popitem(last=False)
+            (self.directory / f"{old_id}{old_suffix}").unlink(missing_ok=True)
+
+    def path(self, prompt_id: str) -> Path:
+        with self._lock:
+            suffix = self.kinds.get(prompt_id) if isinstance(prompt_id, str) and PROMPT_ID.match(prompt_id) else None
+        if suffix is None:
+            raise ApiError(
+                422,
+                "prompt",
+                f"unknown prompt id {str(prompt_id)[:64]!r}: upload the file with POST /api/prompts and use its id",
+            )
+        return self.directory / f"{prompt_id}{suffix}"
+
+
+# ----------------------------------------------------------------------------------------- pieces
+
+PIECE_FILE = re.compile(r"^([0-9a-f]{16})\.(json|mid|abc|wav)$")
+
+
+class PieceStore:
+    """Finished pieces on disk, so a client can download what it heard, even after a server restart.
+
+    Each piece is `<id>.mid` (its notes), `<id>.abc` (its text) and/or `<id>.wav` (its audio, 32-bit float so
+    nothing is lost), then `<id>.json`: provenance, sample rate, and each file's size and SHA-256. Every file is
+    written atomically and the JSON record last, so a piece exists exactly when its record does; `add` returns
+    only after all of it is on disk, which is when the id may be reported. At start the store indexes the
+    complete records and removes the rest (temporary files, data files without a record), listing them in
+    `stray`. At most `capacity` pieces and `max_bytes` of files are kept; the oldest go first.
+    """
+
+    def __init__(self, directory: Path | None = None, capacity: int = 128, max_bytes: int = 256 * 2**20):
+        if directory is None:  # a private store, removed with this object (tests, scripts)
+            import shutil
+            import tempfile
+            import weakref
+
+            directory = Path(tempfile.mkdtemp(prefix="orchestrion-pieces-"))
+            weakref.finalize(self, shutil.rmtree, directory, True)
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.capacity = capacity
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, int] = OrderedDict()  # id -> bytes on disk, oldest first
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.stray = self._index()
+        if self.stray:
+            log.warning(
+                "removed %d unfinished files from %s: %s", len(self.stray), self.directory, ", ".join(self.stray)
+            )
+        with self._lock:
+            self._evict()
+
+    def _index(self) -> list[str]:
+        found, keep = [], set()
+        for entry in self.directory.glob("*.json"):
+            match = PIECE_FILE.match(entry.name)
+            record = self._read_record(match[1]) if match else None
+            if record is None:
+                continue
+            files = record["files"]
+            if all(
+                (self.directory / f"{match[1]}.{ext}").stat().st_size == meta["bytes"] for ext, meta in files.items()
+            ):
+                size = entry.stat().st_size + sum(meta["bytes"] for meta in files.values())
+                found.append((record["created"], match[1], size))
+                keep |= {entry.name, *(f"{match[1]}.{ext}" for ext in files)}
+        for _, piece_id, size in sorted(found):
+            self._items[piece_id] = size
+            self._bytes += size
+        return _remove_strays(self.directory, keep)
+
+    def _read_record(self, piece_id: str) -> dict | None:
+        try:
+            record = json.loads((self.directory / f"{piece_id}.json").read_bytes())
+            files = record["files"]
+            for ext, meta in files.items():
+                if (
+                    ext not in ("mid", "abc", "wav")
+                    or not isinstance(meta["bytes"], int)
+                    or not (self.directory / f"{piece_id}.{ext}").is_file()
+                ):
+                    return None
+            return record
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, piece: Piece) -> str:
+        """Write the piece; its id, once every byte of it is on disk. Blocking: call it from a worker thread."""
+        import hashlib
+        import time
+
+        piece_id = secrets.token_hex(8)
+        files = {}
+        if piece.score is not None:
+            files["mid"] = bytes(piece.score.dumps_midi())
+        if piece.abc is not None:
+            files["abc"] = piece.abc.encode()
+        if piece.audio is not None:
+            files["wav"] = _float_wav(piece.audio, piece.sample_rate)
+        for ext, data in files.items():
+            write_atomic(self.directory / f"{piece_id}.{ext}", data)
+        record = {
+            "id": piece_id,
+            "created": time.time_ns(),
+            "sample_rate": piece.sample_rate,
+            "provenance": piece.provenance,
+            "files": {
+                ext: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()} for ext, data in files.items()
+            },
+        }
+        text = json.dumps(record, separators=(",", ":")).encode()
+        write_atomic(self.directory / f"{piece_id}.json", text)
+        with self._lock:
+            self._items[piece_id] = len(text) + sum(len(d) for d in files.values())
+            self._bytes += self._items[piece_id]
+            self._evict()
+        return piece_id
+
+    def _evict(self) -> None:
+        while len(self._items) > 1 and (len(self._items) > self.capacity or self._bytes > self.max_bytes):
+            old_id, size = self._items.popitem(last=False)
+            self._bytes -= size
+            # The record goes first: from then on the piece is gone as a whole, whatever is left of its data.
+            for ext in ("json", "mid", "abc", "wav"):
+                (self.directory / f"{old_id}.{ext}").unlink(missing_ok=True)
+
+    def get(self, piece_id: str) -> Piece:
+        """The piece as stored (read and checked against its record). Blocking: call it from a worker thread."""
+        import hashlib
+
+        with self._lock:
+            known = PIECE_ID.match(piece_id) is not None and piece_id in self._items
+        record = self._read_record(piece_id) if known else None
+        if record is None:
+            raise ApiError(404, "piece", f"no piece {piece_id[:64]!r}: the server keeps only the most recent pieces")
+        data = {}
+        for ext, meta in record["files"].items():
+            try:
+                data[ext] = (self.directory / f"{piece_id}.{ext}").read_bytes()
+            except FileNotFoundError as exc:  # evicted between the record and this read
+                raise ApiError(
+                    404, "piece", f"no piece {piece_id!r}: the server keeps only the most recent pieces"
+                ) from exc
+            if hashlib.sha256(data[ext]).hexdigest() != meta["sha256"]:
+                log.error("piece %s: %s.%s does not match its record", piece_id, piece_id, ext)
+                raise ApiError(500, "piece", f"piece {piece_id!r} is damaged on the server's disk; compose it again")
+        return _piece_from_files(record, data)
+
+
+def _float_wav(audio: Any, sample_rate: int) -> bytes:
+    import io
+
+    import soundfile
+
+    buf = io.BytesIO()
+    soundfile.write(buf, audio, sample_rate, format="WAV", subtype="FLOAT")
+    return buf.getvalue()
+
+
+def _piece_from_files(record: dict, data: dict[str, bytes]) -> Piece:
+    import io
+
+    import numpy as np
+
+    score = audio = None
+    if "mid" in data:
+        from symusic import Score
+
+        score = Score.from_midi(data["mid"])
+    if "wav" in data:
+        import soundfile
+
+        audio, _ = soundfile.read(io.BytesIO(data["wav"]), dtype="float32", always_2d=False)
+        audio = np.ascontiguousarray(audio)
+    return Piece(
+        provenance=record["provenance"],
+        score=score,
+        audio=audio,
+        sample_rate=int(record["sample_rate"]),
+        abc=data["abc"].decode() if "abc" in data else None,
+    )

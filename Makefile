@@ -32,10 +32,12 @@ demo: install
 	$(VENV)/bin/orchestrion demo --out demo-out
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 
+# --durations: CI prints the slowest tests, so a test that grows slow is seen before the suite passes 10 minutes.
 test: install lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 test-slow: install
 	$(PY) -m pytest -q -m slow

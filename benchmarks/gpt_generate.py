@@ -45,8 +45,16 @@ def load(model_ref: str, shape: str):
         tokenizer.pre_tokenizer = WhitespaceSplit()
         layers, heads, width, context = {"small": (4, 4, 192, 512), "seed": (6, 8, 512, 2048)}[shape]
         torch.manual_seed(0)
-        config = GPT2Config(vocab_size=len(vocab), n_positions=context, n_embd=width, n_layer=layers, n_head=heads,
-                            bos_token_id=2, eos_token_id=3, pad_token_id=0)
+        config = GPT2Config(
+            vocab_size=len(vocab),
+            n_positions=context,
+            n_embd=width,
+            n_layer=layers,
+            n_head=heads,
+            bos_token_id=2,
+            eos_token_id=3,
+            pad_token_id=0,
+        )
         return GPT2LMHeadModel(config).eval(), tokenizer, f"random {shape}-shape model"
 
 
@@ -74,8 +82,16 @@ def time_hf(model, batch: int, tokens: int, repeats: int, threads: int | None) -
             torch.manual_seed(r)
             start = time.perf_counter()
             with torch.inference_mode():
-                out = model.generate(prompt, do_sample=True, top_k=50, temperature=1.0, max_new_tokens=tokens,
-                                     min_new_tokens=tokens, pad_token_id=0, attention_mask=torch.ones_like(prompt))
+                out = model.generate(
+                    prompt,
+                    do_sample=True,
+                    top_k=50,
+                    temperature=1.0,
+                    max_new_tokens=tokens,
+                    min_new_tokens=tokens,
+                    pad_token_id=0,
+                    attention_mask=torch.ones_like(prompt),
+                )
             rates.append(batch * (out.shape[1] - 1) / (time.perf_counter() - start))
     finally:
         torch.set_num_threads(before)
@@ -88,8 +104,9 @@ def first_bar_ms(model, tokenizer, repeats: int) -> tuple[float, float]:
 
     firsts, wholes = [], []
     for r in range(repeats):
-        request = ComposeRequest(model="builtin:chorales", bars=4, seed=r,
-                                 instruments=["SOPRANO", "ALTO", "TENOR", "BASS"])
+        request = ComposeRequest(
+            model="builtin:chorales", bars=4, seed=r, instruments=["SOPRANO", "ALTO", "TENOR", "BASS"]
+        )
         start = time.perf_counter()
         first = None
         for event in sample_mmm(model, tokenizer, request, token_events=False):
@@ -113,16 +130,23 @@ def validity(samples: int, chorales_ref: str = "builtin:chorales", folk_ref: str
     ok = traps = 0
     start = time.perf_counter()
     for first in range(0, samples, 25):
-        request = ComposeRequest(model="builtin:chorales", bars=4, seed=first, num_samples=min(25, samples - first),
-                                 instruments=["SOPRANO", "ALTO", "TENOR", "BASS"])
+        request = ComposeRequest(
+            model="builtin:chorales",
+            bars=4,
+            seed=first,
+            num_samples=min(25, samples - first),
+            instruments=["SOPRANO", "ALTO", "TENOR", "BASS"],
+        )
         for event in sample_mmm(chorales.model, chorales.tokenizer, request, token_events=False):
             if event.kind == "piece":
                 score, repairs = mmm.decode(event.tokens)
                 bars_ok = all(t.count("BAR_START") == 4 for t in _tracks(event.tokens)) and score.end() <= 4 * 16
-                ok += (len(_tracks(event.tokens)) == 4 and len(score.tracks) == 4 and bars_ok and not repairs)
+                ok += len(_tracks(event.tokens)) == 4 and len(score.tracks) == 4 and bars_ok and not repairs
                 traps += event.report["repetition_traps"]
-    print(f"{chorales_ref}: {ok}/{samples} samples decode to 4-track, exactly-4-bar MIDI without repairs; "
-          f"repetition traps broken: {traps} ({time.perf_counter() - start:.0f} s)")
+    print(
+        f"{chorales_ref}: {ok}/{samples} samples decode to 4-track, exactly-4-bar MIDI without repairs; "
+        f"repetition traps broken: {traps} ({time.perf_counter() - start:.0f} s)"
+    )
     try:
         folk = load_composer(folk_ref)
     except ModelNotFound as exc:
@@ -138,8 +162,10 @@ def validity(samples: int, chorales_ref: str = "builtin:chorales", folk_ref: str
                 first_try += event.valid and event.report["retries"] == 0
                 traps += event.report["repetition_traps"]
                 retries += event.report["retries"]
-    print(f"{folk_ref}: {first_try}/{samples} compile with abc2midi at the first try, {valid}/{samples} after "
-          f"retries ({retries} retries); repetition traps broken: {traps} ({time.perf_counter() - start:.0f} s)")
+    print(
+        f"{folk_ref}: {first_try}/{samples} compile with abc2midi at the first try, {valid}/{samples} after "
+        f"retries ({retries} retries); repetition traps broken: {traps} ({time.perf_counter() - start:.0f} s)"
+    )
 
 
 def _tracks(tokens: list[str]) -> list[list[str]]:
@@ -154,8 +180,13 @@ def main() -> None:
     parser.add_argument("--shape", default="small", choices=["small", "seed"])
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--validity", type=int, default=0, metavar="N",
-                        help="instead of timing: sample N pieces from builtin:chorales and builtin:folk and check them")
+    parser.add_argument(
+        "--validity",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of timing: sample N pieces from builtin:chorales and builtin:folk and check them",
+    )
     parser.add_argument("--chorales", default="builtin:chorales", help="mmm model for --validity")
     parser.add_argument("--folk", default="builtin:folk", help="ABC model for --validity")
     args = parser.parse_args()
@@ -165,8 +196,10 @@ def main() -> None:
     model, tokenizer, name = load(args.model, args.shape)
     tokens = min(args.tokens, model.config.n_positions - 1)
     params = sum(p.numel() for p in model.parameters())
-    print(f"model: {name}, {params / 1e6:.2f} M parameters; {tokens} new tokens; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads by default")
+    print(
+        f"model: {name}, {params / 1e6:.2f} M parameters; {tokens} new tokens; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads by default"
+    )
     print(f"{'batch':>5} {'ours tok/s':>11} {'HF tok/s':>10} {'ratio':>6} {'HF 1-thread':>12} {'ratio':>6}")
     for batch in (1, 8):
         ours = time_ours(model, batch, tokens, args.repeats)
@@ -174,8 +207,10 @@ def main() -> None:
         hf1 = time_hf(model, batch, tokens, args.repeats, 1)
         print(f"{batch:>5} {ours:>11.0f} {hf:>10.0f} {ours / hf:>5.1f}x {hf1:>12.0f} {ours / hf1:>5.1f}x")
     first, whole = first_bar_ms(model, tokenizer, max(args.repeats, 3))
-    print(f"stream, 4 bars x 4 voices under the grammar: first complete bar after {first:.0f} ms "
-          f"(target < 300 ms), whole piece {whole:.0f} ms")
+    print(
+        f"stream, 4 bars x 4 voices under the grammar: first complete bar after {first:.0f} ms "
+        f"(target < 300 ms), whole piece {whole:.0f} ms"
+    )
 
 
 if __name__ == "__main__":

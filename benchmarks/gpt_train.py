@@ -43,8 +43,9 @@ def synthetic_dataset(root: Path, tokens: int = 200_000) -> Path:
             writer.add(rng.integers(0, len(vocab), 2000), "synthetic")
         info = writer.close()
         splits[split] = {"shards": [info["name"]], "sequences": info["sequences"], "tokens": info["tokens"]}
-    write_dataset_json(root, {"encoding": "mmm", "vocab_size": len(vocab), "special_tokens": SPECIAL_TOKENS,
-                              "splits": splits})
+    write_dataset_json(
+        root, {"encoding": "mmm", "vocab_size": len(vocab), "special_tokens": SPECIAL_TOKENS, "splits": splits}
+    )
     return root
 
 
@@ -89,9 +90,21 @@ def main() -> None:
 
         tok = Tokenizer.from_file(str(data.tokenizer_path))
         config = preset(args.preset)
-        config = replace(config, context=args.context, dropout=0.0,
-                         train=replace(config.train, steps=args.steps + 1, batch_size=args.batch, warmup_steps=1,
-                                       eval_every=10**9, checkpoint_every=10**9, log_every=1, eval_batches=1))
+        config = replace(
+            config,
+            context=args.context,
+            dropout=0.0,
+            train=replace(
+                config.train,
+                steps=args.steps + 1,
+                batch_size=args.batch,
+                warmup_steps=1,
+                eval_every=10**9,
+                checkpoint_every=10**9,
+                log_every=1,
+                eval_batches=1,
+            ),
+        )
         task = GPTTask(data, config.context, args.batch, align=0.0)
         # Rounds alternate the two sides so that a busy machine slows both alike; the median is reported.
         ours_runs, peer_runs = [], []
@@ -107,11 +120,15 @@ def main() -> None:
         ours, peer = float(np.median(ours_runs)), float(np.median(peer_runs))
 
     peak = args.peak_gflops * 1e9
-    print(f"preset {args.preset}: {params / 1e6:.1f}M parameters, micro-batch {args.batch} x {args.context} tokens, "
-          f"{torch.get_num_threads()} threads, median of {args.rounds} alternating rounds of {args.steps} timed steps")
+    print(
+        f"preset {args.preset}: {params / 1e6:.1f}M parameters, micro-batch {args.batch} x {args.context} tokens, "
+        f"{torch.get_num_threads()} threads, median of {args.rounds} alternating rounds of {args.steps} timed steps"
+    )
     for name, tps in (("orchestrion.core.training", ours), ("transformers step (peer)", peer)):
-        print(f"  {name:26s} {tps:10,.0f} tokens/s   MFU {6 * params * tps / peak:6.1%} "
-              f"(6 x N x tokens/s over {args.peak_gflops:.0f} GFLOP/s peak)")
+        print(
+            f"  {name:26s} {tps:10,.0f} tokens/s   MFU {6 * params * tps / peak:6.1%} "
+            f"(6 x N x tokens/s over {args.peak_gflops:.0f} GFLOP/s peak)"
+        )
     print(f"ratio ours/peer: {ours / peer:.2f}x")
 
 

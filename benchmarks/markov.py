@@ -144,7 +144,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"corpus: {' + '.join(names)}: {len(pieces)} pieces ({len(problems)} skipped), encoded in {encode_s:.2f} s")
 
     # 1. counting
-    ours_s, peer_s, ratio, counts, reference = paired(lambda: mk.count_pieces(pieces, args.device), lambda: mc.count_sequential(pieces))
+    ours_s, peer_s, ratio, counts, reference = paired(
+        lambda: mk.count_pieces(pieces, args.device), lambda: mc.count_sequential(pieces)
+    )
     assert all(np.array_equal(counts[n][1], reference[n][1]) for n in counts), "counts differ from the reference"
     transitions = sum(len(p.high) + len(p.low) + len(p.chords) for p in pieces)  # n-grams of the top order
     print("\n1. counting (same events, exact same counts; medians of 3 runs side by side)")
@@ -167,7 +169,9 @@ def main(argv: list[str] | None = None) -> None:
     composer = mk.MarkovComposer(counts, config)
     composer.warm()
     request = composer.validate(ComposeRequest(voices=VOICES, bars=args.bars, seed=1, key="C major"))
-    ours_gen, peer_gen, ratio, _, seqs = paired(lambda: composer.compose(request), lambda: peer_generate(counts, VOICES, args.bars))
+    ours_gen, peer_gen, ratio, _, seqs = paired(
+        lambda: composer.compose(request), lambda: peer_generate(counts, VOICES, args.bars)
+    )
     stream_gen, _ = best_of(lambda: sum(1 for _ in composer.stream(request)), repeat=3)
     print(f"\n3. generation: {len(VOICES)} voices x {args.bars} measures (medians of 3 runs side by side)")
     print(f"   ours, compose to a score:    {ours_gen * 1e3:8.1f} ms")
@@ -177,8 +181,12 @@ def main(argv: list[str] | None = None) -> None:
     # The peer draws a progression per chord voice where ours shares one: compare melodic voices alone too.
     melodic = [k for k in VOICES if k != 2]
     request = composer.validate(ComposeRequest(voices=melodic, bars=args.bars, seed=1, key="C major"))
-    ours_mel, peer_mel, ratio_mel, _, _ = paired(lambda: composer.compose(request), lambda: peer_generate(counts, melodic, args.bars))
-    print(f"   melodic voices only ({len(melodic)}): ours {ours_mel * 1e3:.1f} ms, peer {peer_mel * 1e3:.1f} ms, ratio {ratio_mel:.1f}x")
+    ours_mel, peer_mel, ratio_mel, _, _ = paired(
+        lambda: composer.compose(request), lambda: peer_generate(counts, melodic, args.bars)
+    )
+    print(
+        f"   melodic voices only ({len(melodic)}): ours {ours_mel * 1e3:.1f} ms, peer {peer_mel * 1e3:.1f} ms, ratio {ratio_mel:.1f}x"
+    )
 
     # 4. latency of the first measure
     import tempfile
@@ -199,8 +207,10 @@ def main(argv: list[str] | None = None) -> None:
             retemper.append(time.perf_counter() - t)
     med = statistics.median
     print("\n4. first measure of a stream (median of 5)")
-    print(f"   load the model: {med(loads) * 1e3:.1f} ms; then first measure: {med(first) * 1e3:.2f} ms; "
-          f"first measure at a new temperature: {med(retemper) * 1e3:.2f} ms")
+    print(
+        f"   load the model: {med(loads) * 1e3:.1f} ms; then first measure: {med(first) * 1e3:.2f} ms; "
+        f"first measure at a new temperature: {med(retemper) * 1e3:.2f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -72,8 +72,10 @@ def main() -> None:
     print(f"  orchestrion (symusic + numpy KS): {n / ours_s:8.1f} files/s  ({ours_s:.2f} s)")
     print(f"  music21 (parse + analyze('key')): {n / peer_s:8.1f} files/s  ({peer_s:.2f} s)")
     print(f"  ratio (ours / music21): {peer_s / ours_s:.1f}x faster")
-    print(f"  keys matching the written key: ours {ours_ok}/{len(rated)}, music21 {peer_ok}/{len(rated)}; "
-          f"the two agree on {agree}/{n}")
+    print(
+        f"  keys matching the written key: ours {ours_ok}/{len(rated)}, music21 {peer_ok}/{len(rated)}; "
+        f"the two agree on {agree}/{n}"
+    )
     print(f"  (ours with the Krumhansl-Kessler profiles instead of Aarden-Essen: {kk_ok}/{len(rated)})")
 
 

@@ -66,8 +66,11 @@ def naive_run(model, n: int) -> float:  # noqa: ANN001
     start = time.perf_counter()
     for t in range(n):
         length = -(-(t + 1) // 16) * 16
-        logits = model(tokens[:, :length] if length <= tokens.shape[1] else
-                       torch.nn.functional.pad(tokens, (0, length - tokens.shape[1]), value=128))[0, t]
+        logits = model(
+            tokens[:, :length]
+            if length <= tokens.shape[1]
+            else torch.nn.functional.pad(tokens, (0, length - tokens.shape[1]), value=128)
+        )[0, t]
         nxt = torch.multinomial(torch.softmax(logits, -1), 1)
         if t + 1 >= tokens.shape[1]:
             tokens = torch.nn.functional.pad(tokens, (0, 16), value=128)
@@ -101,14 +104,18 @@ def main() -> None:
         measured = naive_run(model, check_n)
         predicted = float(np.sum(np.interp(np.arange(1, check_n + 1), list(costs), list(costs.values()))))
         rows.append((layers, source, ours1, ours16, naive, measured / predicted))
-        print(f"{layers}-layer ({source}): recurrent RTF batch 1 = {ours1:.3f}, batch 16 = {ours16:.3f} per stream "
-              f"({ours16 / 16:.4f} per second of audio made); naive RTF = {naive:.1f} "
-              f"(real naive run / model: {measured / predicted:.2f}); ours is {naive / ours1:,.0f}x faster at batch 1")
+        print(
+            f"{layers}-layer ({source}): recurrent RTF batch 1 = {ours1:.3f}, batch 16 = {ours16:.3f} per stream "
+            f"({ours16 / 16:.4f} per second of audio made); naive RTF = {naive:.1f} "
+            f"(real naive run / model: {measured / predicted:.2f}); ours is {naive / ours1:,.0f}x faster at batch 1"
+        )
     print()
     print("| model | ours, batch 1 (RTF) | ours, batch 16 (RTF per stream / per audio-second) | naive (RTF) | ratio |")
     print("|---|---|---|---|---|")
     for layers, _, ours1, ours16, naive, _ in rows:
-        print(f"| {layers}-layer | {ours1:.3f} | {ours16:.3f} / {ours16 / 16:.4f} | {naive:.1f} | {naive / ours1:,.0f}x |")
+        print(
+            f"| {layers}-layer | {ours1:.3f} | {ours16:.3f} / {ours16 / 16:.4f} | {naive:.1f} | {naive / ours1:,.0f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,11 @@ from orchestrion.mmm.dataset import PRIVATE_RAY_ENV
 
 # Any Ray a test starts in this process stays on the loopback interface (Ray reads this when first imported).
 os.environ.update(PRIVATE_RAY_ENV)
+# No test writes to the user's real cache or data folders: every corpus conversion, the server's default
+# store and every subprocess a test starts (they inherit the environment) use one folder of this session.
+SESSION_HOME = Path(tempfile.mkdtemp(prefix="orchestrion-tests-"))
+os.environ["ORCHESTRION_CACHE"] = str(SESSION_HOME / "cache")
+os.environ["XDG_DATA_HOME"] = str(SESSION_HOME / "data")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -43,9 +49,13 @@ def fixtures_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def corpus_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A private corpus cache for the test session (the user's ~/.cache is never touched)."""
-    return tmp_path_factory.mktemp("orchestrion-cache")
+def corpus_cache() -> Path:
+    """The session's private corpus cache (the user's ~/.cache is never touched)."""
+    return Path(os.environ["ORCHESTRION_CACHE"])
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    shutil.rmtree(SESSION_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -97,12 +97,16 @@ def encode_mmm(
     from orchestrion.mmm.dataset import PipelineConfig, encode_mmm_dataset, parse_transpose
     from orchestrion.mmm.vocabulary import MMMOptions
 
-    options = MMMOptions(bars=bars, hop=hop, transpose=parse_transpose(transpose), fill=fill, permute_tracks=permute_tracks)
+    options = MMMOptions(
+        bars=bars, hop=hop, transpose=parse_transpose(transpose), fill=fill, permute_tracks=permute_tracks
+    )
     config = PipelineConfig(options=options, workers=workers, engine=engine, address=address, chunk=chunk)
     stats = encode_mmm_dataset(inputs, out, config)
     files = stats["files"]
-    print(f"{out}: {stats['windows']} sequences, {stats['tokens']} tokens from {files['ok']} files "
-          f"({files['skipped']} skipped, {files['failed']} failed; see manifest.jsonl)")
+    print(
+        f"{out}: {stats['windows']} sequences, {stats['tokens']} tokens from {files['ok']} files "
+        f"({files['skipped']} skipped, {files['failed']} failed; see manifest.jsonl)"
+    )
 
 
 @encode_app.command("abc")
@@ -148,10 +152,18 @@ def encode_audio(
 
     from orchestrion.sashimi.dataset import encode_audio as encode
 
-    meta = encode(inputs, out, chunk_seconds=chunk_seconds, quantization=quantization,
-                  workers=workers or os.cpu_count() or 1, piano_limit=piano_limit)
+    meta = encode(
+        inputs,
+        out,
+        chunk_seconds=chunk_seconds,
+        quantization=quantization,
+        workers=workers or os.cpu_count() or 1,
+        piano_limit=piano_limit,
+    )
     for split, info in meta["splits"].items():
-        print(f"{split}: {len(info['shards'])} files, {info['chunks']} chunks, {info['samples'] / meta['sample_rate']:.0f} s")
+        print(
+            f"{split}: {len(info['shards'])} files, {info['chunks']} chunks, {info['samples'] / meta['sample_rate']:.0f} s"
+        )
     print(out / "dataset.json")
 
 
@@ -244,10 +256,18 @@ def train_gpt(
 
     from orchestrion.gpt.training import train_gpt as _train_gpt
 
-    result = _train_gpt(data, out, preset_name=preset, resume=resume, init=init, steps=steps,
-                        command=shlex.join(["orchestrion", *sys.argv[1:]]))
-    _console().print(f"{out}: {result.steps} steps, validation loss {result.val_loss:.4f}, "
-                     f"{result.tokens_per_second:,.0f} tokens/s")
+    result = _train_gpt(
+        data,
+        out,
+        preset_name=preset,
+        resume=resume,
+        init=init,
+        steps=steps,
+        command=shlex.join(["orchestrion", *sys.argv[1:]]),
+    )
+    _console().print(
+        f"{out}: {result.steps} steps, validation loss {result.val_loss:.4f}, {result.tokens_per_second:,.0f} tokens/s"
+    )
 
 
 @train_app.command("sashimi")
@@ -299,7 +319,9 @@ def generate(
     repetition_penalty: Annotated[float | None, typer.Option(help="penalty for repeated tokens (>1)")] = None,
     seed: Annotated[int | None, typer.Option(help="same seed, same piece")] = None,
     num_samples: Annotated[int | None, typer.Option("--num-samples", "-n", help="pieces to make")] = None,
-    instruments: Annotated[str | None, typer.Option(help="mmm instruments per track, e.g. SOPRANO,ALTO or 0,32")] = None,
+    instruments: Annotated[
+        str | None, typer.Option(help="mmm instruments per track, e.g. SOPRANO,ALTO or 0,32")
+    ] = None,
     fill_bars: Annotated[str | None, typer.Option(help="mmm bars to fill in, e.g. 2,3")] = None,
     density: Annotated[str | None, typer.Option(help="mmm note-density bin per track, e.g. 2,5")] = None,
     keep_tracks: Annotated[str | None, typer.Option(help="prompt tracks to keep, e.g. 0")] = None,
@@ -384,8 +406,9 @@ def evaluate(
     result = run_evaluation(model, data, report, compare=compare, config=EvalConfig(samples=samples))
     for m in result["models"]:
         like = {k: round(v, 4) for k, v in m["likelihood"].items() if isinstance(v, float)}
-        _console().print(f"{m['model']}: validity {m['validity_rate']:.2f}, "
-                         f"copies {m['novelty']['copied_share']}, likelihood {like}")
+        _console().print(
+            f"{m['model']}: validity {m['validity_rate']:.2f}, copies {m['novelty']['copied_share']}, likelihood {like}"
+        )
     _console().print(f"report: {report / 'index.html'}")
 
 
@@ -399,11 +422,15 @@ def serve(
     model: Annotated[
         list[str] | None, typer.Option("--model", "-m", help="serve these models (default: every built-in one)")
     ] = None,
-    max_jobs: Annotated[int, typer.Option(help="compositions at once; past it clients are told the server is busy")] = 64,
+    max_jobs: Annotated[
+        int, typer.Option(help="compositions at once; past it clients are told the server is busy")
+    ] = 64,
     data_dir: Annotated[
         Path | None,
-        typer.Option(help="where finished pieces and uploaded prompts are kept across restarts "
-                     "(default $ORCHESTRION_DATA or ~/.local/share/orchestrion/server)"),
+        typer.Option(
+            help="where finished pieces and uploaded prompts are kept across restarts "
+            "(default $ORCHESTRION_DATA or ~/.local/share/orchestrion/server)"
+        ),
     ] = None,
 ) -> None:
     """Serve the web app: live streamed composition in the browser."""

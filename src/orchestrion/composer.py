@@ -186,7 +186,15 @@ def score_from_measures(measures: list[Measure], tpq: int = STREAM_TPQ) -> symus
     voices = measures[0].voices if measures else []
     tempo = measures[0].tempo if measures else 120.0
     per_voice: list[dict] = [
-        {"name": v.name, "program": v.program, "is_drum": v.is_drum, "pitch": [], "start": [], "duration": [], "velocity": []}
+        {
+            "name": v.name,
+            "program": v.program,
+            "is_drum": v.is_drum,
+            "pitch": [],
+            "start": [],
+            "duration": [],
+            "velocity": [],
+        }
         for v in voices
     ]
     for m in measures:

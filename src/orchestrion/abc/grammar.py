@@ -68,8 +68,11 @@ def abc_plan(request: ComposeRequest, prompt_text: str | None) -> tuple[list[tup
     fields: list[tuple[str, str | None]] = [("X", "1"), ("T", title)]
     # R: comes after T: in the corpus; when neither the request nor a prompt names one, the model writes it.
     fields.append(("R", request.rhythm or head.get("rhythm") or None))
-    fields += [("M", request.meter or head.get("meter") or None), ("L", head.get("unit") or "1/8"),
-               ("K", key or head.get("key") or None)]
+    fields += [
+        ("M", request.meter or head.get("meter") or None),
+        ("L", head.get("unit") or "1/8"),
+        ("K", key or head.get("key") or None),
+    ]
     return fields, body
 
 
@@ -99,17 +102,28 @@ class ABCHeader:
     End of tune (`eos_id`) is allowed only once the body holds a bar line; `bos_id` never comes back.
     """
 
-    def __init__(self, tokenizer: object, batch_size: int, fields: list[tuple[str, str | None]],
-                 eos_id: int, bos_id: int | None = None, body_prefix: str = "", max_field_tokens: int = 16,
-                 max_tokens: int | None = None):
+    def __init__(
+        self,
+        tokenizer: object,
+        batch_size: int,
+        fields: list[tuple[str, str | None]],
+        eos_id: int,
+        bos_id: int | None = None,
+        body_prefix: str = "",
+        max_field_tokens: int = 16,
+        max_tokens: int | None = None,
+    ):
         self.tokenizer, self.eos_id, self.bos_id = tokenizer, eos_id, bos_id
         size = tokenizer.get_vocab_size()
         self.text = [tokenizer.decode([i], skip_special_tokens=False) for i in range(size)]
         self.newline = torch.tensor([t.endswith("\n") for t in self.text])
         # Free values of M:, L: and K: may only use the characters such values are made of.
         # Tokens that could be part of a field value (no newline inside), by their text without "\n".
-        self.value_tokens = [(i, t.rstrip("\n"), t.endswith("\n")) for i, t in enumerate(self.text)
-                             if "\n" not in t.rstrip("\n") and set(t.rstrip("\n")) <= _VALUE_CHARS]
+        self.value_tokens = [
+            (i, t.rstrip("\n"), t.endswith("\n"))
+            for i, t in enumerate(self.text)
+            if "\n" not in t.rstrip("\n") and set(t.rstrip("\n")) <= _VALUE_CHARS
+        ]
         vocab = tokenizer.get_vocab()
         self.never = [i for t, i in vocab.items() if t in ("<pad>", "<unk>", "<s>") or i == bos_id]
         self.body_ok = torch.tensor([set(t) <= BODY_CHARS for t in self.text])
@@ -117,8 +131,9 @@ class ABCHeader:
         self.fields = fields
         self.max_field_tokens = max_field_tokens  # a free field value then has to end (no endless title)
         self.body_prefix = body_prefix
-        self.rows = [{"field": -1, "forced": [], "free": False, "body": "", "in_body": False}
-                     for _ in range(batch_size)]
+        self.rows = [
+            {"field": -1, "forced": [], "free": False, "body": "", "in_body": False} for _ in range(batch_size)
+        ]
         self.seen = 0
         self.prompt_done = False
         self.max_tokens = max_tokens  # near it, a tune is steered to a place where it may end, then ended
@@ -193,8 +208,11 @@ class ABCHeader:
 
     def _value_continuations(self, letter: str, so_far: str) -> list[int]:
         prefixes, values = _FIELD_PREFIXES[letter], FIELD_VALUES[letter]
-        return [i for i, text, ends in self.value_tokens
-                if ((so_far + text in values) if ends else (text and so_far + text in prefixes))]
+        return [
+            i
+            for i, text, ends in self.value_tokens
+            if ((so_far + text in values) if ends else (text and so_far + text in prefixes))
+        ]
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         new = input_ids[:, self.seen :].tolist()
@@ -250,7 +268,11 @@ def abc_step(state: tuple, c: str) -> tuple | None:
         return None
     if nxt[0] == "tuplet" and state[0] == "open":
         return (*nxt, int(c), False)
-    if nxt[0] in ("note", "rest") and state[0] not in ("note", "rest") or (nxt[0] in ("note", "rest") and nxt[1] == "" and c not in ",'"):
+    if (
+        nxt[0] in ("note", "rest")
+        and state[0] not in ("note", "rest")
+        or (nxt[0] in ("note", "rest") and nxt[1] == "" and c not in ",'")
+    ):
         # a new note or rest begins
         return (*nxt, max(tup - 1, 0), tup > 0)
     return (*nxt, tup, intup)

@@ -102,7 +102,12 @@ def sample_abc(
                 attempts[i] += 1
                 retry.append(i)
                 continue
-            report = Report(traps=traps[i], retries=attempts[i], invalid=int(not ok), tokens=len(texts[r]),
-                            extra={"fields": {k: v for k, v in fields if v is not None}})
+            report = Report(
+                traps=traps[i],
+                retries=attempts[i],
+                invalid=int(not ok),
+                tokens=len(texts[r]),
+                extra={"fields": {k: v for k, v in fields if v is not None}},
+            )
             yield ABCEvent("tune", i, text=tune, valid=ok, report=report.to_dict())
         pending = retry

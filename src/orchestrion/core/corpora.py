@@ -171,7 +171,9 @@ def music21_to_score(m21: object, *, chorale: bool = False) -> symusic.Score:
         if mark.getQuarterBPM():
             score.tempos.append(symusic.Tempo(tick(mark.offset), float(mark.getQuarterBPM())))
     for i, ts in enumerate(flat0.getElementsByClass("TimeSignature")):
-        score.time_signatures.append(symusic.TimeSignature(0 if i == 0 else tick(ts.offset), ts.numerator, ts.denominator))
+        score.time_signatures.append(
+            symusic.TimeSignature(0 if i == 0 else tick(ts.offset), ts.numerator, ts.denominator)
+        )
     for i, ks in enumerate(flat0.getElementsByClass("KeySignature")):
         minor = 1 if getattr(ks, "mode", "major") == "minor" else 0
         score.key_signatures.append(symusic.KeySignature(0 if i == 0 else tick(ks.offset), int(ks.sharps), minor))
@@ -299,8 +301,17 @@ def _midi_corpus(name: str, workers: int, override: Path | None, limit: int | No
         # Written even when interrupted, so that known failures are not retried on the next call.
         done = sorted(f"{s.stem}.mid" for s in sources if (out_dir / f"{s.stem}.mid").is_file())
         complete = all((out_dir / f"{s.stem}.mid").is_file() or s.name in failed for s in sources)
-        _write_manifest(root, {"version": CONVERTER_VERSION, "corpus": name, "complete": complete,
-                               "sources": len(sources), "files": done, "failed": failed})
+        _write_manifest(
+            root,
+            {
+                "version": CONVERTER_VERSION,
+                "corpus": name,
+                "complete": complete,
+                "sources": len(sources),
+                "files": done,
+                "failed": failed,
+            },
+        )
     new_failures = [Path(j[1]).name for j in jobs if Path(j[1]).name in failed]
     if new_failures:
         _report_failures(name, {k: failed[k] for k in new_failures})
@@ -357,7 +368,9 @@ def _scan_folk() -> list[dict]:
                 if fields:
                     first, _, rest = tune.partition("\n")
                     tune = "\n".join([first, *fields, rest])
-                records.append({"id": f"{source}-{stem}-{index:04d}", "source": source, "title": _title(tune), "abc": tune})
+                records.append(
+                    {"id": f"{source}-{stem}-{index:04d}", "source": source, "title": _title(tune), "abc": tune}
+                )
     return records
 
 
@@ -394,17 +407,23 @@ def _folk_corpus(override: Path | None, limit: int | None) -> list[Path]:
         if not target.is_file():
             _atomic_write(target, record["abc"].encode("utf-8"))
     if limit is None:
-        _write_manifest(root, {"version": CONVERTER_VERSION, "corpus": "folk-abc", "complete": True,
-                               "files": [f"{r['id']}.abc" for r in records], "failed": {}})
+        _write_manifest(
+            root,
+            {
+                "version": CONVERTER_VERSION,
+                "corpus": "folk-abc",
+                "complete": True,
+                "files": [f"{r['id']}.abc" for r in records],
+                "failed": {},
+            },
+        )
     return [out_dir / f"{r['id']}.abc" for r in wanted]
 
 
 # ------------------------------------------------------------------------------------------ public
 
 
-def corpus_files(
-    name: str, *, workers: int = 0, cache_dir: Path | None = None, limit: int | None = None
-) -> list[Path]:
+def corpus_files(name: str, *, workers: int = 0, cache_dir: Path | None = None, limit: int | None = None) -> list[Path]:
     """The cached files of a built-in corpus, converting them first if needed (sorted by name).
 
     MIDI for bach-chorales and palestrina, one .abc file per tune for folk-abc. `workers` is the number
@@ -432,8 +451,11 @@ def resolve_inputs(inputs: list[str], suffixes: tuple[str, ...]) -> list[Path]:
             _check_name(corpus)
             files = [p for p in corpus_files(corpus) if p.suffix.lower() in wanted]
             if not files:
-                raise BadInput(f"the corpus {corpus!r} has no {'/'.join(wanted)} files (it holds "
-                               f"{'ABC' if corpus == 'folk-abc' else 'MIDI'})", item)
+                raise BadInput(
+                    f"the corpus {corpus!r} has no {'/'.join(wanted)} files (it holds "
+                    f"{'ABC' if corpus == 'folk-abc' else 'MIDI'})",
+                    item,
+                )
             result.extend(files)
             continue
         path = Path(item).expanduser()
@@ -558,6 +580,10 @@ def print_corpus_table(override: Path | None = None) -> None:
     table.add_column("description")
     for name, description in CORPORA.items():
         count, complete = cached_count(name, override)
-        state = f"{count} files" if complete else (f"{count} so far (partial)" if count else "not yet (converted on first use)")
+        state = (
+            f"{count} files"
+            if complete
+            else (f"{count} so far (partial)" if count else "not yet (converted on first use)")
+        )
         table.add_row(name, "ABC" if name == "folk-abc" else "MIDI", state, description)
     Console().print(table)

@@ -133,8 +133,24 @@ def render_wav(
     with _midi_file(score_or_midi_path) as (midi, score), tempfile.TemporaryDirectory(prefix="orchestrion-wav-") as tmp:
         seconds = float(score.to("second").end())
         raw = Path(tmp) / "raw.wav"
-        args = [fluidsynth, "-n", "-i", "-q", "-g", str(FLUIDSYNTH_GAIN), "-r", str(sample_rate),
-                "-T", "wav", "-O", "s16", "-F", str(raw), str(soundfont), str(midi)]
+        args = [
+            fluidsynth,
+            "-n",
+            "-i",
+            "-q",
+            "-g",
+            str(FLUIDSYNTH_GAIN),
+            "-r",
+            str(sample_rate),
+            "-T",
+            "wav",
+            "-O",
+            "s16",
+            "-F",
+            str(raw),
+            str(soundfont),
+            str(midi),
+        ]
         # Fast rendering runs far quicker than real time; the limit only catches a stuck process.
         run_tool(args, timeout=60 + 2 * seconds)
         if not raw.is_file() or raw.stat().st_size <= 44:
@@ -161,7 +177,9 @@ def bar_lines(score: symusic.Score) -> np.ndarray:
         bar = max(1, round(score.tpq * 4 * span.numerator / span.denominator))
         stop = span.end if span.end > span.start else end
         lines.extend(range(span.start, max(stop, span.start + 1), bar))
-    last_bar = max(1, round(score.tpq * 4 * time_signatures(score)[-1].numerator / time_signatures(score)[-1].denominator))
+    last_bar = max(
+        1, round(score.tpq * 4 * time_signatures(score)[-1].numerator / time_signatures(score)[-1].denominator)
+    )
     while not lines or lines[-1] < end:
         lines.append((lines[-1] + last_bar) if lines else last_bar)
     return np.asarray(sorted(set(lines)), dtype=np.float64)
@@ -213,8 +231,17 @@ def render_pianoroll(score: symusic.Score | str | Path, out_png: str | Path, *, 
             start = to_bars(a["time"].astype(np.float64))
             end = to_bars((a["time"] + a["duration"]).astype(np.float64))
             label = f"{track.name or f'track {i + 1}'} ({program_name(track.program, track.is_drum)})"
-            ax.barh(a["pitch"], end - start, left=start, height=0.8, color=_track_colour(track.name, i),
-                    edgecolor="black", linewidth=0.3, label=label, zorder=2)
+            ax.barh(
+                a["pitch"],
+                end - start,
+                left=start,
+                height=0.8,
+                color=_track_colour(track.name, i),
+                edgecolor="black",
+                linewidth=0.3,
+                label=label,
+                zorder=2,
+            )
         ax.set_xlim(0, n_bars)
         ax.set_ylim(low - 0.5, high + 0.5)
         step = 1 if n_bars <= 32 else int(np.ceil(n_bars / 32))
@@ -233,8 +260,9 @@ def render_pianoroll(score: symusic.Score | str | Path, out_png: str | Path, *, 
     return out_png
 
 
-def render_spectrogram(audio: np.ndarray | str | Path, out_png: str | Path, *, sample_rate: int | None = None,
-                       title: str | None = None) -> Path:
+def render_spectrogram(
+    audio: np.ndarray | str | Path, out_png: str | Path, *, sample_rate: int | None = None, title: str | None = None
+) -> Path:
     """Draw a waveform and a log-frequency spectrogram of mono or stereo audio (samples or a WAV file)."""
     import matplotlib
 
@@ -307,8 +335,16 @@ def render_svg(source: symusic.Score | str | Path, out_svg: str | Path) -> Path:
     # verovio warns on stderr about every ABC field it ignores; only its errors are worth showing.
     verovio.enableLog(verovio.LOG_ERROR)
     toolkit = verovio.toolkit()
-    toolkit.setOptions({"pageWidth": 2100, "pageHeight": 60000, "adjustPageHeight": True, "scale": 40,
-                        "footer": "none", "header": "auto"})
+    toolkit.setOptions(
+        {
+            "pageWidth": 2100,
+            "pageHeight": 60000,
+            "adjustPageHeight": True,
+            "scale": 40,
+            "footer": "none",
+            "header": "auto",
+        }
+    )
     if not isinstance(source, str | Path):
         with tempfile.TemporaryDirectory(prefix="orchestrion-svg-") as tmp:
             midi = Path(tmp) / "piece.mid"

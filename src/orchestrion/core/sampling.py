@@ -205,8 +205,15 @@ class RepetitionTrap:
     costs one vectorised comparison per row. `fired` counts the breaks per row.
     """
 
-    def __init__(self, batch_size: int, repeats: int = 4, min_tokens: int = 12, max_period: int = 256,
-                 skip_prompt: bool = True, stop_ids: Sequence[int] = ()):
+    def __init__(
+        self,
+        batch_size: int,
+        repeats: int = 4,
+        min_tokens: int = 12,
+        max_period: int = 256,
+        skip_prompt: bool = True,
+        stop_ids: Sequence[int] = (),
+    ):
         if repeats < 2:
             raise InvalidRequest("trap_repeats", f"a trap needs at least 2 repeats, got {repeats}")
         self.repeats, self.min_tokens, self.max_period = repeats, min_tokens, max_period

@@ -330,8 +330,14 @@ def plot_loss_curve(records: list[dict], path: Path) -> Path:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, task: TrainTask, config: TrainConfig, device: torch.device,
-             autocast: torch.dtype | None, dist_info: _Dist | None = None) -> float:
+def evaluate(
+    model: torch.nn.Module,
+    task: TrainTask,
+    config: TrainConfig,
+    device: torch.device,
+    autocast: torch.dtype | None,
+    dist_info: _Dist | None = None,
+) -> float:
     """Mean loss over the first `eval_batches` validation batches (the same batches every time)."""
     dist_info = dist_info or _Dist()
     model.eval()
@@ -416,7 +422,10 @@ def train(
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         progress = Progress(
-            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
             TextColumn("loss {task.fields[loss]:.3f}  {task.fields[tps]:,.0f} tok/s"),
         )
         progress.start()
@@ -525,4 +534,3 @@ def train(
         tokens_per_second=run_tokens / max(compute_seconds, 1e-9),
         seconds=seconds,
     )
-

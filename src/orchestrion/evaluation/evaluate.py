@@ -39,8 +39,10 @@ def score_events(score) -> np.ndarray:
             continue
         a = track.notes.numpy()
         scale = 480.0 / score.tpq
-        notes += [(t, int(round(tm * scale)), int(p), int(round(d * scale)))
-                  for tm, p, d in zip(a["time"], a["pitch"], a["duration"], strict=True)]
+        notes += [
+            (t, int(round(tm * scale)), int(p), int(round(d * scale)))
+            for tm, p, d in zip(a["time"], a["pitch"], a["duration"], strict=True)
+        ]
     return events_from_notes(notes)
 
 
@@ -93,8 +95,12 @@ def evaluate_one(model_ref: str, held: HeldOut, config: EvalConfig) -> dict:
     from orchestrion.registry import load_composer, resolve_model_dir
 
     composer = load_composer(model_ref)
-    result: dict = {"model": model_ref, "kind": composer.kind, "encoding": composer.options().get("encoding"),
-                    "model_dir": str(resolve_model_dir(model_ref))}
+    result: dict = {
+        "model": model_ref,
+        "kind": composer.kind,
+        "encoding": composer.options().get("encoding"),
+        "model_dir": str(resolve_model_dir(model_ref)),
+    }
     result["likelihood"] = composer.likelihood(held, config)
     with Progress(transient=True) as progress:
         task = progress.add_task(f"sampling {model_ref}", total=config.samples)
@@ -113,7 +119,8 @@ def evaluate_one(model_ref: str, held: HeldOut, config: EvalConfig) -> dict:
         "copied_share": sum(bool(s["copied"]) for s in checked) / len(checked) if checked else None,
         "checked": len(checked),
         "mean_ngram_share": float(np.mean([s["ngram_share"] for s in checked])) if checked else None,
-        "index": "dataset novelty.npz" if held.novelty_path is not None
+        "index": "dataset novelty.npz"
+        if held.novelty_path is not None
         else f"{len(held.index_scores)} training-side pieces of --data",
     }
     scores = [s["piece"].score for s in samples if s["piece"].score is not None and s["valid"]]
@@ -126,8 +133,15 @@ def evaluate_one(model_ref: str, held: HeldOut, config: EvalConfig) -> dict:
     return result
 
 
-def evaluate(model: str, data: str, report_dir: str | Path, *, compare: str | None = None,
-             config: EvalConfig | None = None, command: str | None = None) -> dict:
+def evaluate(
+    model: str,
+    data: str,
+    report_dir: str | Path,
+    *,
+    compare: str | None = None,
+    config: EvalConfig | None = None,
+    command: str | None = None,
+) -> dict:
     """Evaluate `model` (and `compare`) on held-out `data`; write report.json and index.html into report_dir."""
     from orchestrion.evaluation.report import write_report
 
@@ -144,5 +158,15 @@ def evaluate(model: str, data: str, report_dir: str | Path, *, compare: str | No
     return write_report(report_dir, models, held, config, command)
 
 
-METRIC_NAMES = ("pitch_range", "n_pitches_used", "n_pitch_classes_used", "pitch_class_entropy", "scale_consistency",
-                "polyphony", "polyphony_rate", "empty_beat_rate", "groove_consistency", "note_density")
+METRIC_NAMES = (
+    "pitch_range",
+    "n_pitches_used",
+    "n_pitch_classes_used",
+    "pitch_class_entropy",
+    "scale_consistency",
+    "polyphony",
+    "polyphony_rate",
+    "empty_beat_rate",
+    "groove_consistency",
+    "note_density",
+)

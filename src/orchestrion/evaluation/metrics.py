@@ -17,7 +17,18 @@ if TYPE_CHECKING:
 # Duration histogram bins in quarter notes: 16th, 8th triplet, 8th, dotted 8th, quarter, dotted quarter,
 # half, dotted half, whole and longer.
 DURATION_BINS = np.array([0.0, 0.3, 0.4, 0.6, 0.9, 1.1, 1.6, 2.1, 3.1, 4.1, np.inf])
-DURATION_LABELS = ("<=16th", "8th-trip", "8th", "dot-8th", "quarter", "dot-quarter", "half", "dot-half", "whole", ">whole")
+DURATION_LABELS = (
+    "<=16th",
+    "8th-trip",
+    "8th",
+    "dot-8th",
+    "quarter",
+    "dot-quarter",
+    "half",
+    "dot-half",
+    "whole",
+    ">whole",
+)
 
 
 def _pitched(score: symusic.Score) -> dict[str, np.ndarray]:

@@ -17,11 +17,20 @@ from pathlib import Path
 import numpy as np
 
 SUMMARY_ROWS = (
-    ("likelihood", "loss"), ("likelihood", "perplexity"), ("likelihood", "bits_per_token"),
-    ("likelihood", "bits_per_character"), ("likelihood", "bits_per_byte"), ("likelihood", "bits_per_event"),
-    ("likelihood", "accuracy@1"), ("likelihood", "accuracy@3"), ("likelihood", "accuracy@5"),
-    ("likelihood", "accuracy@10"), ("likelihood", "accuracy"),
-    ("", "validity_rate"), ("", "repetition_trap_rate"), ("novelty", "copied_share"),
+    ("likelihood", "loss"),
+    ("likelihood", "perplexity"),
+    ("likelihood", "bits_per_token"),
+    ("likelihood", "bits_per_character"),
+    ("likelihood", "bits_per_byte"),
+    ("likelihood", "bits_per_event"),
+    ("likelihood", "accuracy@1"),
+    ("likelihood", "accuracy@3"),
+    ("likelihood", "accuracy@5"),
+    ("likelihood", "accuracy@10"),
+    ("likelihood", "accuracy"),
+    ("", "validity_rate"),
+    ("", "repetition_trap_rate"),
+    ("novelty", "copied_share"),
 )
 
 
@@ -148,8 +157,11 @@ def write_report(report_dir: Path, models: list[dict], held, config, command: st
         loss = _loss_curve(model, report_dir / f"loss-{slug}.png")
         if loss is not None:
             files["loss_curve"] = loss.name
-        generated = [p.score for p, s in zip(model["_pieces"], model["samples"], strict=True)
-                     if p.score is not None and s["valid"]]
+        generated = [
+            p.score
+            for p, s in zip(model["_pieces"], model["samples"], strict=True)
+            if p.score is not None and s["valid"]
+        ]
         hist = _histograms(model, generated, held.scores, report_dir / f"hist-{slug}.png")
         if hist is not None:
             files["histograms"] = hist.name
@@ -198,8 +210,10 @@ def _html(models: list[dict], held, command: str) -> str:
     for m in models:
         skipped = m["likelihood"].get("skipped")
         if skipped:
-            rows.append(f"<tr><td>likelihood ({html.escape(m['model'])})</td><td colspan={len(models)}>"
-                        f"{html.escape(skipped)}</td></tr>")
+            rows.append(
+                f"<tr><td>likelihood ({html.escape(m['model'])})</td><td colspan={len(models)}>"
+                f"{html.escape(skipped)}</td></tr>"
+            )
     summary = f"<table><tr><th>figure</th>{head}</tr>{''.join(rows)}</table>"
 
     stat_head = "".join(f"<th>{html.escape(m['model'])} generated</th><th>distance</th>" for m in models)
@@ -208,8 +222,9 @@ def _html(models: list[dict], held, command: str) -> str:
         real = next((m["statistics"].get(name, {}) for m in models if name in m["statistics"]), None)
         if real is None:
             continue
-        real_text = ("–" if name == "duration_histogram"
-                     else f"{_fmt(real.get('real_mean'))} ± {_fmt(real.get('real_std'))}")
+        real_text = (
+            "–" if name == "duration_histogram" else f"{_fmt(real.get('real_mean'))} ± {_fmt(real.get('real_std'))}"
+        )
         cells = ""
         for m in models:
             s = m["statistics"].get(name)
@@ -218,10 +233,18 @@ def _html(models: list[dict], held, command: str) -> str:
             elif name == "duration_histogram":
                 cells += f"<td>–</td><td>{_fmt(s['distance'])}</td>"
             else:
-                cells += f"<td>{_fmt(s['generated_mean'])} ± {_fmt(s['generated_std'])}</td><td>{_fmt(s['distance'])}</td>"
+                cells += (
+                    f"<td>{_fmt(s['generated_mean'])} ± {_fmt(s['generated_std'])}</td><td>{_fmt(s['distance'])}</td>"
+                )
         stat_rows.append(f"<tr><td>{name}</td><td>{real_text}</td>{cells}</tr>")
-    stats = (f"<table><tr><th>metric</th><th>real ({len(held.scores)} pieces)</th>{stat_head}</tr>"
-             f"{''.join(stat_rows)}</table>") if stat_rows else "<p>No musical statistics (audio models).</p>"
+    stats = (
+        (
+            f"<table><tr><th>metric</th><th>real ({len(held.scores)} pieces)</th>{stat_head}</tr>"
+            f"{''.join(stat_rows)}</table>"
+        )
+        if stat_rows
+        else "<p>No musical statistics (audio models).</p>"
+    )
 
     sections = []
     for m in models:
@@ -246,8 +269,11 @@ def _html(models: list[dict], held, command: str) -> str:
         parts.append("</div>")
         flagged = [s for s in m["samples"] if not s["valid"] or s.get("copied")]
         if flagged:
-            items = "".join(f"<li>seed {s['seed']}: {'invalid ' + html.escape(s['why']) if not s['valid'] else ''}"
-                            f"{' flagged as a copy' if s.get('copied') else ''}</li>" for s in flagged)
+            items = "".join(
+                f"<li>seed {s['seed']}: {'invalid ' + html.escape(s['why']) if not s['valid'] else ''}"
+                f"{' flagged as a copy' if s.get('copied') else ''}</li>"
+                for s in flagged
+            )
             parts.append(f"<h3>Flagged samples</h3><ul>{items}</ul>")
         sections.append("".join(parts))
     problems = "".join(f"<li>{html.escape(p)}</li>" for p in held.problems[:50])
@@ -268,7 +294,7 @@ code {{ background: #f0f0f0; padding: 2px 4px; }} .err {{ color: #b00; }}
 <p>Held-out data: <code>{html.escape(held.source)}</code> ({len(held.scores)} real pieces)</p>
 <h2>Summary</h2>{summary}
 <h2>Musical statistics (mean ± std; distance 0 = same distribution, 1 = disjoint)</h2>{stats}
-{''.join(sections)}
-{f'<h2>Data problems</h2><ul>{problems}</ul>' if problems else ''}
+{"".join(sections)}
+{f"<h2>Data problems</h2><ul>{problems}</ul>" if problems else ""}
 </body></html>
 """

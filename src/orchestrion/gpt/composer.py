@@ -53,8 +53,9 @@ class GPTComposer(Composer):
         model = GPT2LMHeadModel.from_pretrained(directory, use_safetensors=True)  # never a pickled .bin
         name = getattr(model.config, "encoding", None) or "abc"
         if name not in ENCODINGS:
-            raise BadInput(f"config.json has encoding {name!r}; expected one of {', '.join(ENCODINGS)}",
-                           directory / "config.json")
+            raise BadInput(
+                f"config.json has encoding {name!r}; expected one of {', '.join(ENCODINGS)}", directory / "config.json"
+            )
         return cls(model, Tokenizer.from_file(str(directory / "tokenizer.json")), encoding_for(name), directory)
 
     def save(self, directory: str | Path) -> Path:

@@ -50,11 +50,23 @@ class KVDecoder:
             scale = self.head_dim**-0.5 if cfg.scale_attn_weights else 1.0
             if cfg.scale_attn_by_inverse_layer_idx:
                 scale /= float(i + 1)
-            self.blocks.append((
-                block.ln_1.weight, block.ln_1.bias, block.attn.c_attn.weight, block.attn.c_attn.bias,
-                block.attn.c_proj.weight, block.attn.c_proj.bias, block.ln_2.weight, block.ln_2.bias,
-                block.mlp.c_fc.weight, block.mlp.c_fc.bias, block.mlp.c_proj.weight, block.mlp.c_proj.bias, scale,
-            ))
+            self.blocks.append(
+                (
+                    block.ln_1.weight,
+                    block.ln_1.bias,
+                    block.attn.c_attn.weight,
+                    block.attn.c_attn.bias,
+                    block.attn.c_proj.weight,
+                    block.attn.c_proj.bias,
+                    block.ln_2.weight,
+                    block.ln_2.bias,
+                    block.mlp.c_fc.weight,
+                    block.mlp.c_fc.bias,
+                    block.mlp.c_proj.weight,
+                    block.mlp.c_proj.bias,
+                    scale,
+                )
+            )
         shape = (len(self.blocks), batch_size, cfg.n_head, max_len, self.head_dim)
         self.k = torch.zeros(shape, device=self.device, dtype=self.dtype)  # (L, B, H, Tmax, D)
         self.v = torch.zeros(shape, device=self.device, dtype=self.dtype)
@@ -124,7 +136,6 @@ def _decode_threads(model: torch.nn.Module, batch_size: int) -> Iterator[None]:
     finally:
         if threads != before:
             torch.set_num_threads(before)
-
 
 
 def sample_next(scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -220,5 +231,10 @@ class Report:
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"repetition_traps": self.traps, "retries": self.retries, "invalid": self.invalid,
-                "tokens": self.tokens, **self.extra}
+        return {
+            "repetition_traps": self.traps,
+            "retries": self.retries,
+            "invalid": self.invalid,
+            "tokens": self.tokens,
+            **self.extra,
+        }

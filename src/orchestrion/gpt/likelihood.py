@@ -10,8 +10,9 @@ import numpy as np
 from orchestrion.errors import BadInput
 
 
-def gpt_likelihood(composer, dataset_root: str | Path, *, windows: int = 32, context: int = 512,
-                   split: str = "validation") -> dict:
+def gpt_likelihood(
+    composer, dataset_root: str | Path, *, windows: int = 32, context: int = 512, split: str = "validation"
+) -> dict:
     """Loss (nats/token), perplexity, bits per token/character/byte and accuracy@1/3/5/10 on fixed windows."""
     import torch
     from tokenizers import Tokenizer
@@ -20,7 +21,9 @@ def gpt_likelihood(composer, dataset_root: str | Path, *, windows: int = 32, con
 
     dataset = TokenDataset(dataset_root)
     if dataset.encoding != composer.encoding.name:
-        raise BadInput(f"the dataset is {dataset.encoding!r} but the model reads {composer.encoding.name!r}", dataset_root)
+        raise BadInput(
+            f"the dataset is {dataset.encoding!r} but the model reads {composer.encoding.name!r}", dataset_root
+        )
     data_tok = Tokenizer.from_file(str(dataset.tokenizer_path))
     model_tok = composer.tokenizer
     # Renumber dataset ids into the model's vocabulary by token text (they are usually the same tokenizer).
@@ -31,8 +34,9 @@ def gpt_likelihood(composer, dataset_root: str | Path, *, windows: int = 32, con
         id_map[i] = -1 if j is None else j
     ids = id_map[dataset.split(split).concatenated().astype(np.int64)]
     if (ids < 0).any():
-        raise BadInput(f"{int((ids < 0).sum())} tokens of the {split} split are not in the model's vocabulary",
-                       dataset_root)
+        raise BadInput(
+            f"{int((ids < 0).sum())} tokens of the {split} split are not in the model's vocabulary", dataset_root
+        )
     length = min(context, composer.context)
     if len(ids) < length + 1:
         length = len(ids) - 1
@@ -57,6 +61,14 @@ def gpt_likelihood(composer, dataset_root: str | Path, *, windows: int = 32, con
             nbytes += len(text.encode())
     loss = nll / total
     bits = nll / math.log(2)
-    return {"split": split, "windows": len(starts), "tokens": total, "loss": loss, "perplexity": math.exp(loss),
-            "bits_per_token": loss / math.log(2), "bits_per_character": bits / max(chars, 1),
-            "bits_per_byte": bits / max(nbytes, 1), **{f"accuracy@{k}": hits[k] / total for k in hits}}
+    return {
+        "split": split,
+        "windows": len(starts),
+        "tokens": total,
+        "loss": loss,
+        "perplexity": math.exp(loss),
+        "bits_per_token": loss / math.log(2),
+        "bits_per_character": bits / max(chars, 1),
+        "bits_per_byte": bits / max(nbytes, 1),
+        **{f"accuracy@{k}": hits[k] / total for k in hits},
+    }

@@ -24,8 +24,16 @@ from orchestrion.core.training import TrainConfig
 from orchestrion.errors import InvalidRequest
 
 # Files a shipped/exported model needs (the checkpoint/ folder with optimizer state is left out of builtins).
-MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-               "model_card.md", "model_card.json", "loss_curve.png", "metrics.jsonl")
+MODEL_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "model_card.md",
+    "model_card.json",
+    "loss_curve.png",
+    "metrics.jsonl",
+)
 
 
 @dataclass
@@ -47,19 +55,56 @@ class GPTConfig:
 
 PRESETS: dict[str, GPTConfig] = {
     # The reference size (6 layers, 8 heads, 512 wide, 2048 context): for a GPU.
-    "seed": GPTConfig(6, 8, 512, 2048, 1024, 0.1, train=TrainConfig(steps=20_000, batch_size=16, lr=3e-4,
-                                                                   warmup_steps=500, eval_every=500,
-                                                                   checkpoint_every=500)),
+    "seed": GPTConfig(
+        6,
+        8,
+        512,
+        2048,
+        1024,
+        0.1,
+        train=TrainConfig(steps=20_000, batch_size=16, lr=3e-4, warmup_steps=500, eval_every=500, checkpoint_every=500),
+    ),
     # Sized for a CPU shared with other work (the shipped models use it: ~0.9M parameters + embeddings, 3-4 MB).
     # The training window is the whole context: positions never trained on would derail generation there.
-    "small": GPTConfig(4, 4, 128, 512, 512, 0.1, train=TrainConfig(steps=800, batch_size=4, lr=2e-3,
-                                                                  min_lr=2e-4, warmup_steps=40, eval_every=100,
-                                                                  eval_batches=8, checkpoint_every=25,
-                                                                  weight_decay=0.05)),
+    "small": GPTConfig(
+        4,
+        4,
+        128,
+        512,
+        512,
+        0.1,
+        train=TrainConfig(
+            steps=800,
+            batch_size=4,
+            lr=2e-3,
+            min_lr=2e-4,
+            warmup_steps=40,
+            eval_every=100,
+            eval_batches=8,
+            checkpoint_every=25,
+            weight_decay=0.05,
+        ),
+    ),
     # For tests and smoke runs: seconds on a CPU.
-    "tiny": GPTConfig(2, 2, 64, 256, 64, 0.0, train=TrainConfig(steps=40, batch_size=4, lr=3e-3, min_lr=3e-4,
-                                                               warmup_steps=5, eval_every=20, eval_batches=2,
-                                                               checkpoint_every=10, log_every=5)),
+    "tiny": GPTConfig(
+        2,
+        2,
+        64,
+        256,
+        64,
+        0.0,
+        train=TrainConfig(
+            steps=40,
+            batch_size=4,
+            lr=3e-3,
+            min_lr=3e-4,
+            warmup_steps=5,
+            eval_every=20,
+            eval_batches=2,
+            checkpoint_every=10,
+            log_every=5,
+        ),
+    ),
 }
 
 
@@ -91,9 +136,17 @@ def build_model(config: GPTConfig, tokenizer, meta: dict, encoding: str):
     eos = _special_id(meta, tokenizer, "eos", "end", "piece_end")
     pad = _special_id(meta, tokenizer, "pad")
     hf = GPT2Config(
-        vocab_size=tokenizer.get_vocab_size(), n_positions=config.n_positions, n_embd=config.n_embd,
-        n_layer=config.n_layer, n_head=config.n_head, resid_pdrop=config.dropout, embd_pdrop=config.dropout,
-        attn_pdrop=config.dropout, bos_token_id=bos, eos_token_id=eos, pad_token_id=pad,
+        vocab_size=tokenizer.get_vocab_size(),
+        n_positions=config.n_positions,
+        n_embd=config.n_embd,
+        n_layer=config.n_layer,
+        n_head=config.n_head,
+        resid_pdrop=config.dropout,
+        embd_pdrop=config.dropout,
+        attn_pdrop=config.dropout,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=pad,
     )
     # Extra attributes travel in config.json; plain transformers ignores them, orchestrion routes on them.
     hf.composer = "gpt"

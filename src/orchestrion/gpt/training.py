@@ -28,8 +28,16 @@ class GPTTask:
 
     SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
 
-    def __init__(self, dataset, context: int, batch_size: int, seed: int = 0, align: float = 0.5,
-                 id_map: np.ndarray | None = None, separator: int | None = None):
+    def __init__(
+        self,
+        dataset,
+        context: int,
+        batch_size: int,
+        seed: int = 0,
+        align: float = 0.5,
+        id_map: np.ndarray | None = None,
+        separator: int | None = None,
+    ):
         self.context, self.batch_size, self.seed, self.align = context, batch_size, seed, align
         self.data: dict[str, np.ndarray] = {}
         self.starts: dict[str, np.ndarray] = {}
@@ -91,8 +99,10 @@ def train_gpt(
     if steps is not None:
         if steps < 1:
             raise InvalidRequest("steps", "must be at least 1")
-        config = replace(config, train=replace(config.train, steps=steps,
-                                               warmup_steps=min(config.train.warmup_steps, max(1, steps // 10))))
+        config = replace(
+            config,
+            train=replace(config.train, steps=steps, warmup_steps=min(config.train.warmup_steps, max(1, steps // 10))),
+        )
     data_tok = Tokenizer.from_file(str(dataset.tokenizer_path))
     id_map, added = None, []
     if init is not None:
@@ -110,15 +120,25 @@ def train_gpt(
             model.resize_token_embeddings(tokenizer.get_vocab_size())
         model.config.composer, model.config.encoding = "gpt", dataset.encoding
         # Fine-tuning: the model's own shape, a gentler learning rate.
-        config = replace(config, n_positions=model.config.n_positions,
-                         context=min(config.context, model.config.n_positions),
-                         train=replace(config.train, lr=config.train.lr / 3, min_lr=config.train.min_lr / 3))
+        config = replace(
+            config,
+            n_positions=model.config.n_positions,
+            context=min(config.context, model.config.n_positions),
+            train=replace(config.train, lr=config.train.lr / 3, min_lr=config.train.min_lr / 3),
+        )
     else:
         tokenizer = data_tok
         model = build_model(config, tokenizer, dataset.meta, dataset.encoding)
     eos = model.config.eos_token_id
-    task = GPTTask(dataset, config.context, config.train.batch_size, seed=config.train.seed, align=config.align,
-                   id_map=id_map, separator=eos)
+    task = GPTTask(
+        dataset,
+        config.context,
+        config.train.batch_size,
+        seed=config.train.seed,
+        align=config.align,
+        id_map=id_map,
+        separator=eos,
+    )
     if resume and not (checkpoint_dir(out) / "train_state.json").is_file():
         raise BadInput("nothing to resume (no checkpoint); run without --resume first", out)
     _check_same_data(dataset, out, resume)
@@ -127,8 +147,12 @@ def train_gpt(
     if main_rank:
         out.mkdir(parents=True, exist_ok=True)
         with open(history, "a") as f:
-            f.write(json.dumps({"command": command, "resume": resume,
-                                "date": datetime.now(UTC).isoformat(timespec="seconds")}) + "\n")
+            f.write(
+                json.dumps(
+                    {"command": command, "resume": resume, "date": datetime.now(UTC).isoformat(timespec="seconds")}
+                )
+                + "\n"
+            )
     result = train(model, task, config.train, out, resume=resume, quiet=quiet)
     if main_rank:
         from orchestrion.registry import encoding_for
@@ -136,16 +160,29 @@ def train_gpt(
         for name, value in encoding_for(dataset.encoding).data_defaults(dataset, data_tok).items():
             setattr(model.config, name, value)
         commands = [json.loads(line)["command"] for line in history.read_text().splitlines() if line.strip()]
-        export(model, tokenizer, out, card={
-            "data": str(Path(data).resolve()), "encoding": dataset.encoding, "preset": preset_name,
-            "init": init, "added_tokens": len(added), "command": command, "commands": commands,
-            "steps": result.steps,
-            "train_loss": result.train_loss, "val_loss": result.val_loss, "best_val_loss": result.best_val_loss,
-            "tokens_per_second": round(result.tokens_per_second, 1),
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "dataset_tokens": {k: int(len(v)) for k, v in task.data.items()},
-            "config": config.to_dict(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        })
+        export(
+            model,
+            tokenizer,
+            out,
+            card={
+                "data": str(Path(data).resolve()),
+                "encoding": dataset.encoding,
+                "preset": preset_name,
+                "init": init,
+                "added_tokens": len(added),
+                "command": command,
+                "commands": commands,
+                "steps": result.steps,
+                "train_loss": result.train_loss,
+                "val_loss": result.val_loss,
+                "best_val_loss": result.best_val_loss,
+                "tokens_per_second": round(result.tokens_per_second, 1),
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "dataset_tokens": {k: int(len(v)) for k, v in task.data.items()},
+                "config": config.to_dict(),
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        )
     return result
 
 
@@ -168,8 +205,11 @@ def _check_same_data(dataset, out: Path, resume: bool) -> None:
     if resume and path.is_file():
         before = json.loads(path.read_text())
         if before.get("sha256") != now["sha256"]:
-            raise BadInput(f"the dataset changed since this run started (tokenizer or tokens differ from "
-                           f"{before.get('data')}); resume with the same data, or train afresh in a new --out", out)
+            raise BadInput(
+                f"the dataset changed since this run started (tokenizer or tokens differ from "
+                f"{before.get('data')}); resume with the same data, or train afresh in a new --out",
+                out,
+            )
         return
     from orchestrion.core.shards import atomic_write_text
 
@@ -212,4 +252,3 @@ def _card_markdown(card: dict) -> str:
         "",
     ]
     return "\n".join(lines)
-

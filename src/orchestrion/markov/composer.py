@@ -314,7 +314,9 @@ class MarkovComposer(Composer):
             raise InvalidRequest("voices", f"give 1 to {MAX_VOICES} voices, not {len(voices)}")
         for kind in voices:
             if kind not in KIND_NAMES:
-                raise InvalidRequest("voices", f"unknown voice kind {kind}: use 0 (high melody), 1 (low melody) or 2 (chords)")
+                raise InvalidRequest(
+                    "voices", f"unknown voice kind {kind}: use 0 (high melody), 1 (low melody) or 2 (chords)"
+                )
         bars = request.bars
         if bars is None and request.seconds is not None:
             bars = max(1, math.ceil(request.seconds * request.tempo / 60 / 4))
@@ -350,7 +352,10 @@ class MarkovComposer(Composer):
 
     def voices(self, request: ComposeRequest) -> list[Voice]:
         kinds, programs = request.voices or [0, 1, 2], request.programs or []
-        return [Voice(program=p, name=f"{KIND_NAMES[k]} {i + 1}", kind=k) for i, (k, p) in enumerate(zip(kinds, programs, strict=True))]
+        return [
+            Voice(program=p, name=f"{KIND_NAMES[k]} {i + 1}", kind=k)
+            for i, (k, p) in enumerate(zip(kinds, programs, strict=True))
+        ]
 
     def stream(self, request: ComposeRequest) -> Iterator[Measure]:
         """Yield the piece one 4/4 measure (all voices) at a time."""
@@ -411,7 +416,12 @@ class MarkovComposer(Composer):
         from orchestrion.core.music import parse_key
 
         key = parse_key(request.key or "C major")
-        kinds, bars, seed, temperature = list(request.voices or [0, 1, 2]), int(request.bars or 16), request.seed, request.temperature
+        kinds, bars, seed, temperature = (
+            list(request.voices or [0, 1, 2]),
+            int(request.bars or 16),
+            request.seed,
+            request.temperature,
+        )
         shift = key_shift(key.tonic)
         pitch_of = [place(t, shift) for t in range(ev.N_TONES)]
         lines, fallbacks = {}, {}
@@ -500,7 +510,10 @@ def _close(notes: list[NoteTuple], bars: int, fallback: tuple[int, int, int]) ->
 
 def _shard_counts(paths: list[Path], workers: int, description: str, device: str) -> tuple[Counts, dict]:
     pieces, problems = encode_files(paths, workers, description)
-    return count_pieces(pieces, device), {"pieces": {m: sum(p.mode == m for p in pieces) for m in MODES}, "problems": problems}
+    return count_pieces(pieces, device), {
+        "pieces": {m: sum(p.mode == m for p in pieces) for m in MODES},
+        "problems": problems,
+    }
 
 
 def _fingerprint(paths: list[Path]) -> str:

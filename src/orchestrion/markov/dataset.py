@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 from orchestrion.markov.events import PieceEvents, encode_file
 
 if TYPE_CHECKING:
-
     pass
 
 

@@ -64,7 +64,9 @@ def _split_table() -> list[tuple[int, ...]]:
     combos = [()] + [c for k in (1, 2, 3) for c in combinations_with_replacement(DURATIONS[::-1], k)]
     table = []
     for length in range(MEASURE_STEPS):
-        table.append(min(combos, key=lambda c: (abs(sum(c) - length) + 0.9 * max(len(c) - 1, 0), len(c), [-d for d in c])))
+        table.append(
+            min(combos, key=lambda c: (abs(sum(c) - length) + 0.9 * max(len(c) - 1, 0), len(c), [-d for d in c]))
+        )
     return table
 
 
@@ -242,7 +244,12 @@ def _frames(start: np.ndarray, end: np.ndarray, length: int) -> tuple[np.ndarray
 
 
 def _line(
-    start: np.ndarray, end: np.ndarray, pitch: np.ndarray, *, top: bool, length: int,
+    start: np.ndarray,
+    end: np.ndarray,
+    pitch: np.ndarray,
+    *,
+    top: bool,
+    length: int,
     frames: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """The skyline (top=True) or bottom line of the notes, as melody event ids."""
@@ -350,7 +357,9 @@ def encode(score: symusic.Score, *, transpose: bool = True, name: str | Path = "
     sounding = np.flatnonzero(chords != NO_CHORD)
     chords = chords[sounding[0] : sounding[-1] + 1] if sounding.size else chords[:0]
     small = np.uint16  # every event id and chord code fits; a quarter of the memory when counting a corpus
-    return PieceEvents(high.astype(small), low.astype(small), chords.astype(small), key.tonic, key.mode, shift, str(name))
+    return PieceEvents(
+        high.astype(small), low.astype(small), chords.astype(small), key.tonic, key.mode, shift, str(name)
+    )
 
 
 def encode_file(path: str | Path, *, transpose: bool = True) -> PieceEvents:

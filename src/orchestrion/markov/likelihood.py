@@ -66,8 +66,12 @@ def markov_likelihood(composer, scores: list) -> dict:
     total = sum(events.values())
     if total == 0:
         raise BadInput("no held-out piece had notes the Markov model can read")
-    out = {"pieces": pieces, "events": total, "log_likelihood_per_event": -sum(nll.values()) / total,
-           "bits_per_event": sum(nll.values()) / total / math.log(2)}
+    out = {
+        "pieces": pieces,
+        "events": total,
+        "log_likelihood_per_event": -sum(nll.values()) / total,
+        "bits_per_event": sum(nll.values()) / total / math.log(2),
+    }
     for line in LINES:
         if events[line]:
             out[f"bits_per_event_{line}"] = nll[line] / events[line] / math.log(2)

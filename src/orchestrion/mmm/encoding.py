@@ -21,8 +21,12 @@ class MMMEncoding:
 
     def validate(self, config: object, request: ComposeRequest) -> ComposeRequest:
         default = getattr(config, "default_instruments", None)
-        if (default and request.instruments is None and request.prompt is None
-                and (request.density is None or len(request.density) == len(default))):
+        if (
+            default
+            and request.instruments is None
+            and request.prompt is None
+            and (request.density is None or len(request.density) == len(default))
+        ):
             request = request.model_copy(update={"instruments": list(default)})  # recorded, so replays match
         return request
 
@@ -37,8 +41,9 @@ class MMMEncoding:
                 index += 1
             elif event.kind == "piece":
                 score, repairs = decode(event.tokens, tempo=request.tempo)
-                yield from measures_from_score(score, bars=int(event.report.get("bars") or request.bars or 4),
-                                               tempo=request.tempo)
+                yield from measures_from_score(
+                    score, bars=int(event.report.get("bars") or request.bars or 4), tempo=request.tempo
+                )
                 yield PieceReport({**event.report, "decode_repairs": repairs, "tokens_text": " ".join(event.tokens)})
 
     def finish(self, piece: Piece) -> Piece:
@@ -65,8 +70,9 @@ def measures_from_score(score, *, bars: int, tempo: float = 120.0) -> list[Measu
     per_bar: list[list[Note]] = [[] for _ in range(bars)]
     for v, track in enumerate(score.tracks):
         arr = track.notes.numpy()
-        for start, duration, pitch, velocity in zip(arr["time"], arr["duration"], arr["pitch"], arr["velocity"],
-                                                    strict=True):
+        for start, duration, pitch, velocity in zip(
+            arr["time"], arr["duration"], arr["pitch"], arr["velocity"], strict=True
+        ):
             quarter = float(start) / tpq
             bar = int(quarter // 4)
             if 0 <= bar < bars:

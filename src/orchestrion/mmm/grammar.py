@@ -102,9 +102,19 @@ class MMMGrammar:
     a whole track up to TRACK_END or its first bars), kept verbatim, the rest composed under the grammar. `bar_cap` bounds the tokens of one bar body (closing then takes at most polyphony + 3).
     """
 
-    def __init__(self, ids: MMMIds, batch_size: int, *, bars: int, tracks: int,
-                 instruments: Sequence[str | None] = (), densities: Sequence[str | None] = (),
-                 forced_tracks: dict[int, list[int]] | None = None, bar_cap: int = 64, polyphony: int = 8):
+    def __init__(
+        self,
+        ids: MMMIds,
+        batch_size: int,
+        *,
+        bars: int,
+        tracks: int,
+        instruments: Sequence[str | None] = (),
+        densities: Sequence[str | None] = (),
+        forced_tracks: dict[int, list[int]] | None = None,
+        bar_cap: int = 64,
+        polyphony: int = 8,
+    ):
         if bars < 1 or tracks < 1:
             raise InvalidRequest("bars", "a piece needs at least one bar and one track")
         self.ids, self.bars, self.tracks = ids, bars, tracks
@@ -349,8 +359,13 @@ def _fill_in(track: list[str], fill_bars: set[int]) -> tuple[list[str], list[lis
     return out, bodies
 
 
-def mmm_plan(request: ComposeRequest, prompt_tokens: list[str] | None, *, default_tracks: int = 4,
-             voices: Sequence[str] = ("SOPRANO", "ALTO", "TENOR", "BASS")) -> dict:
+def mmm_plan(
+    request: ComposeRequest,
+    prompt_tokens: list[str] | None,
+    *,
+    default_tracks: int = 4,
+    voices: Sequence[str] = ("SOPRANO", "ALTO", "TENOR", "BASS"),
+) -> dict:
     """Turn a request (and an encoded prompt) into a prompt, the grammar's settings and forced tracks.
 
     - no prompt: `bars` (default 4) bars of `len(instruments)` tracks (default `default_tracks`);
@@ -360,6 +375,7 @@ def mmm_plan(request: ComposeRequest, prompt_tokens: list[str] | None, *, defaul
     - `bars` longer than the prompt (and no `keep_tracks`): the prompt is continued, each of its tracks
       forced for its first bars and composed for the rest.
     """
+
     def inst_token(name: str | None) -> str | None:
         if name is None:
             return None
@@ -368,8 +384,16 @@ def mmm_plan(request: ComposeRequest, prompt_tokens: list[str] | None, *, defaul
 
     instruments = [inst_token(i) for i in request.instruments] if request.instruments else []
     densities = [f"DENSITY={d}" for d in request.density] if request.density else []
-    plan = {"prompt": ["PIECE_START"], "forced": {}, "bars": request.bars or 4, "tracks": default_tracks,
-            "instruments": instruments, "densities": densities, "mode": "compose", "kept": 0}
+    plan = {
+        "prompt": ["PIECE_START"],
+        "forced": {},
+        "bars": request.bars or 4,
+        "tracks": default_tracks,
+        "instruments": instruments,
+        "densities": densities,
+        "mode": "compose",
+        "kept": 0,
+    }
     if prompt_tokens is None:
         plan["tracks"] = len(instruments) or len(densities) or default_tracks
         return plan
@@ -382,8 +406,14 @@ def mmm_plan(request: ComposeRequest, prompt_tokens: list[str] | None, *, defaul
         if bad:
             raise InvalidRequest("fill_bars", f"bars {bad} are outside the prompt's {prompt_bars} bars (0-based)")
         tracks = [_fill_in(t, set(request.fill_bars))[0] for t in spans]
-        plan.update(prompt=["PIECE_START", *[tok for t in tracks for tok in t]], bars=prompt_bars,
-                    tracks=len(tracks), instruments=[], densities=[], mode="fill")
+        plan.update(
+            prompt=["PIECE_START", *[tok for t in tracks for tok in t]],
+            bars=prompt_bars,
+            tracks=len(tracks),
+            instruments=[],
+            densities=[],
+            mode="fill",
+        )
         return plan
     total = len(instruments) or max(default_tracks, len(spans))
     continuing = request.keep_tracks is None and request.bars is not None and request.bars > prompt_bars
@@ -394,15 +424,31 @@ def mmm_plan(request: ComposeRequest, prompt_tokens: list[str] | None, *, defaul
             raise InvalidRequest("keep_tracks", f"tracks {bad} are not in the prompt (it has {len(spans)})")
         if not instruments and total == len(voices):
             instruments = [f"INST={v}" for v in voices]
-        kept = [_with_header(spans[k], instruments[i] if i < len(instruments) else None,
-                             densities[i] if i < len(densities) else None) for i, k in enumerate(keep)]
-        plan.update(prompt=["PIECE_START", *[tok for t in kept for tok in t]], bars=prompt_bars,
-                    tracks=max(total, len(kept)), instruments=instruments, mode="harmonise", kept=len(kept))
+        kept = [
+            _with_header(
+                spans[k], instruments[i] if i < len(instruments) else None, densities[i] if i < len(densities) else None
+            )
+            for i, k in enumerate(keep)
+        ]
+        plan.update(
+            prompt=["PIECE_START", *[tok for t in kept for tok in t]],
+            bars=prompt_bars,
+            tracks=max(total, len(kept)),
+            instruments=instruments,
+            mode="harmonise",
+            kept=len(kept),
+        )
         return plan
     # Continue: every track's first bars are given and the rest of each track is composed.
     bars = max(request.bars or prompt_bars, prompt_bars)
-    forced = {k: _with_header(_first_bars(t, prompt_bars), instruments[k] if k < len(instruments) else None,
-                              densities[k] if k < len(densities) else None) for k, t in enumerate(spans)}
+    forced = {
+        k: _with_header(
+            _first_bars(t, prompt_bars),
+            instruments[k] if k < len(instruments) else None,
+            densities[k] if k < len(densities) else None,
+        )
+        for k, t in enumerate(spans)
+    }
     plan.update(bars=bars, tracks=len(spans), forced=forced, mode="continue")
     return plan
 

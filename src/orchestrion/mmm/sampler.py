@@ -76,8 +76,9 @@ def sample_mmm(
         yield from _sample_plan(model, tokenizer, plan, config, token_events, fill_bars=len(request.fill_bars or []))
 
 
-def _harmonise_windows(model: torch.nn.Module, tokenizer: object, plan: dict, config: SamplingConfig,
-                       window: int, token_events: bool) -> Iterator[MMMEvent]:
+def _harmonise_windows(
+    model: torch.nn.Module, tokenizer: object, plan: dict, config: SamplingConfig, window: int, token_events: bool
+) -> Iterator[MMMEvent]:
     """Compose the free tracks `window` bars at a time; the kept tracks come back whole and untouched."""
     from orchestrion.mmm.grammar import split_bars
 
@@ -115,8 +116,14 @@ def _harmonise_windows(model: torch.nn.Module, tokenizer: object, plan: dict, co
         yield MMMEvent("piece", row, tokens=tokens, report=report[row].to_dict())
 
 
-def _sample_plan(model: torch.nn.Module, tokenizer: object, plan: dict, config: SamplingConfig,
-                 token_events: bool, fill_bars: int = 0) -> Iterator[MMMEvent]:
+def _sample_plan(
+    model: torch.nn.Module,
+    tokenizer: object,
+    plan: dict,
+    config: SamplingConfig,
+    token_events: bool,
+    fill_bars: int = 0,
+) -> Iterator[MMMEvent]:
     """One batch under the grammar for a plan made by `grammar.mmm_plan`."""
     from orchestrion.core.sampling import RepetitionTrap
     from orchestrion.mmm.grammar import MMMGrammar, MMMIds
@@ -144,12 +151,21 @@ def _sample_plan(model: torch.nn.Module, tokenizer: object, plan: dict, config: 
     bar_cap = (free - structure) // max(composed_bars, 1)
     if bar_cap < 4:
         raise InvalidRequest(
-            "bars", f"{bars} bars of {tracks} tracks do not fit the model's context of {context} tokens "
-            f"(with a prompt of {len(prompt)}); ask for fewer bars or tracks")
+            "bars",
+            f"{bars} bars of {tracks} tracks do not fit the model's context of {context} tokens "
+            f"(with a prompt of {len(prompt)}); ask for fewer bars or tracks",
+        )
     bar_cap = min(bar_cap, 96)
-    grammar = MMMGrammar(ids, B, bars=bars, tracks=tracks, instruments=[None] * plan["kept"] + plan["instruments"][plan["kept"]:],
-                         densities=[None] * plan["kept"] + plan["densities"][plan["kept"]:], forced_tracks=forced,
-                         bar_cap=bar_cap)
+    grammar = MMMGrammar(
+        ids,
+        B,
+        bars=bars,
+        tracks=tracks,
+        instruments=[None] * plan["kept"] + plan["instruments"][plan["kept"] :],
+        densities=[None] * plan["kept"] + plan["densities"][plan["kept"] :],
+        forced_tracks=forced,
+        bar_cap=bar_cap,
+    )
     trap = RepetitionTrap(B, config.trap_repeats, config.trap_min_tokens, stop_ids=[ids["PIECE_END"]])
     processors = build_processors(config, [grammar, trap])
     prompt_ids = torch.tensor([prompt] * B, dtype=torch.long)
@@ -177,12 +193,15 @@ def _sample_plan(model: torch.nn.Module, tokenizer: object, plan: dict, config: 
                 bar_of[r] = -1
             bar_tokens[r].append(token)
             if token == "BAR_END":
-                yield MMMEvent("bar", r, track=track_of[r], bar=bar_of[r], instrument=inst_of[r],
-                               tokens=list(bar_tokens[r]))
+                yield MMMEvent(
+                    "bar", r, track=track_of[r], bar=bar_of[r], instrument=inst_of[r], tokens=list(bar_tokens[r])
+                )
             if token == "PIECE_END":
-                report = Report(traps=trap.fired[r], tokens=len(sequences[r]) - len(prompt),
-                                extra={"mode": plan["mode"], "bars": bars, "tracks": tracks,
-                                       "prompt_repairs": grammar.repairs[r]})
+                report = Report(
+                    traps=trap.fired[r],
+                    tokens=len(sequences[r]) - len(prompt),
+                    extra={"mode": plan["mode"], "bars": bars, "tracks": tracks, "prompt_repairs": grammar.repairs[r]},
+                )
                 yield MMMEvent("piece", r, tokens=sequences[r], report=report.to_dict())
     for r in range(B):
         if sequences[r][-1] != "PIECE_END":  # cannot happen under the grammar's budget; say so loudly if it does

@@ -76,9 +76,14 @@ class SashimiComposer(Composer):
         return request
 
     def options(self) -> dict:
-        return {**super().options(), "output": "audio", "sample_rate": self.config.sample_rate,
-                "n_layers": self.config.n_layers, "default_seconds": DEFAULT_SECONDS,
-                "fields": ["seconds", "temperature", "top_p", "seed", "num_samples", "prompt"]}
+        return {
+            **super().options(),
+            "output": "audio",
+            "sample_rate": self.config.sample_rate,
+            "n_layers": self.config.n_layers,
+            "default_seconds": DEFAULT_SECONDS,
+            "fields": ["seconds", "temperature", "top_p", "seed", "num_samples", "prompt"],
+        }
 
     def _prompt(self, request: ComposeRequest, batch: int) -> np.ndarray | None:
         if request.prompt is None:
@@ -144,8 +149,14 @@ class SashimiComposer(Composer):
             report = quality_report(audio[prompt_samples:], self.config.sample_rate)
             report["prompt_seconds"] = round(prompt_samples / self.config.sample_rate, 3)
             report["sample"] = b
-            pieces.append(Piece(provenance=self.provenance(request, batch_index=b), audio=audio,
-                                sample_rate=self.config.sample_rate, report=report))
+            pieces.append(
+                Piece(
+                    provenance=self.provenance(request, batch_index=b),
+                    audio=audio,
+                    sample_rate=self.config.sample_rate,
+                    report=report,
+                )
+            )
         return pieces
 
     def compose(self, request: ComposeRequest) -> Piece:
@@ -168,8 +179,9 @@ class SashimiComposer(Composer):
 
         if held.kind != "audio":
             return {"skipped": "a SaShiMi likelihood needs an audio dataset (orchestrion encode audio) as --data"}
-        result = evaluate(self.model, held.root, "validation", seq_len=config.audio_seq_len,
-                          windows=config.windows, batch_size=4)
+        result = evaluate(
+            self.model, held.root, "validation", seq_len=config.audio_seq_len, windows=config.windows, batch_size=4
+        )
         result["bits_per_byte"] = result.pop("bpb")
         result["perplexity"] = math.exp(result["loss"])
         return result

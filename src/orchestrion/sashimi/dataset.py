@@ -89,8 +89,9 @@ def _trim_silence(path: Path, sample_rate: int) -> None:
         write_wav(path, x[loud[0] * hop : (loud[-1] + 1) * hop], sample_rate)
 
 
-def piano_corpus(limit: int | None = None, *, workers: int = 1, cache_dir: Path | None = None,
-                 sample_rate: int = 16000) -> list[Path]:
+def piano_corpus(
+    limit: int | None = None, *, workers: int = 1, cache_dir: Path | None = None, sample_rate: int = 16000
+) -> list[Path]:
     """The built-in piano audio: the chorales rendered once into the cache (resumable), sorted by name."""
     from concurrent.futures import ProcessPoolExecutor
 
@@ -173,8 +174,16 @@ def _encode_file(job: tuple[str, str, int, int, str]) -> dict:
     return {"source": source, "chunks": len(offsets) - 1, "samples": offsets[-1]}
 
 
-def encode_audio(inputs: list[str], out: str | Path, *, chunk_seconds: float = 60.0, quantization: str = "mulaw",
-                 sample_rate: int = 16000, workers: int = 1, piano_limit: int | None = None) -> dict:
+def encode_audio(
+    inputs: list[str],
+    out: str | Path,
+    *,
+    chunk_seconds: float = 60.0,
+    quantization: str = "mulaw",
+    sample_rate: int = 16000,
+    workers: int = 1,
+    piano_limit: int | None = None,
+) -> dict:
     """`orchestrion encode audio`: files, folders or builtin:piano -> an audio dataset in `out`.
 
     Resumable: run it again after an interruption and finished files are skipped. A file that cannot be
@@ -251,9 +260,21 @@ def encode_audio(inputs: list[str], out: str | Path, *, chunk_seconds: float = 6
             splits[s]["chunks"] += record["chunks"]
             splits[s]["samples"] += record["samples"]
     meta = {
-        "format": FORMAT, "version": VERSION, "sample_rate": sample_rate, "quantization": quantization,
-        "bits": 8, "chunk_samples": chunk, "split_by": split_by, "splits": splits, "failed": failed,
-        "hours": round(sum(int(np.load(out / "shards" / f"{keys[f]}.idx.npy", allow_pickle=False)[-1]) for f in done) / sample_rate / 3600, 3),
+        "format": FORMAT,
+        "version": VERSION,
+        "sample_rate": sample_rate,
+        "quantization": quantization,
+        "bits": 8,
+        "chunk_samples": chunk,
+        "split_by": split_by,
+        "splits": splits,
+        "failed": failed,
+        "hours": round(
+            sum(int(np.load(out / "shards" / f"{keys[f]}.idx.npy", allow_pickle=False)[-1]) for f in done)
+            / sample_rate
+            / 3600,
+            3,
+        ),
     }
     atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta
@@ -298,7 +319,9 @@ class AudioDataset:
         self.root = Path(root)
         meta_path = self.root / "dataset.json"
         if not meta_path.is_file():
-            raise BadInput("not an audio dataset (no dataset.json); make one with 'orchestrion encode audio'", self.root)
+            raise BadInput(
+                "not an audio dataset (no dataset.json); make one with 'orchestrion encode audio'", self.root
+            )
         self.meta = json.loads(meta_path.read_text())
         if self.meta.get("format") != FORMAT:
             raise BadInput(f"dataset.json has format {self.meta.get('format')!r}, expected {FORMAT!r}", meta_path)
@@ -306,8 +329,11 @@ class AudioDataset:
             for shard in split["shards"]:
                 data, index = (self.root / "shards" / f"{shard['name']}{ext}" for ext in (".u8", ".idx.npy"))
                 if not (data.is_file() and index.is_file()) or data.stat().st_size != shard["samples"]:
-                    raise BadInput(f"shard {shard['name']} ({shard['source']}) is missing or damaged: "
-                                   "the dataset is incomplete; run 'orchestrion encode audio' again", self.root)
+                    raise BadInput(
+                        f"shard {shard['name']} ({shard['source']}) is missing or damaged: "
+                        "the dataset is incomplete; run 'orchestrion encode audio' again",
+                        self.root,
+                    )
 
     @property
     def quantization(self) -> str:

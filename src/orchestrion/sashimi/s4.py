@@ -29,8 +29,9 @@ GELU_APPROX = "none"  # exact (erf) GELU: faster to train than the tanh form on 
 class S4D(nn.Module):
     """One S4D layer over (B, L, H): `forward` by FFT convolution, `step` one sample at a time."""
 
-    def __init__(self, d_model: int, d_state: int = 64, dt_min: float = 1e-3, dt_max: float = 1e-1,
-                 dropout: float = 0.0):
+    def __init__(
+        self, d_model: int, d_state: int = 64, dt_min: float = 1e-3, dt_max: float = 1e-1, dropout: float = 0.0
+    ):
         super().__init__()
         h, n = d_model, d_state // 2
         self.d_model, self.n_modes = h, n

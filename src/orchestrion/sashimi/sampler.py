@@ -156,8 +156,20 @@ def _fold_stage(blocks: list, batch: int) -> tuple:
 
     h, n_modes = dA[0].shape
     state = np.zeros((len(s4s), batch, h, n_modes), dtype=np.complex64)
-    return (stack(dA, np.complex64), stack(dBCg, np.complex64), stack(dBCb, np.complex64), stack(Dg), stack(Db),
-            stack(W), stack(bias), state, stack(W1), stack(b1), stack(W2), stack(b2))
+    return (
+        stack(dA, np.complex64),
+        stack(dBCg, np.complex64),
+        stack(dBCb, np.complex64),
+        stack(Dg),
+        stack(Db),
+        stack(W),
+        stack(bias),
+        state,
+        stack(W1),
+        stack(b1),
+        stack(W2),
+        stack(b2),
+    )
 
 
 class _Stage:
@@ -192,9 +204,27 @@ class Sampler:
         self._net = None
         if len(self.stages) == 2:
             s0, s1 = self.stages
-            self._net = (self.embedding, s0.buffer, s0.queue, s0.down_W, s0.down_b, s0.up_W, s0.up_b, s0.layers,
-                         s1.buffer, s1.queue, s1.down_W, s1.down_b, s1.up_W, s1.up_b, s1.layers, self.center,
-                         self.head_W, self.head_b, self.logits)
+            self._net = (
+                self.embedding,
+                s0.buffer,
+                s0.queue,
+                s0.down_W,
+                s0.down_b,
+                s0.up_W,
+                s0.up_b,
+                s0.layers,
+                s1.buffer,
+                s1.queue,
+                s1.down_W,
+                s1.down_b,
+                s1.up_W,
+                s1.up_b,
+                s1.layers,
+                self.center,
+                self.head_W,
+                self.head_b,
+                self.logits,
+            )
 
     def _run(self, k: int, x: np.ndarray, t: int) -> np.ndarray:
         """Stage k's output for its input x (B, H) at its own time t: one step of that scale."""
@@ -206,7 +236,9 @@ class Sampler:
         stage.buffer[:, j] = x
         y = stage.queue[:, j] + x  # the up-pooled output of the previous coarse step, plus the skip
         if j == stage.p - 1:  # the buffer is full: run the coarser scale once and refill the queue
-            coarse = self._run(k + 1, _linear(stage.buffer.reshape(self.batch, -1), stage.down_W, stage.down_b), t // stage.p)
+            coarse = self._run(
+                k + 1, _linear(stage.buffer.reshape(self.batch, -1), stage.down_W, stage.down_b), t // stage.p
+            )
             stage.queue[:] = _linear(coarse, stage.up_W, stage.up_b).reshape(self.batch, stage.p, stage.h)
         _stage_layers(y, *stage.layers)
         return y

@@ -19,8 +19,15 @@ from orchestrion.sashimi.model import Sashimi, SashimiConfig
 
 
 @torch.no_grad()
-def evaluate(model: Sashimi, data: str | Path, split: str = "validation", *, seq_len: int = 4096,
-             windows: int = 32, batch_size: int = 8) -> dict:
+def evaluate(
+    model: Sashimi,
+    data: str | Path,
+    split: str = "validation",
+    *,
+    seq_len: int = 4096,
+    windows: int = 32,
+    batch_size: int = 8,
+) -> dict:
     """The reference's table on one split: loss (nats/sample), bits per byte, accuracy, accuracy@3/5/10.
 
     Over up to `windows` fixed, evenly spread windows of the split (the same ones every call). One 8-bit
@@ -45,8 +52,12 @@ def evaluate(model: Sashimi, data: str | Path, split: str = "validation", *, seq
             hits[k] += int((top[..., :k] == target.unsqueeze(-1)).any(-1).sum())
         total += target.numel()
     loss = nll / total
-    return {"loss": loss, "bpb": loss / math.log(2), "accuracy": hits[1] / total,
-            **{f"accuracy@{k}": hits[k] / total for k in (3, 5, 10)}}
+    return {
+        "loss": loss,
+        "bpb": loss / math.log(2),
+        "accuracy": hits[1] / total,
+        **{f"accuracy@{k}": hits[k] / total for k in (3, 5, 10)},
+    }
 
 
 def metric_table(metrics: dict[str, dict]) -> str:
@@ -69,15 +80,30 @@ class SashimiTraining:
     layers: int = 2
     seq_len: int = 4096  # training window, a multiple of 16 (0.26 s at 16 kHz)
     eval_windows: int = 32
-    train: dict = field(default_factory=lambda: {
-        "steps": 2000, "batch_size": 4, "lr": 2e-3, "min_lr": 1e-4, "warmup_steps": 30,
-        "weight_decay": 0.0,  # the reference trains without regularisation
-        "eval_every": 100, "eval_batches": 4, "checkpoint_every": 25, "log_every": 10,
-    })
+    train: dict = field(
+        default_factory=lambda: {
+            "steps": 2000,
+            "batch_size": 4,
+            "lr": 2e-3,
+            "min_lr": 1e-4,
+            "warmup_steps": 30,
+            "weight_decay": 0.0,  # the reference trains without regularisation
+            "eval_every": 100,
+            "eval_batches": 4,
+            "checkpoint_every": 25,
+            "log_every": 10,
+        }
+    )
 
 
-def train_sashimi(data: str | Path, out: str | Path, settings: SashimiTraining | None = None, *,
-                  resume: bool = False, steps: int | None = None) -> dict:
+def train_sashimi(
+    data: str | Path,
+    out: str | Path,
+    settings: SashimiTraining | None = None,
+    *,
+    resume: bool = False,
+    steps: int | None = None,
+) -> dict:
     """Train on an audio dataset with the shared loop, export the model to `out`, return the metric table."""
     from orchestrion.core.shards import atomic_write_text
     from orchestrion.core.training import TrainConfig, train
@@ -93,7 +119,9 @@ def train_sashimi(data: str | Path, out: str | Path, settings: SashimiTraining |
     if steps is not None:
         settings.train["steps"] = steps
     if settings.layers < 1 or settings.seq_len % 16:
-        raise BadInput(f"layers must be >= 1 and the window a multiple of 16 (got {settings.layers}, {settings.seq_len})")
+        raise BadInput(
+            f"layers must be >= 1 and the window a multiple of 16 (got {settings.layers}, {settings.seq_len})"
+        )
     dataset = AudioDataset(data)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(saved, json.dumps(asdict(settings), indent=2) + "\n")  # read back by every --resume
@@ -104,13 +132,20 @@ def train_sashimi(data: str | Path, out: str | Path, settings: SashimiTraining |
     task = AudioTask(dataset, settings.seq_len, train_config.batch_size, seed=train_config.seed)
     result = train(model, task, train_config, out, resume=resume)
     model.cpu()
-    metrics = {split: evaluate(model, data, split, seq_len=settings.seq_len, windows=settings.eval_windows)
-               for split in ("validation", "test")}
+    metrics = {
+        split: evaluate(model, data, split, seq_len=settings.seq_len, windows=settings.eval_windows)
+        for split in ("validation", "test")
+    }
     card = {
         "metrics": metrics,
-        "training": {"steps": result.steps, "seconds": round(result.seconds, 1), "data": str(data),
-                     "data_hours": dataset.meta.get("hours"), "parameters": sum(p.numel() for p in model.parameters()),
-                     "samples_per_second": round(result.tokens_per_second)},
+        "training": {
+            "steps": result.steps,
+            "seconds": round(result.seconds, 1),
+            "data": str(data),
+            "data_hours": dataset.meta.get("hours"),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "samples_per_second": round(result.tokens_per_second),
+        },
     }
     SashimiComposer(model, card).save(out)
     atomic_write_text(out / "metrics.md", metric_table(metrics) + "\n")

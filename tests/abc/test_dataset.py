@@ -25,7 +25,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         path = sorted((music21_corpus_dir() / source).glob("*.abc"))[0]
         tunes = abc.split_tunes(path.read_text(encoding="utf-8", errors="replace"))[:30]
         (folder / f"{source}.abc").write_text("\n".join(t.abc for t in tunes))
-    shutil.copy(Path(__file__).parent / "fixtures" / "multitrack.mid", folder / "midi-only.mid")
+    shutil.copy(Path(__file__).parents[1] / "fixtures" / "multitrack.mid", folder / "midi-only.mid")
     (folder / "junk.abc").write_bytes(bytes(range(256)) * 64)
     with open(folder / "one-line.abc", "w") as f:  # a 50 MB single line
         f.write("X:1\nT:huge\nK:G\n")

@@ -244,7 +244,7 @@ def test_the_default_data_dir(monkeypatch, tmp_path):
     assert default_data_dir() == tmp_path / "orchestrion" / "server"
     monkeypatch.setenv("ORCHESTRION_DATA", str(tmp_path / "mine"))
     assert default_data_dir() == tmp_path / "mine"
-    docs = (Path(__file__).parents[1] / "docs" / "serve.md").read_text()
+    docs = (Path(__file__).parents[2] / "docs" / "serve.md").read_text()
     assert "--data-dir" in docs and "~/.local/share/orchestrion/server" in docs
 
 

@@ -207,7 +207,7 @@ def _train(tmp_path: Path, data: Path, out: str, *args: str, nproc: int = 1) -> 
 
 
 def test_torchrun_two_processes_match_one_process_at_the_same_global_batch(tmp_path: Path) -> None:
-    from test_gpt import make_token_dataset
+    from orchestrion.testing.datasets import make_token_dataset
 
     data = make_token_dataset(tmp_path / "data")
     one = _train(tmp_path, data, "one")
@@ -238,7 +238,7 @@ def test_torchrun_two_processes_match_one_process_at_the_same_global_batch(tmp_p
 @pytest.mark.slow
 def test_a_one_process_run_resumed_on_two_processes_continues_the_same_curve(tmp_path: Path) -> None:
     """Batches are global, so a checkpoint may move to another world size and train on the same data."""
-    from test_gpt import make_token_dataset
+    from orchestrion.testing.datasets import make_token_dataset
 
     data = make_token_dataset(tmp_path / "data")
     whole = _train(tmp_path, data, "whole")

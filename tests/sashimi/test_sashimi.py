@@ -31,8 +31,11 @@ def _model(seed: int = 0, **overrides: object) -> Sashimi:
     return model
 
 
-@pytest.mark.parametrize("overrides", [{}, {"n_layers": 2, "d_model": 64, "d_state": 64}, {"pool": (4,)}],
-                         ids=["tiny", "2-layer-d64", "one-pool"])
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"n_layers": 2, "d_model": 64, "d_state": 64}, {"pool": (4,)}],
+    ids=["tiny", "2-layer-d64", "one-pool"],
+)
 def test_recurrent_steps_equal_the_forward_pass(overrides: dict) -> None:
     model = _model(**overrides)
     tokens = torch.randint(0, 256, (2, 192), generator=torch.Generator().manual_seed(1))
@@ -120,8 +123,9 @@ def test_tiny_training_run(tmp_path: Path) -> None:
         sf.write(folder / f"t{i}.wav", 0.5 * np.sin(2 * np.pi * (110 + 30 * i) * x), rate)
     encode_audio([str(folder)], tmp_path / "data", chunk_seconds=1.0)
     settings = SashimiTraining(layers=1, seq_len=256, eval_windows=2)
-    settings.train.update(steps=12, batch_size=2, lr=5e-3, warmup_steps=2, eval_every=12, eval_batches=1,
-                          checkpoint_every=6, log_every=3)
+    settings.train.update(
+        steps=12, batch_size=2, lr=5e-3, warmup_steps=2, eval_every=12, eval_batches=1, checkpoint_every=6, log_every=3
+    )
     card = train_sashimi(tmp_path / "data", tmp_path / "model", settings)
     assert set(card["metrics"]) == {"validation", "test"}
     assert set(card["metrics"]["test"]) == {"loss", "bpb", "accuracy", "accuracy@3", "accuracy@5", "accuracy@10"}

@@ -38,8 +38,9 @@ def all_commands() -> list[tuple[str, ...]]:
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(ORCHESTRION), *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [str(ORCHESTRION), *args], capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})}
+    )
 
 
 def test_the_design_commands_exist() -> None:
@@ -71,8 +72,16 @@ def test_help_does_not_import_heavy_libraries() -> None:
 
 
 def test_render_end_to_end(fixtures_dir: Path, tmp_path: Path) -> None:
-    result = run_cli("render", str(fixtures_dir / "multitrack.mid"), "--wav", str(tmp_path / "m.wav"),
-                     "--png", str(tmp_path / "m.png"), "--sample-rate", "16000")
+    result = run_cli(
+        "render",
+        str(fixtures_dir / "multitrack.mid"),
+        "--wav",
+        str(tmp_path / "m.wav"),
+        "--png",
+        str(tmp_path / "m.png"),
+        "--sample-rate",
+        "16000",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(tmp_path / "m.wav"), str(tmp_path / "m.png")]
     assert (tmp_path / "m.wav").stat().st_size > 10_000 and (tmp_path / "m.png").stat().st_size > 5_000

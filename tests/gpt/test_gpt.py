@@ -5,57 +5,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from orchestrion.core.shards import ShardWriter, TokenDataset, write_dataset_json
+from orchestrion.core.shards import TokenDataset
+from orchestrion.testing.datasets import make_abc_dataset, make_token_dataset
 
 BIN = Path(sys.executable).parent
-
-
-def make_token_dataset(root: Path, sequences: int = 40, seed: int = 0, extra: tuple[str, ...] = ()) -> Path:
-    """A tiny mmm dataset (the real mmm vocabulary, WordLevel), written the way the encoders write theirs.
-
-    Each sequence is a 2-bar, 4-voice piece of quarter notes; `extra` tokens (new to the vocabulary) are put
-    at the end of every bar, for the fine-tuning test.
-    """
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    from orchestrion.mmm.vocabulary import SPECIAL_TOKENS, vocabulary
-
-    vocab = vocabulary() + list(extra)
-    tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(vocab)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    root.mkdir(parents=True, exist_ok=True)
-    tok.save(str(root / "tokenizer.json"))
-    rng = np.random.default_rng(seed)
-    splits = {}
-    for split, count in (("train", sequences), ("validation", max(4, sequences // 10))):
-        writer = ShardWriter(root, split, 0)
-        for _ in range(count):
-            words = ["PIECE_START"]
-            for voice, low in (("SOPRANO", 67), ("ALTO", 60), ("TENOR", 55), ("BASS", 48)):
-                words += ["TRACK_START", f"INST={voice}", "DENSITY=3"]
-                for _bar in range(2):
-                    base = low + int(rng.integers(0, 5))
-                    words.append("BAR_START")
-                    for step in (0, 2, 4, 5):
-                        words += [f"NOTE_ON={base + step}", "TIME_DELTA=4", f"NOTE_OFF={base + step}"]
-                    words += list(extra) + ["BAR_END"]
-                words.append("TRACK_END")
-            text = " ".join([*words, "PIECE_END"])
-            writer.add(tok.encode(text).ids, text)
-        info = writer.close()
-        splits[split] = {"shards": [info["name"]], "sequences": info["sequences"], "tokens": info["tokens"]}
-    write_dataset_json(root, {"encoding": "mmm", "vocab_size": tok.get_vocab_size(), "splits": splits,
-                              "special_tokens": SPECIAL_TOKENS, "options": {"bars": 2}})
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -113,36 +71,6 @@ def test_load_composer_routes_to_gpt(tiny) -> None:
     composer = load_composer(tiny[1])
     assert composer.kind == "gpt" and composer.encoding.name == "mmm" and composer.options()["context"] == 256
     assert len(composer.checkpoint_hash) == 16
-
-
-def test_kill_9_then_resume_continues_the_same_loss_curve(tmp_path) -> None:
-    data = make_token_dataset(tmp_path / "data")
-    steps = ["--preset", "tiny", "--steps", "80"]
-    whole = subprocess.run(_cli("train", "gpt", str(data), "--out", str(tmp_path / "whole"), *steps),
-                           env=_env(), capture_output=True, text=True, timeout=300)
-    assert whole.returncode == 0, whole.stderr[-2000:]
-    cut = tmp_path / "cut"
-    proc = subprocess.Popen(_cli("train", "gpt", str(data), "--out", str(cut), *steps), env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = cut / "checkpoint" / "train_state.json"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (state.is_file() and json.loads(state.read_text())["step"] >= 20):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait(timeout=30) == -signal.SIGKILL
-    from orchestrion.core.training import checkpoint_dir
-
-    killed_at = json.loads((checkpoint_dir(cut) / "train_state.json").read_text())["step"]
-    assert 20 <= killed_at < 80
-    resumed = subprocess.run(_cli("train", "gpt", str(data), "--out", str(cut), *steps, "--resume"),
-                             env=_env(), capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    a = [json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
-    b = [json.loads(line) for line in (cut / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in a] == [r["step"] for r in b]
-    for ra, rb in zip(a, b, strict=True):
-        assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-5), ra["step"]
-    assert json.loads((cut / "checkpoint" / "train_state.json").read_text())["step"] == 80
 
 
 def test_fine_tune_adds_new_tokens_and_resizes_embeddings(tiny, tmp_path) -> None:
@@ -215,36 +143,6 @@ def test_mmm_stream_yields_bars_as_they_close_then_measures(tiny) -> None:
     assert other.report["tokens_text"] != piece.report["tokens_text"]
 
 
-TUNES = [
-    "X:1\nT:A\nM:6/8\nL:1/8\nK:G\n|:GAB c2d|edc BAG|GAB c2d|e2d d3:|\n",
-    "X:2\nT:B\nM:4/4\nL:1/8\nK:D\n|:d2fd A2FA|d2fd e2ce|d2fd A2FA|G2E2 D4:|\n",
-    "X:3\nT:C\nM:3/4\nL:1/4\nK:C\nC E G|c2 G|E C E|D3|C E G|c2 e|d B G|c3|]\n",
-]
-
-
-def make_abc_dataset(root: Path, copies: int = 20) -> Path:
-    """A tiny spaceless-ABC dataset with the ABC encoder's own BPE tokenizer: <s> tune </s> per sequence."""
-    from orchestrion.abc import text as abccodec
-    from orchestrion.abc.dataset import SPECIAL_TOKENS, make_tokenizer
-
-    texts = [abccodec.spaceless(t) for t in TUNES]
-    tok = make_tokenizer(texts * 4, 300)
-    root.mkdir(parents=True, exist_ok=True)
-    tok.save(str(root / "tokenizer.json"))
-    bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
-    splits = {}
-    for split, n in (("train", copies), ("validation", 2)):
-        writer = ShardWriter(root, split, 0)
-        for i in range(n):
-            text = texts[i % len(texts)]
-            writer.add([bos, *tok.encode(text).ids, eos], abccodec.escape_newlines(text))
-        info = writer.close()
-        splits[split] = {"shards": [info["name"]], "sequences": info["sequences"], "tokens": info["tokens"]}
-    write_dataset_json(root, {"encoding": "abc", "vocab_size": tok.get_vocab_size(), "splits": splits,
-                              "special_tokens": SPECIAL_TOKENS})
-    return root
-
-
 def test_abc_model_streams_bars_and_a_complete_tune_with_its_header(tmp_path) -> None:
     from orchestrion.composer import PieceReport, TextChunk
     from orchestrion.gpt.training import train_gpt
@@ -264,7 +162,9 @@ def test_abc_model_streams_bars_and_a_complete_tune_with_its_header(tmp_path) ->
     assert any("|" in c.text for c in chunks[:-1])  # bars came before the whole tune
     tune = chunks[-1].text
     lines = tune.splitlines()
-    assert lines[0] == "X:1" and lines[1] == "T:Test Jig" and "M:6/8" in lines and any(x.startswith("K:") for x in lines)
+    assert (
+        lines[0] == "X:1" and lines[1] == "T:Test Jig" and "M:6/8" in lines and any(x.startswith("K:") for x in lines)
+    )
     piece = composer.compose(request)
     assert piece.abc == tune and "retries" in piece.report
     # No key asked for: one of the training data's keys, drawn with the seed and recorded for replays.

@@ -31,8 +31,16 @@ def test_markov_report_has_every_figure_and_its_page_links_existing_files(choral
     report = evaluate("builtin:markov", str(chorale_dir), tmp_path / "r", config=config, command="test")
     on_disk = json.loads((tmp_path / "r" / "report.json").read_text())
     assert on_disk["validity_rate"] == report["validity_rate"]
-    for name in ("pitch_class_entropy", "scale_consistency", "polyphony", "groove_consistency", "note_density",
-                 "empty_beat_rate", "pitch_range", "duration_histogram"):
+    for name in (
+        "pitch_class_entropy",
+        "scale_consistency",
+        "polyphony",
+        "groove_consistency",
+        "note_density",
+        "empty_beat_rate",
+        "pitch_range",
+        "duration_histogram",
+    ):
         assert set(on_disk[name]) >= {"distance"}, name
         assert 0.0 <= on_disk[name]["distance"] <= 1.0
     assert on_disk["pitch_class_entropy"]["generated_mean"] > 0
@@ -114,8 +122,9 @@ def test_missing_data_names_the_path(tmp_path: Path) -> None:
         load_held_out(str(tmp_path / "nowhere"), EvalConfig())
 
 
-def test_a_bad_file_in_the_data_is_reported_and_the_rest_is_used(chorale_dir: Path, fixtures_dir: Path,
-                                                                  tmp_path: Path) -> None:
+def test_a_bad_file_in_the_data_is_reported_and_the_rest_is_used(
+    chorale_dir: Path, fixtures_dir: Path, tmp_path: Path
+) -> None:
     for path in sorted(chorale_dir.glob("*.mid"))[:2]:
         shutil.copy(path, tmp_path / path.name)
     shutil.copy(fixtures_dir / "not_midi.mid", tmp_path / "zz-not-midi.mid")  # sorts last: a held-out piece

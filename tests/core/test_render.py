@@ -148,8 +148,13 @@ def test_svg_bad_input(fixtures_dir: Path, tmp_path: Path) -> None:
 
 
 def test_render_file_abc_to_all_three(fixtures_dir: Path, tmp_path: Path) -> None:
-    written = render_file(fixtures_dir / "tune.abc", wav=tmp_path / "t.wav", png=tmp_path / "t.png",
-                          svg=tmp_path / "t.svg", sample_rate=22050)
+    written = render_file(
+        fixtures_dir / "tune.abc",
+        wav=tmp_path / "t.wav",
+        png=tmp_path / "t.png",
+        svg=tmp_path / "t.svg",
+        sample_rate=22050,
+    )
     assert written == [tmp_path / "t.wav", tmp_path / "t.png", tmp_path / "t.svg"]
     audio, rate = soundfile.read(str(tmp_path / "t.wav"), dtype="float32")
     assert rate == 22050 and rms(audio) > RMS_FLOOR
@@ -182,8 +187,9 @@ def test_find_soundfont(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
 # ----------------------------------------------------------------------------------------------- demo
 
 
-def test_demo_chorale(chorale_files: list[Path], corpus_cache: Path, tmp_path: Path,
-                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_chorale(
+    chorale_files: list[Path], corpus_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from orchestrion.demo import demo_chorale
 
     monkeypatch.setenv("ORCHESTRION_CACHE", str(corpus_cache))  # bwv1.6 is already converted there

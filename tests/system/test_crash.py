@@ -484,9 +484,7 @@ def test_encode_audio_survives_many_random_kills(tmp_path: Path) -> None:
 
 def test_loaders_refuse_a_dataset_with_a_missing_or_cut_shard(tmp_path: Path) -> None:
     from orchestrion.sashimi.dataset import encode_audio
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_gpt import make_token_dataset
+    from orchestrion.testing.datasets import make_token_dataset
 
     tokens = make_token_dataset(tmp_path / "tokens")
     _load_token_dataset(tokens)
@@ -602,8 +600,7 @@ def _train_with_kills(
 
 @pytest.fixture(scope="module")
 def token_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_gpt import make_token_dataset
+    from orchestrion.testing.datasets import make_token_dataset
 
     return make_token_dataset(tmp_path_factory.mktemp("crash-tokens") / "data")
 

@@ -117,7 +117,9 @@ def test_round_trip_property(tmp_path_factory: pytest.TempPathFactory, tracks: l
 
 def test_quantize_snaps_to_sixteenths() -> None:
     # At 480 ticks per quarter a 16th is 120 ticks.
-    score = score_from_notes([{"pitch": [60, 62, 64, 65], "start": [5, 118, 250, 961], "duration": [100, 130, 10, 1000]}])
+    score = score_from_notes(
+        [{"pitch": [60, 62, 64, 65], "start": [5, 118, 250, 961], "duration": [100, 130, 10, 1000]}]
+    )
     q = quantize(score)
     assert q.tpq == 4
     a = q.tracks[0].notes.numpy()

@@ -40,8 +40,19 @@ def toy_model() -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Dropout(0.1), torch.nn.Linear(16, 1))
 
 
-CONFIG = TrainConfig(steps=12, batch_size=16, grad_accum=2, lr=3e-2, min_lr=3e-3, warmup_steps=3, eval_every=4,
-                     eval_batches=2, checkpoint_every=3, log_every=1, seed=7)
+CONFIG = TrainConfig(
+    steps=12,
+    batch_size=16,
+    grad_accum=2,
+    lr=3e-2,
+    min_lr=3e-3,
+    warmup_steps=3,
+    eval_every=4,
+    eval_batches=2,
+    checkpoint_every=3,
+    log_every=1,
+    seed=7,
+)
 
 
 def test_config_json_round_trip() -> None:
@@ -111,11 +122,18 @@ def test_interrupted_checkpoint_swap_falls_back_to_the_previous(tmp_path) -> Non
     train(toy_model(), ToyTask(), CONFIG, tmp_path, quiet=True)
     (tmp_path / "checkpoint").rename(tmp_path / "checkpoint.old")  # killed between the two renames
     assert checkpoint_dir(tmp_path).name == "checkpoint.old"
-    result = train(toy_model(), ToyTask(), TrainConfig(**{**CONFIG.to_dict(), "steps": 14}), tmp_path,
-                   resume=True, quiet=True)
+    result = train(
+        toy_model(), ToyTask(), TrainConfig(**{**CONFIG.to_dict(), "steps": 14}), tmp_path, resume=True, quiet=True
+    )
     assert result.steps == 14 and math.isfinite(result.val_loss)
-    again = train(toy_model(), ToyTask(crash_at=13), TrainConfig(**{**CONFIG.to_dict(), "steps": 14}), tmp_path,
-                  resume=True, quiet=True)  # nothing left to train: evaluates and reports, never asks for data
+    again = train(
+        toy_model(),
+        ToyTask(crash_at=13),
+        TrainConfig(**{**CONFIG.to_dict(), "steps": 14}),
+        tmp_path,
+        resume=True,
+        quiet=True,
+    )  # nothing left to train: evaluates and reports, never asks for data
     assert again.val_loss == pytest.approx(result.val_loss, rel=1e-6)
 
 
@@ -126,5 +144,11 @@ def test_resume_without_checkpoint_and_bad_precision_are_clear_errors(tmp_path) 
         train(toy_model(), ToyTask(), TrainConfig(precision="fp8"), tmp_path, quiet=True)
     with pytest.raises(BadInput, match="same batch size"):
         train(toy_model(), ToyTask(), CONFIG, tmp_path / "a", quiet=True)
-        train(toy_model(), ToyTask(), TrainConfig(**{**CONFIG.to_dict(), "grad_accum": 1}), tmp_path / "a",
-              resume=True, quiet=True)
+        train(
+            toy_model(),
+            ToyTask(),
+            TrainConfig(**{**CONFIG.to_dict(), "grad_accum": 1}),
+            tmp_path / "a",
+            resume=True,
+            quiet=True,
+        )

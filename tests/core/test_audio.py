@@ -40,8 +40,10 @@ def test_mulaw_round_trip_error_is_relative() -> None:
     assert mulaw.encode(x).dtype == np.uint8
     assert np.all(np.abs(y - x) <= 0.025 * np.abs(x) + 1e-4)  # fine steps near zero, coarse near full scale
     quiet = np.linspace(-0.01, 0.01, 101)
-    assert np.abs(mulaw.decode(mulaw.encode(quiet)) - quiet).max() < np.abs(
-        mulaw.decode(mulaw.encode(quiet, "linear"), "linear") - quiet).max()
+    assert (
+        np.abs(mulaw.decode(mulaw.encode(quiet)) - quiet).max()
+        < np.abs(mulaw.decode(mulaw.encode(quiet, "linear"), "linear") - quiet).max()
+    )
 
 
 def test_unknown_quantization_is_refused() -> None:
@@ -105,8 +107,11 @@ def test_dataset_is_split_by_file_and_resumes(tmp_path: Path) -> None:
     assert any("broken.wav" in k for k in meta["failed"])  # reported, and the rest carried on
     sources = {s: {sh["source"] for sh in meta["splits"][s]["shards"]} for s in meta["splits"]}
     assert sources["train"] and sources["validation"] and sources["test"]
-    assert not (sources["train"] & sources["validation"] or sources["train"] & sources["test"]
-                or sources["validation"] & sources["test"])
+    assert not (
+        sources["train"] & sources["validation"]
+        or sources["train"] & sources["test"]
+        or sources["validation"] & sources["test"]
+    )
     assert len(set.union(*sources.values())) == 10
     # 1.2 s at 0.5 s chunks: two whole chunks, the 0.2 s rest is dropped
     assert meta["splits"]["train"]["chunks"] == 2 * len(sources["train"])

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not _have_model(), reason=f"{MODEL} is not shipp
 
 @pytest.fixture(scope="module")
 def load():
-    path = Path(__file__).parents[1] / "benchmarks" / "serve_load.py"
+    path = Path(__file__).parents[2] / "benchmarks" / "serve_load.py"
     spec = importlib.util.spec_from_file_location("serve_load", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

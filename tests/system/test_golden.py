@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parents[1] / "golden"
 PIECES = sorted(p for p in GOLDEN.iterdir() if p.suffix in {".mid", ".abc", ".wav"})
 
 

@@ -353,5 +353,5 @@ def test_serve_binds_loopback_by_default():
     from orchestrion.cli import serve
 
     assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"
-    docs = (Path(__file__).parents[1] / "docs" / "serve.md").read_text()
+    docs = (Path(__file__).parents[2] / "docs" / "serve.md").read_text()
     assert "binds 127.0.0.1 by default" in docs

@@ -16,8 +16,7 @@ def tiny_model():
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=97, n_positions=128, n_embd=32, n_layer=2, n_head=2, bos_token_id=0,
-                        eos_token_id=1)
+    config = GPT2Config(vocab_size=97, n_positions=128, n_embd=32, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=1)
     return GPT2LMHeadModel(config).eval()
 
 
@@ -127,8 +126,16 @@ def test_rows_stop_on_their_own(tiny_model):
         out[0, 1] = 0.0
         return out
 
-    steps = list(generate_tokens(tiny_model, torch.zeros(2, 1, dtype=torch.long), SamplingConfig(seed=0),
-                                 [stop_row0], stop_ids=[1], max_new_tokens=10))
+    steps = list(
+        generate_tokens(
+            tiny_model,
+            torch.zeros(2, 1, dtype=torch.long),
+            SamplingConfig(seed=0),
+            [stop_row0],
+            stop_ids=[1],
+            max_new_tokens=10,
+        )
+    )
     assert steps[0][0].item() == 1
     assert all(s[0].item() == -1 for s in steps[1:])
     assert len(steps) == 10

@@ -27,7 +27,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-DOCS_IMAGE = Path(__file__).resolve().parent.parent / "docs" / "images" / "web-app.png"
+DOCS_IMAGE = Path(__file__).resolve().parents[2] / "docs" / "images" / "web-app.png"
 
 
 def _have_model() -> bool:
@@ -142,7 +142,9 @@ def test_generate_eight_measures_streams_draws_and_plays(server, browser, tmp_pa
 
 
 def test_phone_sized_screen(server, browser, tmp_path):
-    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True)
+    page = browser.new_page(
+        viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True
+    )
     seen = compose_in_page(page, server, bars=4)
     assert seen["errors"] == []
     assert seen["measures"] == 4 and seen["rollMeasures"] == 4

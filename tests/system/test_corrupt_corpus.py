@@ -33,6 +33,8 @@ L:1/8
 K:G
 GAB cBA|GAB d3:|
 """
+
+
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "orchestrion", *args], capture_output=True, text=True, timeout=300, check=False

@@ -131,9 +131,7 @@ def test_repeated_notes_stay_separate_and_legato_gaps_vanish():
 def test_rests_triplets_and_dotted_values():
     notes = [(60, 0, 1 / 3), (62, 1 / 3, 1 / 3), (64, 2 / 3, 1 / 3), (65, 1, 0.75), (67, 1.75, 0.25), (72, 3, 1)]
     e = ev.encode(score_of(notes), transpose=False)
-    assert e.high.tolist() == melody(
-        [(24, 4), (26, 4), (28, 4), (29, 9), (31, 3), (ev.REST, 12), (36, 12)]
-    ).tolist()
+    assert e.high.tolist() == melody([(24, 4), (26, 4), (28, 4), (29, 9), (31, 3), (ev.REST, 12), (36, 12)]).tolist()
 
 
 @st.composite
@@ -159,7 +157,7 @@ def test_line_round_trip_with_rests():
 
 
 def test_decode_then_encode_gives_the_lines_back():
-    e = ev.encode(load_midi(Path(__file__).parent / "fixtures" / "multitrack.mid"), transpose=False)
+    e = ev.encode(load_midi(Path(__file__).parents[1] / "fixtures" / "multitrack.mid"), transpose=False)
     again = ev.encode(ev.decode(ev.PieceEvents(e.high, e.high, e.chords)), transpose=False)
     assert again.high.tolist() == e.high.tolist()
 
@@ -181,7 +179,7 @@ def test_transposition_to_a_common_tonic():
 
 
 def test_json_round_trip():
-    e = ev.encode(load_midi(Path(__file__).parent / "fixtures" / "three_four.mid"))
+    e = ev.encode(load_midi(Path(__file__).parents[1] / "fixtures" / "three_four.mid"))
     back = ev.PieceEvents.from_json(e.to_json())
     assert back.to_json() == e.to_json()
 

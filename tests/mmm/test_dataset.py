@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -146,45 +143,6 @@ def test_cap_and_limits_are_reported(corpus: Path, tmp_path: Path) -> None:
 
 def _cli(args: list[str]) -> list[str]:
     return [sys.executable, "-m", "orchestrion", "encode", "mmm", *args]
-
-
-def test_kill_9_then_resume_is_byte_identical(corpus: Path, tmp_path: Path) -> None:
-    # Many small tasks, so that the kill lands in the middle of the encoding.
-    big = tmp_path / "big"
-    big.mkdir()
-    for i in range(25):
-        for path in corpus.glob("bwv*.mid"):
-            shutil.copy(path, big / f"{i:02d}-{path.name}")
-    args = [str(big), "--bars", "4", "--hop", "2", "--transpose", "-3:4", "--workers", "2", "--chunk", "2"]
-    whole = tmp_path / "whole"
-    subprocess.run(_cli([*args, "--out", str(whole)]), check=True, capture_output=True, timeout=300)
-
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cli([*args, "--out", str(killed)]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        done = len(list((killed / ".cache").rglob("*.npz"))) if (killed / ".cache").exists() else 0
-        if done >= 20:
-            break
-        time.sleep(0.01)
-    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    # Workers notice their parent is gone within half a second of starting up (start-up can be slow here).
-    alive = children
-    for _ in range(300):
-        alive = [c for c in children if Path(f"/proc/{c}").exists()]
-        if not alive:
-            break
-        time.sleep(0.1)
-    assert children and not alive, "orphaned worker processes"
-    assert not (killed / "dataset.json").exists(), "the run finished before it could be killed"
-    assert len(list((killed / ".cache").rglob("*.npz"))) < len(list(big.glob("*.mid")))
-
-    subprocess.run(_cli([*args, "--out", str(killed)]), check=True, capture_output=True, timeout=300)
-    assert dataset_bytes(killed) == dataset_bytes(whole)
-    log = [json.loads(line) for line in (killed / "run.log").read_text().splitlines()]
-    assert log[-1]["encoded_now"] < log[-1]["files"]  # finished work was kept
 
 
 def test_decode_cli_writes_playable_midi(dataset_w1: Path, tmp_path: Path) -> None:

@@ -243,7 +243,9 @@ def test_every_key_is_the_same_piece_transposed(shipped, key):
     home = shipped.compose(ComposeRequest(voices=[0, 1, 2, 2], bars=8, seed=3, key=f"C {target.mode}")).score
     for a, b in zip(here.tracks, home.tracks, strict=True):
         x, y = a.notes.numpy(), b.notes.numpy()
-        moved = sorted(zip(x["time"].tolist(), x["duration"].tolist(), ((x["pitch"] - target.tonic) % 12).tolist(), strict=True))
+        moved = sorted(
+            zip(x["time"].tolist(), x["duration"].tolist(), ((x["pitch"] - target.tonic) % 12).tolist(), strict=True)
+        )
         assert moved == sorted(zip(y["time"].tolist(), y["duration"].tolist(), (y["pitch"] % 12).tolist(), strict=True))
 
 
@@ -321,7 +323,9 @@ def test_train_save_load_round_trip(tmp_path):
     assert model.compose(request).score.dumps_midi() == loaded.compose(request).score.dumps_midi()
     # Deterministic whatever the workers and shard sizes: the same bytes on disk.
     mk.train([str(tmp_path / "midi")], tmp_path / "m2", workers=2, shard_size=3)
-    assert (tmp_path / "m1" / "counts.safetensors").read_bytes() == (tmp_path / "m2" / "counts.safetensors").read_bytes()
+    assert (tmp_path / "m1" / "counts.safetensors").read_bytes() == (
+        tmp_path / "m2" / "counts.safetensors"
+    ).read_bytes()
 
 
 def test_training_on_no_usable_notes_fails_clearly(tmp_path, fixtures_dir):
@@ -339,9 +343,23 @@ def test_cli_train_and_generate(tmp_path):
 
     write_corpus(tmp_path / "midi", n=4)
     cli = [sys.executable, "-m", "orchestrion"]
-    subprocess.run([*cli, "train", "markov", str(tmp_path / "midi"), "--out", str(tmp_path / "m")], check=True, timeout=120)
+    subprocess.run(
+        [*cli, "train", "markov", str(tmp_path / "midi"), "--out", str(tmp_path / "m")], check=True, timeout=120
+    )
     out = tmp_path / "x.mid"
-    gen = [*cli, "generate", str(tmp_path / "m"), "--voices", "0,1,2,2", "--bars", "6", "--key", "D minor", "--out", str(out)]
+    gen = [
+        *cli,
+        "generate",
+        str(tmp_path / "m"),
+        "--voices",
+        "0,1,2,2",
+        "--bars",
+        "6",
+        "--key",
+        "D minor",
+        "--out",
+        str(out),
+    ]
     subprocess.run(gen, check=True, timeout=120)
     replay = [*cli, "generate", "--replay", str(out) + ".json", "--out", str(tmp_path / "y.mid")]
     subprocess.run(replay, check=True, timeout=120)
@@ -370,4 +388,6 @@ def test_interrupted_training_resumes_from_its_shards(tmp_path, monkeypatch):
     monkeypatch.setattr(mk, "_shard_counts", recount)
     resumed = mk.train([str(tmp_path / "midi")], tmp_path / "m", workers=1, shard_size=2)
     assert resumed.problems == fresh.problems
-    assert (tmp_path / "m" / "counts.safetensors").read_bytes() == (tmp_path / "fresh" / "counts.safetensors").read_bytes()
+    assert (tmp_path / "m" / "counts.safetensors").read_bytes() == (
+        tmp_path / "fresh" / "counts.safetensors"
+    ).read_bytes()

@@ -19,7 +19,9 @@ def _have_model() -> bool:
     return MODEL in available_builtins()
 
 
-pytestmark = pytest.mark.skipif(not _have_model(), reason=f"{MODEL} is not shipped yet (src/orchestrion/builtin/markov)")
+pytestmark = pytest.mark.skipif(
+    not _have_model(), reason=f"{MODEL} is not shipped yet (src/orchestrion/builtin/markov)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +76,7 @@ def test_health_and_models(client):
 
 def test_static_client_is_served(client):
     page = client.get("/")
-    assert page.status_code == 200 and "<canvas id=\"roll\"" in page.text
+    assert page.status_code == 200 and '<canvas id="roll"' in page.text
     assert client.get("/app.js").status_code == 200 and client.get("/style.css").status_code == 200
 
 
@@ -144,7 +146,9 @@ def test_bad_requests_get_422_naming_the_field(client, body, field):
 
 
 def test_malformed_json_and_unknown_format(client):
-    r = client.post("/api/compose", content=b'{"model": "builtin:markov", "bars": ', headers={"content-type": "application/json"})
+    r = client.post(
+        "/api/compose", content=b'{"model": "builtin:markov", "bars": ', headers={"content-type": "application/json"}
+    )
     assert r.status_code == 422 and r.json()["field"] == "body" and "malformed JSON" in r.json()["message"]
     r = client.post("/api/compose?format=mp3", json=request())
     assert r.status_code == 422 and r.json()["field"] == "format"
@@ -211,7 +215,11 @@ def test_bad_uploads(client, name, data, status):
 
 def test_bodies_over_the_limit_are_refused_before_reading(client):
     # The guard answers from the Content-Length alone, in plain text, before any of the body is read.
-    r = client.post("/api/compose", content=b'{"title": "' + b"x" * (2 * 2**20) + b'"}', headers={"content-type": "application/json"})
+    r = client.post(
+        "/api/compose",
+        content=b'{"title": "' + b"x" * (2 * 2**20) + b'"}',
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 413 and "Too Large" in r.text
     r = client.post("/api/prompts", files={"file": ("huge.wav", b"\0" * (17 * 2**20), "audio/wav")})
     assert r.status_code == 413 and "Too Large" in r.text

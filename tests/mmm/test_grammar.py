@@ -34,14 +34,23 @@ def mmm_model(mmm_tokenizer):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=mmm_tokenizer.get_vocab_size(), n_positions=1024, n_embd=32, n_layer=2,
-                        n_head=2, bos_token_id=2, eos_token_id=3)
+    config = GPT2Config(
+        vocab_size=mmm_tokenizer.get_vocab_size(),
+        n_positions=1024,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=2,
+        eos_token_id=3,
+    )
     return GPT2LMHeadModel(config).eval()
 
 
 def pieces(model, tokenizer, request, **kwargs):
-    return sorted((e for e in sample_mmm(model, tokenizer, request, token_events=False, **kwargs)
-                   if e.kind == "piece"), key=lambda e: e.sample)
+    return sorted(
+        (e for e in sample_mmm(model, tokenizer, request, token_events=False, **kwargs) if e.kind == "piece"),
+        key=lambda e: e.sample,
+    )
 
 
 def check_piece(tokens: list[str], bars: int, tracks: int):
@@ -70,8 +79,7 @@ def test_100_random_samples_all_decode_to_exact_bars_and_tracks(mmm_model, mmm_t
 @pytest.mark.parametrize(("bars", "tracks"), [(1, 1), (2, 3), (8, 2)])
 def test_other_shapes_and_forced_instruments_and_density(mmm_model, mmm_tokenizer, bars, tracks):
     instruments = ["0", "40", "DRUMS"][:tracks]
-    request = ComposeRequest(model="x", bars=bars, seed=1, num_samples=5, instruments=instruments,
-                             density=[3] * tracks)
+    request = ComposeRequest(model="x", bars=bars, seed=1, num_samples=5, instruments=instruments, density=[3] * tracks)
     for event in pieces(mmm_model, mmm_tokenizer, request):
         check_piece(event.tokens, bars, tracks)
         assert [t for t in event.tokens if t.startswith("INST=")] == [f"INST={i}" for i in instruments]
@@ -118,11 +126,13 @@ def test_fill_in_a_bar_keeps_the_others(mmm_model, mmm_tokenizer):
         assert repairs == []
         original, _ = mmm.decode(source)
         for kept_track, new_track in zip(original.tracks, score.tracks, strict=True):
+
             def outside(track):
                 a = track.notes.numpy()
                 bar = a["time"] // mmm.STEPS_PER_BAR
                 keep = (bar == 0) | (bar == 3)
                 return sorted(zip(a["time"][keep].tolist(), a["pitch"][keep].tolist(), strict=True))
+
             assert outside(kept_track) == outside(new_track)
 
 
@@ -137,7 +147,8 @@ def test_continuing_a_prompt_keeps_its_bars(mmm_model, mmm_tokenizer):
             g = given.notes.numpy()
             g_ok = g["time"] + g["duration"] < 2 * mmm.STEPS_PER_BAR  # notes cut at the window end may grow
             assert set(zip(g["time"][g_ok].tolist(), g["pitch"][g_ok].tolist(), strict=True)) <= set(
-                zip(a["time"][early].tolist(), a["pitch"][early].tolist(), strict=True))
+                zip(a["time"][early].tolist(), a["pitch"][early].tolist(), strict=True)
+            )
 
 
 def test_too_many_bars_for_the_context_is_a_clear_error(mmm_model, mmm_tokenizer):
@@ -192,12 +203,14 @@ def test_repetition_trap_breaks_a_constructed_loop():
         out[:, nxt] += 50.0
         return out
 
-    plain = generate_all(model, torch.zeros(1, 1, dtype=torch.long), SamplingConfig(seed=0), [loop],
-                         max_new_tokens=40)[0]
+    plain = generate_all(model, torch.zeros(1, 1, dtype=torch.long), SamplingConfig(seed=0), [loop], max_new_tokens=40)[
+        0
+    ]
     assert plain[:8] == [5, 6, 7, 8, 5, 6, 7, 8] and plain == [5, 6, 7, 8] * 10
     trap = RepetitionTrap(1, repeats=4, min_tokens=8)
-    broken = generate_all(model, torch.zeros(1, 1, dtype=torch.long), SamplingConfig(seed=0), [loop, trap],
-                          max_new_tokens=40)[0]
+    broken = generate_all(
+        model, torch.zeros(1, 1, dtype=torch.long), SamplingConfig(seed=0), [loop, trap], max_new_tokens=40
+    )[0]
     assert trap.fired[0] > 0
     # No phrase of the loop comes a fifth time in a row.
     assert all(broken[i : i + 20] != [5, 6, 7, 8] * 5 for i in range(len(broken) - 19))
@@ -225,15 +238,17 @@ def abc_setup(fixtures_dir):
     tune = (fixtures_dir / "tune.abc").read_text()
     tokenizer = make_tokenizer([abccodec.spaceless(abccodec.clean(tune).abc)] * 4, 300)
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=tokenizer.get_vocab_size(), n_positions=256, n_embd=32,
-                                       n_layer=1, n_head=2)).eval()
+    model = GPT2LMHeadModel(
+        GPT2Config(vocab_size=tokenizer.get_vocab_size(), n_positions=256, n_embd=32, n_layer=1, n_head=2)
+    ).eval()
     return model, tokenizer, tune
 
 
 def test_abc_header_is_forced_from_the_request(abc_setup):
     model, tokenizer, _ = abc_setup
-    request = ComposeRequest(model="x", seed=1, num_samples=3, title="Test Jig", meter="6/8", rhythm="jig",
-                             key="D major", max_tokens=120)
+    request = ComposeRequest(
+        model="x", seed=1, num_samples=3, title="Test Jig", meter="6/8", rhythm="jig", key="D major", max_tokens=120
+    )
     tunes = [e for e in sample_abc(model, tokenizer, request, check=False) if e.kind == "tune"]
     assert len(tunes) == 3
     for tune in tunes:
@@ -263,8 +278,9 @@ def test_a_long_melody_is_harmonised_window_by_window(mmm_model, mmm_tokenizer, 
     duration = [4] * 24
     duration[15] = 8  # from the last beat of bar 4 into bar 5 (a tie across the window edge)
     del pitch[16], start[16], duration[16]
-    melody = score_from_notes([{"pitch": pitch, "start": [s * 120 for s in start],
-                                "duration": [d * 120 for d in duration]}], tpq=480)
+    melody = score_from_notes(
+        [{"pitch": pitch, "start": [s * 120 for s in start], "duration": [d * 120 for d in duration]}], tpq=480
+    )
     path = save_midi(melody, tmp_path / "melody.mid")
     given, _ = mmm.decode(mmm.encode(melody))
     request = ComposeRequest(model="x", seed=6, num_samples=2, prompt=str(path))

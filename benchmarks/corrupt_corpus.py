@@ -84,7 +84,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from orchestrion.core.folder_export import export_folder
-    from orchestrion.markov.composer import train
+    from orchestrion.markov.training import train
     from orchestrion.mmm.dataset import PipelineConfig, encode_mmm_dataset
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # 1. counting
     ours_s, peer_s, ratio, counts, reference = paired(
-        lambda: mk.count_pieces(pieces, args.device), lambda: mc.count_sequential(pieces)
+        lambda: mc.count_pieces(pieces, args.device), lambda: mc.count_sequential(pieces)
     )
     assert all(np.array_equal(counts[n][1], reference[n][1]) for n in counts), "counts differ from the reference"
     transitions = sum(len(p.high) + len(p.low) + len(p.chords) for p in pieces)  # n-grams of the top order

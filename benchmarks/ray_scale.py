@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from orchestrion.mmm.dataset import PRIVATE_RAY_ENV
+from orchestrion.core.engine import PRIVATE_RAY_ENV
 from orchestrion.testing.local_ray import LocalRayCluster
 
 BIN = Path(sys.executable).parent

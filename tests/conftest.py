@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrion.mmm.dataset import PRIVATE_RAY_ENV
+from orchestrion.core.engine import PRIVATE_RAY_ENV
 
 # Any Ray a test starts in this process stays on the loopback interface (Ray reads this when first imported).
 os.environ.update(PRIVATE_RAY_ENV)

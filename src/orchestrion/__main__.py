@@ -1,3 +1,5 @@
+"""`python -m orchestrion`: the same command line as `orchestrion`."""
+
 from orchestrion.cli import main
 
 main()

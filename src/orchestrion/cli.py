@@ -58,6 +58,8 @@ def corpus_export(
     ],
     out: OutDir,
     workers: Workers = 0,
+    engine: Annotated[str, typer.Option(help="local or ray")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (with --engine ray)")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="conversion cache (default ~/.cache/orchestrion)")] = None,
 ) -> None:
     """Write a built-in corpus, or the usable files of a folder, as MIDI and ABC files (bad ones in report.json)."""
@@ -66,7 +68,7 @@ def corpus_export(
 
     name = source.removeprefix("builtin:")
     if name in corpora.CORPORA:
-        corpora.export_corpus(name, out, workers=workers, cache_dir=cache_dir)
+        corpora.export_corpus(name, out, workers=workers, cache_dir=cache_dir, engine=engine, address=address)
     elif Path(source).expanduser().is_dir():
         from orchestrion.core.folder_export import export_folder
 
@@ -115,6 +117,8 @@ def encode_abc(
     out: OutDir,
     keep: Annotated[str, typer.Option(help="keep tunes that compile: clean, warnings or all")] = "warnings",
     workers: Workers = 0,
+    engine: Annotated[str, typer.Option(help="local or ray")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (with --engine ray)")] = None,
     skip: Annotated[list[str] | None, typer.Option("--skip", help="a cleaning step to switch off (repeatable)")] = None,
     abc2abc: Annotated[bool, typer.Option("--abc2abc", help="also re-layout every tune through abc2abc")] = False,
 ) -> None:
@@ -127,15 +131,21 @@ def encode_abc(
     if unknown:
         raise InvalidRequest("skip", f"unknown cleaning steps {unknown}; known: {', '.join(s.name for s in STEPS)}")
     steps = [s.name for s in STEPS if (s.default or (abc2abc and s.name == "abc2abc")) and s.name not in (skip or [])]
-    run(inputs, out, keep=keep, workers=workers, steps=steps)
+    run(inputs, out, keep=keep, workers=workers, steps=steps, engine=engine, address=address)
 
 
 @encode_app.command("events")
-def encode_events(inputs: Inputs, out: OutDir, workers: Workers = 0) -> None:
+def encode_events(
+    inputs: Inputs,
+    out: OutDir,
+    workers: Workers = 0,
+    engine: Annotated[str, typer.Option(help="local or ray")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (with --engine ray)")] = None,
+) -> None:
     """Encode MIDI into melody/chord events for the Markov model."""
     from orchestrion.markov.dataset import encode_to_dir
 
-    print(encode_to_dir(inputs, out, workers=workers))
+    print(encode_to_dir(inputs, out, workers=workers, engine=engine, address=address))
 
 
 @encode_app.command("audio")
@@ -145,11 +155,11 @@ def encode_audio(
     chunk_seconds: Annotated[float, typer.Option(help="chunk length in seconds")] = 60.0,
     quantization: Annotated[str, typer.Option(help="mulaw or linear")] = "mulaw",
     workers: Workers = 0,
+    engine: Annotated[str, typer.Option(help="local or ray")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (with --engine ray)")] = None,
     piano_limit: Annotated[int | None, typer.Option(help="render only the first N chorales for builtin:piano")] = None,
 ) -> None:
     """Encode audio into 16 kHz 8-bit mu-law shards for SaShiMi (INPUT: files, folders or builtin:piano)."""
-    import os
-
     from orchestrion.sashimi.dataset import encode_audio as encode
 
     meta = encode(
@@ -157,8 +167,10 @@ def encode_audio(
         out,
         chunk_seconds=chunk_seconds,
         quantization=quantization,
-        workers=workers or os.cpu_count() or 1,
+        workers=workers,
         piano_limit=piano_limit,
+        engine=engine,
+        address=address,
     )
     for split, info in meta["splits"].items():
         print(
@@ -226,13 +238,15 @@ def train_markov(
     data: Annotated[list[str], typer.Argument(help="MIDI files, folders or builtin:CORPUS")],
     out: OutDir,
     workers: Workers = 0,
+    engine: Annotated[str, typer.Option(help="local or ray")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (with --engine ray)")] = None,
 ) -> None:
     """Train the Markov composer (melody and chord chains, major and minor)."""
     from rich.markup import escape
 
-    from orchestrion.markov.composer import train
+    from orchestrion.markov.training import train
 
-    composer = train(data, out, workers=workers)
+    composer = train(data, out, workers=workers, engine=engine, address=address)
     console = _console()
     for problem in composer.problems:
         console.print("[yellow]skipped[/yellow] " + escape(problem), highlight=False, soft_wrap=True)
@@ -398,18 +412,28 @@ def evaluate(
     report: Annotated[Path, typer.Option(help="report directory")] = Path("eval-report"),
     compare: Annotated[str | None, typer.Option(help="a second model to put side by side")] = None,
     samples: Annotated[int, typer.Option(help="pieces to generate for the musical statistics")] = 16,
+    bars: Annotated[
+        int | None, typer.Option(help="bars per generated piece (default: the data's window length, else 8)")
+    ] = None,
+    seconds: Annotated[float, typer.Option(help="seconds per generated piece of audio")] = 1.0,
 ) -> None:
-    """Evaluate a model: likelihood, musical statistics, validity, novelty; writes an HTML report."""
+    """Evaluate a model against held-out data: music quality, likelihood and its baselines; an HTML report."""
+    from rich.markup import escape
+
     from orchestrion.evaluation.evaluate import evaluate as run_evaluation
     from orchestrion.evaluation.heldout import EvalConfig
 
-    result = run_evaluation(model, data, report, compare=compare, config=EvalConfig(samples=samples))
+    config = EvalConfig(samples=samples, bars=bars, seconds=seconds)
+    result = run_evaluation(model, data, report, compare=compare, config=config)
+    console = _console()
     for m in result["models"]:
+        console.print(f"[bold]{escape(m['model'])}[/bold]: {escape(m['verdict']['text'])}")
+        for warning in m.get("warnings", []):
+            console.print(f"  [yellow]warning:[/yellow] {escape(warning)}")
         like = {k: round(v, 4) for k, v in m["likelihood"].items() if isinstance(v, float)}
-        _console().print(
-            f"{m['model']}: validity {m['validity_rate']:.2f}, copies {m['novelty']['copied_share']}, likelihood {like}"
-        )
-    _console().print(f"report: {report / 'index.html'}")
+        console.print(f"  likelihood {like}, baseline {m['likelihood'].get('baseline') or 'none'}", highlight=False)
+        console.print(f"  validity {m['validity_rate']:.2f}, copies {m['novelty']['copied_share']}", highlight=False)
+    console.print(f"report: {report / 'index.html'}", highlight=False)
 
 
 # ---------------------------------------------------------------------------------------- serve/demo

@@ -2,7 +2,9 @@
 
 `composer.stream(request)` yields chunks as they are made: a `Measure` of notes for all voices,
 an `AudioBlock` of samples, or a `TextChunk` of ABC. `compose(request)` collects the stream into a
-`Piece`. The CLI, the server and the evaluation code talk only to this interface.
+`Piece` (`Composer.piece` is the one builder, which the server and the evaluation use too), and
+`Piece.save` writes it by suffix with its provenance sidecar. The CLI, the server and the evaluation
+code talk only to this interface.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from orchestrion.core.files import write_atomic
+from orchestrion.core.music import save_midi, score_from_notes
+from orchestrion.core.render import render_wav, write_wav
+from orchestrion.errors import BadInput
+from orchestrion.provenance import make_provenance, write_sidecar
 from orchestrion.requests import ComposeRequest
 
 if TYPE_CHECKING:
@@ -139,9 +146,6 @@ class Piece:
 
     def save(self, path: str | Path, *, sidecar: bool = True) -> list[Path]:
         """Write the piece by the file's suffix (.mid, .wav, .abc, .json) plus its provenance sidecar."""
-        from orchestrion.errors import BadInput
-        from orchestrion.provenance import write_sidecar
-
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         suffix = path.suffix.lower()
@@ -149,26 +153,18 @@ class Piece:
         if suffix in (".mid", ".midi"):
             if self.score is None:
                 raise BadInput("this piece has no notes to write as MIDI (try .wav or .abc)", path)
-            from orchestrion.core.music import save_midi
-
             save_midi(self.score, path)
         elif suffix == ".wav":
             if self.audio is not None:
-                from orchestrion.core.render import write_wav
-
                 write_wav(path, self.audio, self.sample_rate)
             elif self.score is not None:
-                from orchestrion.core.render import render_wav
-
                 render_wav(self.score, path)
             else:
                 raise BadInput("this piece has nothing to render as audio", path)
         elif suffix == ".abc":
             if self.abc is None:
                 raise BadInput("this piece has no ABC text (try .mid)", path)
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(self.abc)
-            tmp.replace(path)
+            write_atomic(path, self.abc)
         else:
             raise BadInput(f"unknown output format {suffix!r}: use .mid, .wav or .abc", path)
         if sidecar:
@@ -181,8 +177,6 @@ class Piece:
 
 def score_from_measures(measures: list[Measure], tpq: int = STREAM_TPQ) -> symusic.Score:
     """Assemble streamed measures into a Score, one track per voice (in voice order)."""
-    from orchestrion.core.music import score_from_notes
-
     voices = measures[0].voices if measures else []
     tempo = measures[0].tempo if measures else 120.0
     per_voice: list[dict] = [
@@ -211,7 +205,7 @@ def score_from_measures(measures: list[Measure], tpq: int = STREAM_TPQ) -> symus
 
 
 class Composer(ABC):
-    """A trained model that composes. Subclasses live one per file in `orchestrion.registry`."""
+    """A trained model that composes. Subclasses live one per system package, listed in `orchestrion.registry`."""
 
     kind: ClassVar[str]  # the registry name: "markov", "gpt", "sashimi"
     output: ClassVar[str] = "score"  # what a piece holds: "score" (notes, maybe ABC text) or "audio"
@@ -242,8 +236,6 @@ class Composer(ABC):
         return {"name": self.name, "kind": self.kind}
 
     def provenance(self, request: ComposeRequest, **extra: object) -> dict:
-        from orchestrion.provenance import make_provenance
-
         return make_provenance(self.name, self.checkpoint_hash, request.model_dump(exclude_none=True), dict(extra))
 
     def compose(self, request: ComposeRequest) -> Piece:
@@ -294,6 +286,10 @@ class Composer(ABC):
     def likelihood(self, held: HeldOut, config: EvalConfig) -> dict:
         """How well the model predicts held-out data (`orchestrion eval`); {"skipped": why} when it cannot."""
         return {"skipped": f"no likelihood for {self.kind!r} models"}
+
+    def trained_on(self) -> list[str]:
+        """What the model was trained on (corpus names, folders, dataset directories), as recorded."""
+        return []
 
 
 def check_score(piece: Piece) -> dict:

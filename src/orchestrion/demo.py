@@ -6,7 +6,17 @@ and, for ABC and the chorale, an SVG score. A model that fails is reported and t
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+
+from orchestrion.core.abcmidi import abc_to_midi
+from orchestrion.core.corpora import corpus_files, music21_corpus_dir, pick_satb
+from orchestrion.core.files import write_atomic
+from orchestrion.core.music import load_midi
+from orchestrion.core.render import render_pianoroll, render_spectrogram, render_svg, render_wav
+from orchestrion.errors import OrchestrionError
+from orchestrion.registry import available_builtins, load_composer
+from orchestrion.requests import ComposeRequest
 
 DEMO_SEED = 7
 # A sensible request per built-in model; the model and the seed are added by `run_demo`.
@@ -29,11 +39,6 @@ def demo_chorale(out: Path) -> list[Path]:
 
     The SVG is engraved from the original MusicXML, which spells notes and beams better than MIDI can.
     """
-    import shutil
-
-    from orchestrion.core.corpora import corpus_files, music21_corpus_dir
-    from orchestrion.core.render import render_pianoroll, render_svg, render_wav
-
     midi = corpus_files("bach-chorales", limit=1)[0]
     stem = f"chorale-{midi.stem}"
     target = out / f"{stem}.mid"
@@ -53,21 +58,14 @@ def satb_musicxml(source: Path, out: Path) -> Path:
     from music21 import converter, stream
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
-    from orchestrion.core.corpora import pick_satb
-
     original = converter.parse(str(source), forceSource=True)
     voices = stream.Score([part for _, part in pick_satb(list(original.parts))])
     voices.metadata = original.metadata
-    out.write_bytes(GeneralObjectExporter(voices).parse())
-    return out
+    return write_atomic(out, GeneralObjectExporter(voices).parse())
 
 
 def demo_model(name: str, out: Path) -> list[Path]:
     """Compose one piece with a built-in model and write it in every form that suits it."""
-    from orchestrion.core.render import render_pianoroll, render_svg, render_wav
-    from orchestrion.registry import load_composer
-    from orchestrion.requests import ComposeRequest
-
     composer = load_composer(name)
     fields = {**DEFAULT_REQUESTS.get(name, {"bars": 8}), "num_samples": 1}
     request = composer.validate(ComposeRequest(model=name, seed=DEMO_SEED, **fields))
@@ -75,9 +73,6 @@ def demo_model(name: str, out: Path) -> list[Path]:
     stem = name.removeprefix("builtin:")
     written: list[Path] = []
     if piece.abc is not None:
-        from orchestrion.core.abcmidi import abc_to_midi
-        from orchestrion.core.music import load_midi
-
         written.extend(piece.save(out / f"{stem}.abc"))
         midi = abc_to_midi(piece.abc, out / f"{stem}.mid")
         written.append(midi)
@@ -89,8 +84,6 @@ def demo_model(name: str, out: Path) -> list[Path]:
         written.append(render_wav(piece.score, out / f"{stem}.wav"))
         written.append(render_pianoroll(piece.score, out / f"{stem}.png", title=name))
     elif piece.audio is not None:
-        from orchestrion.core.render import render_spectrogram
-
         written.extend(piece.save(out / f"{stem}.wav"))
         written.append(render_spectrogram(piece.audio, out / f"{stem}.png", sample_rate=piece.sample_rate, title=name))
     return written
@@ -98,8 +91,6 @@ def demo_model(name: str, out: Path) -> list[Path]:
 
 def run_demo(out: str | Path) -> list[Path]:
     """Render a built-in chorale, then compose with each available built-in model; returns the files."""
-    from orchestrion.registry import available_builtins
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     console = _console()
@@ -119,7 +110,5 @@ def run_demo(out: str | Path) -> list[Path]:
     if len(jobs) == 1:
         console.print("no built-in models yet: the demo rendered the chorale only")
     if failures == len(jobs):
-        from orchestrion.errors import OrchestrionError
-
         raise OrchestrionError("every part of the demo failed (see the messages above)")
     return written

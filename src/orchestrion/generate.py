@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orchestrion.registry import load_composer
 from orchestrion.requests import ComposeRequest
 
 
@@ -18,8 +19,6 @@ def generate_to_files(request: ComposeRequest, out: str | Path) -> list[Path]:
     Sample i of a batch uses seed + i, and its sidecar records that seed, so that each piece of a batch
     replays on its own.
     """
-    from orchestrion.registry import load_composer
-
     out = Path(out)
     composer = load_composer(request.model)
     request = composer.validate(request)

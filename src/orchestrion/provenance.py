@@ -10,6 +10,10 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from orchestrion import __version__
+from orchestrion.core.files import write_atomic
+from orchestrion.errors import BadInput
+
 WEIGHT_SUFFIXES = (".safetensors", ".npz", ".json", ".bin")
 
 
@@ -26,8 +30,6 @@ def checkpoint_hash(directory: str | Path) -> str:
 
 
 def make_provenance(model: str, model_hash: str, request: dict, extra: dict | None = None) -> dict:
-    from orchestrion import __version__
-
     record = {
         "orchestrion_version": __version__,
         "model": model,
@@ -46,16 +48,10 @@ def sidecar_path(piece_path: str | Path) -> Path:
 
 
 def write_sidecar(piece_path: str | Path, provenance: dict) -> Path:
-    path = sidecar_path(piece_path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
-    return path
+    return write_atomic(sidecar_path(piece_path), json.dumps(provenance, indent=2, sort_keys=True) + "\n")
 
 
 def read_sidecar(path: str | Path) -> dict:
-    from orchestrion.errors import BadInput
-
     path = Path(path)
     try:
         record = json.loads(path.read_text())

@@ -1,4 +1,11 @@
-"""The composer registry: a new model is one new file plus one line here."""
+"""The composer registry: a new model is one new package plus one line here.
+
+COMPOSERS maps a model kind (config.json's "composer") to its Composer class and ENCODINGS a GPT
+encoding (config.json's "encoding") to its `orchestrion.gpt.encoding.Encoding`, both as "module:Class"
+strings imported only when a model of that kind is loaded: the registry itself loads no model code, no
+torch. `load_composer("builtin:NAME" | directory)` is the one way the CLI, the server and the evaluation
+reach a model; it stamps the composer with its name and checkpoint hash for the pieces' provenance.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from orchestrion.composer import Composer
 from orchestrion.errors import ModelNotFound
+from orchestrion.provenance import checkpoint_hash
 
 if TYPE_CHECKING:
     from orchestrion.gpt.encoding import Encoding
@@ -78,8 +86,6 @@ def model_kind(directory: Path) -> str:
 
 def load_composer(ref: str | Path) -> Composer:
     """Load any model: `builtin:markov`, `builtin:chorales`, ... or a directory written by `train`."""
-    from orchestrion.provenance import checkpoint_hash
-
     directory = resolve_model_dir(ref)
     composer = composer_class(model_kind(directory)).load(directory)
     composer.name = str(ref)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import secrets
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from orchestrion.core.music import parse_key
+from orchestrion.errors import BadInput, InvalidRequest
 
 MAX_BARS = 4096
 MAX_SECONDS = 600.0
@@ -77,9 +80,6 @@ class ComposeRequest(BaseModel):
     @classmethod
     def _readable_key(cls, key: str | None) -> str | None:
         if key is not None:
-            from orchestrion.core.music import parse_key
-            from orchestrion.errors import BadInput
-
             try:
                 return parse_key(key).name
             except BadInput as exc:
@@ -101,10 +101,6 @@ class ComposeRequest(BaseModel):
 
 def first_error(exc: Exception) -> tuple[str, str]:
     """(field, message) of the first problem in a pydantic ValidationError, for 422s and CLI errors."""
-    from pydantic import ValidationError
-
-    from orchestrion.errors import InvalidRequest
-
     if isinstance(exc, InvalidRequest):
         return exc.field, exc.message
     if isinstance(exc, ValidationError):

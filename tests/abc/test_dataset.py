@@ -89,13 +89,18 @@ def test_tokenizer_report_and_spaceless_check(dataset) -> None:
     assert eq["checked"] > 0 and eq["share"] >= 0.99
 
 
+def _cache(out: Path) -> dict[str, bytes]:
+    """The engine's store of abc2midi results: one file per chunk of compiled tunes."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted((out / "cache").rglob("*")) if p.is_file()}
+
+
 def test_rerun_is_resumed_from_the_cache(inputs: Path, dataset) -> None:
     out, report = dataset
-    cache = out / "cache" / "validity.jsonl"
-    before = cache.read_text()
+    before = _cache(out)
+    assert before
     shard = (out / "shards" / "train-00000.bin").read_bytes()
     again = abc_dataset.encode_abc([str(inputs)], out, workers=1)
-    assert cache.read_text() == before  # nothing compiled twice
+    assert _cache(out) == before  # nothing compiled twice
     assert again["validity"] == report["validity"]
     assert (out / "shards" / "train-00000.bin").read_bytes() == shard  # deterministic, whatever the workers
 
@@ -148,3 +153,36 @@ def _decode_abc(source: Path, out: Path):
         timeout=120,
         check=False,
     )
+
+
+def _dataset_bytes(root: Path) -> dict[str, bytes]:
+    """Every file of a dataset but the engine's cache."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.relative_to(root).parts[0] != "cache"
+    }
+
+
+def test_ray_engine_is_byte_identical(
+    inputs: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("ray")
+    import ray
+
+    from orchestrion.testing.local_ray import offline_ray_env
+
+    small = tmp_path / "in"  # a short run: one collection of 30 tunes
+    small.mkdir()
+    shutil.copy(inputs / "oneills1850.abc", small)
+    local = abc_dataset.encode_abc([str(small)], tmp_path / "local", workers=2)
+    # The Ray processes ray.init starts get these. One HOME for every Ray of the session: Ray (2.60) makes its
+    # auth token there when it first starts, and keeps token auth on for the rest of this process.
+    for key, value in offline_ray_env(tmp_path_factory.getbasetemp() / "ray-home").items():
+        monkeypatch.setenv(key, value)
+    try:
+        on_ray = abc_dataset.encode_abc([str(small)], tmp_path / "ray", workers=2, engine="ray")
+    finally:
+        ray.shutdown()
+    assert on_ray == local
+    assert _dataset_bytes(tmp_path / "ray") == _dataset_bytes(tmp_path / "local")

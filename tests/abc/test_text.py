@@ -1,4 +1,4 @@
-"""codecs/abc.py: splitting, the named cleaning steps, spaceless text and the newline escaping."""
+"""abc/text.py: splitting into tunes, the named cleaning steps, spaceless text and the newline escaping."""
 
 from __future__ import annotations
 

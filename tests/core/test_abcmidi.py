@@ -1,4 +1,4 @@
-"""abcmidi.py against the real abc2midi / midi2abc / abc2abc from Debian's abcmidi."""
+"""core/abcmidi.py against the real abc2midi / midi2abc / abc2abc from Debian's abcmidi."""
 
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from orchestrion.core.audio import load_audio, quality_report
+from orchestrion.core.audio import load_audio
+from orchestrion.core.audio_analysis import classify
 from orchestrion.errors import BadInput
 from orchestrion.sashimi import mulaw
 from orchestrion.sashimi.dataset import AudioDataset, assign_splits, encode_audio
@@ -143,18 +144,16 @@ def test_windows_are_deterministic(tmp_path: Path) -> None:
 # -------------------------------------------------------------------------------------- quality checks
 
 
-def test_checks_fire_on_silence_and_white_noise() -> None:
+def test_the_audio_verdict_catches_silence_noise_and_runaway_noise() -> None:
     rng = np.random.default_rng(0)
-    silence = quality_report(np.zeros(16000 * 3))
-    assert silence["silence"]["detected"] and not silence["ok"]
-    noise = quality_report(rng.uniform(-0.5, 0.5, 16000 * 3))
-    assert noise["noise"]["detected"] and not noise["ok"]
+    assert classify(np.zeros(16000 * 3), 16000).label == "silence"
+    assert classify(rng.uniform(-0.5, 0.5, 16000 * 3), 16000).label == "noise"
     runaway = np.concatenate([_tone(2.0, 16000, 330.0), rng.uniform(-0.5, 0.5, 16000 * 3).astype(np.float32)])
-    assert quality_report(runaway)["noise"]["detected"]
+    assert classify(runaway, 16000).label == "noise"
 
 
-def test_checks_pass_a_piano_like_tone() -> None:
+def test_the_audio_verdict_passes_a_piano_like_tone_through_mu_law() -> None:
     t = np.arange(16000 * 3) / 16000
     notes = sum(np.sin(2 * np.pi * f * t) * np.exp(-3 * (t % 0.75)) for f in (261.6, 329.6, 392.0)) / 4
-    report = quality_report(mulaw.decode(mulaw.encode(notes)))
-    assert report["ok"], report
+    verdict = classify(mulaw.decode(mulaw.encode(notes)), 16000)
+    assert verdict.label == "tonal", verdict

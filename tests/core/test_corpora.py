@@ -1,4 +1,4 @@
-"""corpora.py: chorales converted from music21, the folk tunes, the cache, folder scanning."""
+"""core/corpora.py: chorales converted from music21, the folk tunes, the cache, folder scanning."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from orchestrion.core.corpora import (
     export_corpus,
     folk_tunes,
     resolve_inputs,
-    split_abc_tunes,
 )
 from orchestrion.core.music import load_midi, time_signatures
 from orchestrion.errors import BadInput
@@ -102,12 +101,6 @@ def test_export_chorales_copies_the_cache(chorale_files: list[Path], corpus_cach
         manifest_path.write_text(saved)
 
 
-def test_split_abc_tunes() -> None:
-    header, tunes = split_abc_tunes("%abc\nX:1\nT:One\nK:G\nGAB|\n\nX:2\nT:Two\nK:D\nDEF|\n")
-    assert header == "%abc\n"
-    assert tunes == ["X:1\nT:One\nK:G\nGAB|\n", "X:2\nT:Two\nK:D\nDEF|\n"]
-
-
 def test_unknown_corpus() -> None:
     with pytest.raises(BadInput, match="bach-chorales"):
         corpus_files("nope")
@@ -142,3 +135,26 @@ def test_resolve_inputs_errors(tmp_path: Path) -> None:
         resolve_inputs([str(tmp_path)], (".mid",))
     with pytest.raises(BadInput, match="unknown corpus"):
         resolve_inputs(["builtin:mozart"], (".mid",))
+
+
+def test_conversion_on_ray_is_byte_identical(
+    chorale_files: list[Path], tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("ray")
+    import ray
+
+    from orchestrion.core.corpora import _midi_corpus
+    from orchestrion.core.engine import Parallel
+    from orchestrion.testing.local_ray import offline_ray_env
+
+    # The Ray processes ray.init starts get these. One HOME for every Ray of the session: Ray (2.60) makes its
+    # auth token there when it first starts, and keeps token auth on for the rest of this process.
+    for key, value in offline_ray_env(tmp_path_factory.getbasetemp() / "ray-home").items():
+        monkeypatch.setenv(key, value)
+    on_ray = Parallel(engine="ray", chunk=1)
+    try:  # the first chorales, converted on Ray into a cache of their own
+        files = _midi_corpus("bach-chorales", 0, tmp_path / "cache", len(chorale_files), on_ray)
+    finally:
+        ray.shutdown()
+    assert [p.name for p in files] == [p.name for p in chorale_files]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(files, chorale_files, strict=True))

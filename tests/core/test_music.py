@@ -1,4 +1,4 @@
-"""music.py: MIDI round trips over every fixture, quantize, meters, key estimation, bad input."""
+"""core/music.py: MIDI round trips over every fixture, quantize, meters, key estimation, bad input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""novelty.py: the plagiarism index flags copies (exact and transposed) and passes a fresh tune."""
+"""core/novelty.py: the plagiarism index flags copies (exact and transposed) and passes a fresh tune."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""render.py and tools.py: real FluidSynth audio, matplotlib piano rolls, verovio scores, the tool runner."""
+"""core/render.py and core/tools.py: real FluidSynth audio, matplotlib piano rolls, verovio scores, the tool runner."""
 
 from __future__ import annotations
 

@@ -219,3 +219,34 @@ def test_encode_to_dir(fixtures_dir, tmp_path):
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert {Path(r["source"]).name for r in records} >= {"one_track.mid", "multitrack.mid", "drums.mid"}
     assert "truncated.mid" in (tmp_path / "events" / "problems.txt").read_text()
+
+
+def test_encode_events_on_ray_is_byte_identical(fixtures_dir, tmp_path, tmp_path_factory, monkeypatch):
+    pytest.importorskip("ray")
+    import ray
+
+    from orchestrion.testing.local_ray import offline_ray_env
+
+    local = events_dataset.encode_to_dir([str(fixtures_dir)], tmp_path / "local", workers=2)
+    # The Ray processes ray.init starts get these. One HOME for every Ray of the session: Ray (2.60) makes its
+    # auth token there when it first starts, and keeps token auth on for the rest of this process.
+    for key, value in offline_ray_env(tmp_path_factory.getbasetemp() / "ray-home").items():
+        monkeypatch.setenv(key, value)
+    try:
+        on_ray = events_dataset.encode_to_dir([str(fixtures_dir)], tmp_path / "ray", workers=2, engine="ray")
+    finally:
+        ray.shutdown()
+    for name in ("events.jsonl", "problems.txt"):
+        assert (on_ray.parent / name).read_bytes() == (local.parent / name).read_bytes()
+    assert "truncated.mid" in (on_ray.parent / "problems.txt").read_text()
+
+
+def test_encode_events_resumes_from_its_cache(fixtures_dir, tmp_path, monkeypatch):
+    out = events_dataset.encode_to_dir([str(fixtures_dir)], tmp_path / "events", workers=1)
+    first = out.read_bytes()
+
+    def encode_again(*args, **kwargs):
+        raise AssertionError("a file was encoded twice")
+
+    monkeypatch.setattr(events_dataset, "_encode_json", encode_again)
+    assert events_dataset.encode_to_dir([str(fixtures_dir)], tmp_path / "events", workers=1).read_bytes() == first

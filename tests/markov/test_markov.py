@@ -13,6 +13,7 @@ from orchestrion.markov import composer as mk
 from orchestrion.markov import counts as mc
 from orchestrion.markov import dataset as events_dataset
 from orchestrion.markov import events as ev
+from orchestrion.markov import training as mt
 from orchestrion.registry import load_composer
 from orchestrion.requests import ComposeRequest
 
@@ -39,7 +40,7 @@ def pieces() -> list[ev.PieceEvents]:
 
 @pytest.fixture(scope="module")
 def composer(pieces) -> mk.MarkovComposer:
-    return mk.MarkovComposer(mk.count_pieces(pieces))
+    return mk.MarkovComposer(mc.count_pieces(pieces))
 
 
 def write_corpus(folder, n: int = 8) -> None:
@@ -66,7 +67,7 @@ def write_corpus(folder, n: int = 8) -> None:
 
 
 def test_vectorised_counts_equal_the_sequential_reference(pieces):
-    fast, slow = mk.count_pieces(pieces), mc.count_sequential(pieces)
+    fast, slow = mc.count_pieces(pieces), mc.count_sequential(pieces)
     assert sorted(fast) == sorted(slow)
     for name in fast:
         np.testing.assert_array_equal(fast[name][0], slow[name][0], err_msg=name)
@@ -81,7 +82,7 @@ def test_vectorised_counts_equal_the_sequential_reference(pieces):
 def test_counts_on_real_midi_equal_the_reference(fixtures_dir):
     paths = [fixtures_dir / n for n in ("one_track.mid", "multitrack.mid", "three_four.mid", "drums.mid")]
     real, _ = events_dataset.encode_files(paths, workers=1)
-    fast, slow = mk.count_pieces(real), mc.count_sequential(real)
+    fast, slow = mc.count_pieces(real), mc.count_sequential(real)
     for name in fast:
         np.testing.assert_array_equal(fast[name][1], slow[name][1], err_msg=name)
 
@@ -102,12 +103,12 @@ def test_gpu_counting_equals_cpu(pieces):
 
 
 def test_merge_adds_counts(pieces):
-    whole = mk.count_pieces(pieces)
-    merged = mk.merge_counts(mk.count_pieces(pieces[:5]), mk.count_pieces(pieces[5:]))
+    whole = mc.count_pieces(pieces)
+    merged = mk.merge_counts(mc.count_pieces(pieces[:5]), mc.count_pieces(pieces[5:]))
     for name in whole:
         np.testing.assert_array_equal(whole[name][0], merged[name][0])
         np.testing.assert_array_equal(whole[name][1], merged[name][1])
-    a, b = mk.MarkovComposer(mk.count_pieces(pieces[:5])), mk.MarkovComposer(mk.count_pieces(pieces[5:]))
+    a, b = mk.MarkovComposer(mc.count_pieces(pieces[:5])), mk.MarkovComposer(mc.count_pieces(pieces[5:]))
     assert a.merge(b).counts.keys() == whole.keys()
 
 
@@ -121,7 +122,7 @@ def test_sparse_model_is_tiny_next_to_the_dense_layout(composer):
 def test_backoff_from_unseen_states():
     e = [ev.melody_event(t, 4) for t in (10, 20, 30)]  # one piece: 10 -> 20 -> 30 (quarters)
     piece = ev.PieceEvents(np.asarray(e), np.asarray(e), np.asarray([ev.chord_code([60])]), 0, "major")
-    chain = mk.Chain(mk.count_pieces([piece]), "major", "high")
+    chain = mk.Chain(mc.count_pieces([piece]), "major", "high")
     us = [i / 10 for i in range(10)]
     assert {chain.draw((mk.MELODY_BOS, mk.MELODY_BOS), u) for u in us} == {e[0]}  # 2nd order: the start
     assert {chain.draw((e[0], e[1]), u) for u in us} == {e[2]}  # seen state
@@ -134,7 +135,7 @@ def test_rows_sample_in_proportion_to_counts():
     e = [ev.melody_event(t, 4) for t in (10, 20, 30)]
     seqs = [np.asarray([e[0], e[1]])] * 3 + [np.asarray([e[0], e[2]])]
     pieces = [ev.PieceEvents(s, s, np.asarray([1]), 0, "major") for s in seqs]
-    chain = mk.Chain(mk.count_pieces(pieces), "major", "high")
+    chain = mk.Chain(mc.count_pieces(pieces), "major", "high")
     draws = [chain.draw((mk.MELODY_BOS, e[0]), (i + 0.5) / 1000) for i in range(1000)]
     assert draws.count(e[1]) == 750
     cold = chain.at_temperature(100.0)
@@ -296,13 +297,13 @@ def test_requests_outside_the_limits_name_the_field(composer, fields, field):
 
 
 def test_a_model_without_notes_says_so():
-    empty = {name: (np.zeros(0, np.uint32), np.zeros(0, np.int64)) for name in mk.count_pieces([])}
+    empty = {name: (np.zeros(0, np.uint32), np.zeros(0, np.int64)) for name in mc.count_pieces([])}
     with pytest.raises(BadInput, match="no usable notes"):
         mk.MarkovComposer(empty)
 
 
 def test_a_model_of_one_mode_composes_in_the_other(pieces):
-    major_only = mk.MarkovComposer(mk.count_pieces([p for p in pieces if p.mode == "major"]))
+    major_only = mk.MarkovComposer(mc.count_pieces([p for p in pieces if p.mode == "major"]))
     piece = major_only.compose(ComposeRequest(voices=[0, 1, 2], bars=2, seed=1, key="A minor"))
     assert sum(len(t.notes) for t in piece.score.tracks) > 0
 
@@ -312,7 +313,7 @@ def test_a_model_of_one_mode_composes_in_the_other(pieces):
 
 def test_train_save_load_round_trip(tmp_path):
     write_corpus(tmp_path / "midi")
-    model = mk.train([str(tmp_path / "midi")], tmp_path / "m1", workers=1)
+    model = mt.train([str(tmp_path / "midi")], tmp_path / "m1", workers=1)
     assert model.config.pieces["major"] + model.config.pieces["minor"] == 8
     assert len(model.problems) == 1 and "broken.mid" in model.problems[0]
     assert not (tmp_path / "m1" / "shards").exists()
@@ -322,7 +323,7 @@ def test_train_save_load_round_trip(tmp_path):
     request = ComposeRequest(voices=[0, 1, 2], bars=4, seed=2)
     assert model.compose(request).score.dumps_midi() == loaded.compose(request).score.dumps_midi()
     # Deterministic whatever the workers and shard sizes: the same bytes on disk.
-    mk.train([str(tmp_path / "midi")], tmp_path / "m2", workers=2, shard_size=3)
+    mt.train([str(tmp_path / "midi")], tmp_path / "m2", workers=2, shard_size=3)
     assert (tmp_path / "m1" / "counts.safetensors").read_bytes() == (
         tmp_path / "m2" / "counts.safetensors"
     ).read_bytes()
@@ -334,7 +335,7 @@ def test_training_on_no_usable_notes_fails_clearly(tmp_path, fixtures_dir):
     for name in ("no_notes.mid", "empty.mid", "not_midi.mid"):
         (folder / name).write_bytes((fixtures_dir / name).read_bytes())
     with pytest.raises(BadInput, match="no usable notes"):
-        mk.train([str(folder)], tmp_path / "m", workers=1)
+        mt.train([str(folder)], tmp_path / "m", workers=1)
 
 
 def test_cli_train_and_generate(tmp_path):
@@ -371,7 +372,7 @@ def test_cli_train_and_generate(tmp_path):
 
 def test_interrupted_training_resumes_from_its_shards(tmp_path, monkeypatch):
     write_corpus(tmp_path / "midi", n=6)
-    fresh = mk.train([str(tmp_path / "midi")], tmp_path / "fresh", workers=1, shard_size=2)
+    fresh = mt.train([str(tmp_path / "midi")], tmp_path / "fresh", workers=1, shard_size=2)
 
     def interrupted(self, directory):
         raise KeyboardInterrupt
@@ -379,15 +380,35 @@ def test_interrupted_training_resumes_from_its_shards(tmp_path, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(mk.MarkovComposer, "save", interrupted)
         with pytest.raises(KeyboardInterrupt):
-            mk.train([str(tmp_path / "midi")], tmp_path / "m", workers=1, shard_size=2)
+            mt.train([str(tmp_path / "midi")], tmp_path / "m", workers=1, shard_size=2)
     assert len(list((tmp_path / "m" / "shards").glob("*.safetensors"))) == 4  # 7 files in shards of 2
 
     def recount(*args, **kwargs):
         raise AssertionError("a finished shard was counted again")
 
-    monkeypatch.setattr(mk, "_shard_counts", recount)
-    resumed = mk.train([str(tmp_path / "midi")], tmp_path / "m", workers=1, shard_size=2)
+    monkeypatch.setattr(mt, "_shard_counts", recount)
+    resumed = mt.train([str(tmp_path / "midi")], tmp_path / "m", workers=1, shard_size=2)
     assert resumed.problems == fresh.problems
     assert (tmp_path / "m" / "counts.safetensors").read_bytes() == (
         tmp_path / "fresh" / "counts.safetensors"
     ).read_bytes()
+
+
+def test_training_on_ray_gives_the_same_model(tmp_path, tmp_path_factory, monkeypatch):
+    pytest.importorskip("ray")
+    import ray
+
+    from orchestrion.testing.local_ray import offline_ray_env
+
+    write_corpus(tmp_path / "midi", n=6)
+    mt.train([str(tmp_path / "midi")], tmp_path / "local", workers=2, shard_size=3)
+    # The Ray processes ray.init starts get these. One HOME for every Ray of the session: Ray (2.60) makes its
+    # auth token there when it first starts, and keeps token auth on for the rest of this process.
+    for key, value in offline_ray_env(tmp_path_factory.getbasetemp() / "ray-home").items():
+        monkeypatch.setenv(key, value)
+    try:
+        mt.train([str(tmp_path / "midi")], tmp_path / "ray", workers=2, shard_size=3, engine="ray")
+    finally:
+        ray.shutdown()
+    for name in ("counts.safetensors", "config.json", "report.json"):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name

@@ -169,14 +169,20 @@ def test_decode_cli_writes_playable_midi(dataset_w1: Path, tmp_path: Path) -> No
 
 
 def test_ray_engine_is_byte_identical(
-    dataset_w1: Path, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    dataset_w1: Path,
+    corpus: Path,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pytest.importorskip("ray")
     import ray
 
     from orchestrion.testing.local_ray import offline_ray_env
 
-    for key, value in offline_ray_env(tmp_path / "home").items():  # the Ray processes ray.init starts get these
+    # The Ray processes ray.init starts get these. One HOME for every Ray of the session: Ray (2.60) makes its
+    # auth token there when it first starts, and keeps token auth on for the rest of this process.
+    for key, value in offline_ray_env(tmp_path_factory.getbasetemp() / "ray-home").items():
         monkeypatch.setenv(key, value)
     try:
         encode_mmm_dataset([str(corpus)], tmp_path / "out", config(2, engine="ray"))

@@ -173,13 +173,20 @@ def test_a_crash_mid_write_never_leaves_a_piece_served_short(tmp_path):
     # What a kill can leave: a temporary file, data whose record was never written, and (were files written
     # in place) a record beside a short data file.
     (tmp_path / f".{kept}.mid.1a2b3c4d.tmp").write_bytes(kept_midi[:10])
+    (tmp_path / f".{kept}.mid.5e6f7a8b.tmp.mid").write_bytes(kept_midi[:10])  # core.files keeps the suffix
     (tmp_path / f"{recordless}.json").unlink()
     midi = tmp_path / f"{short}.mid"
     midi.write_bytes(midi.read_bytes()[:-5])
 
     reopened = PieceStore(tmp_path)
     assert sorted(reopened.stray) == sorted(
-        [f".{kept}.mid.1a2b3c4d.tmp", f"{recordless}.mid", f"{short}.json", f"{short}.mid"]
+        [
+            f".{kept}.mid.1a2b3c4d.tmp",
+            f".{kept}.mid.5e6f7a8b.tmp.mid",
+            f"{recordless}.mid",
+            f"{short}.json",
+            f"{short}.mid",
+        ]
     )
     assert len(reopened) == 1 and bytes(reopened.get(kept).score.dumps_midi()) == kept_midi
     for gone in (short, recordless):

@@ -139,7 +139,7 @@ def test_encode_mmm_reports_the_broken_files_and_gives_the_clean_dataset(corpus:
 
 
 def test_train_markov_reports_the_broken_files_and_learns_the_same_model(corpus: dict, tmp_path: Path) -> None:
-    from orchestrion.markov.composer import train
+    from orchestrion.markov.training import train
 
     clean = train([str(corpus["clean"])], tmp_path / "clean", workers=1)
     run = cli("train", "markov", str(corpus["corrupted"]), "--out", str(tmp_path / "corrupted"), "--workers", "1")

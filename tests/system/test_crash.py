@@ -213,13 +213,6 @@ def _files_under(root: Path) -> int:
     return sum(1 for p in root.rglob("*") if p.is_file()) if root.exists() else 0
 
 
-def _lines(path: Path) -> int:
-    try:
-        return path.read_bytes().count(b"\n")
-    except OSError:
-        return 0
-
-
 def _midi_copies(chorale_files: list[Path], folder: Path, copies: int) -> Path:
     """Many small encoding tasks: `copies` copies of each chorale."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -355,10 +348,10 @@ def _encode_abc_with_kills(abc_folder: Path, whole: Path, tmp_path: Path, kills:
     reference = dataset_bytes(whole)
     out = tmp_path / "killed"
 
-    def progress() -> float:  # tunes compiled, then files written
-        return _lines(out / "cache" / "validity.jsonl") + _files_under(out) - 1
+    def progress() -> float:  # chunks of compiled tunes (the engine's store, cache/), then files written
+        return _files_under(out)
 
-    total = _lines(whole / "cache" / "validity.jsonl") + _files_under(whole) - 1
+    total = _files_under(whole)
     kills_done = _kill_encode_until_done(
         "abc",
         args,

@@ -254,7 +254,7 @@ def test_encoder_refuses_a_note_held_through_too_many_windows(monkeypatch: pytes
 
 def test_midi_with_thousands_of_tracks_is_our_error() -> None:
     # The file behind test_encoder_refuses_a_grid_that_would_need_gigabytes, as the fuzzer wrote it: 60 KB.
-    far = fuzz_inputs._vlq(1_999 * 16) + b"\x90\x3c\x40\x01\x80\x3c\x00\x00\xff\x2f\x00"  # a note in bar 2,000
+    far = fuzz_inputs.vlq(1_999 * 16) + b"\x90\x3c\x40\x01\x80\x3c\x00\x00\xff\x2f\x00"  # a note in bar 2,000
     note = b"\x00\x90\x3c\x40\x01\x80\x3c\x00\x00\xff\x2f\x00"
     wide = b"MThd" + struct.pack(">IHHH", 6, 1, 3000, 4) + b"MTrk" + struct.pack(">I", len(far)) + far
     wide += (b"MTrk" + struct.pack(">I", len(note)) + note) * 2999

@@ -129,15 +129,16 @@ def test_ray_driver_killed_then_local_resume_is_byte_identical(
     assert log["engine"] == "local" and 0 < log["encoded_now"] < files  # the Ray run's chunks were kept
 
 
-# A driver whose idea of the cache folder differs from the workers' (its `_chunk_path` is patched; workers
-# import the module afresh and keep the real one): what several machines without a shared file system do.
+# A driver whose idea of the cache folder differs from the workers' (the engine's `_chunk_path` is patched;
+# workers import the module afresh and keep the real one): what several machines without a shared file system do.
 UNSHARED_DRIVER = """
 import sys
+from orchestrion.core import engine
 from orchestrion.mmm import dataset as pipeline
 from orchestrion.mmm import vocabulary as mmm
 
-real = pipeline._chunk_path
-pipeline._chunk_path = lambda cache, keys: real(cache / "not-shared", keys)
+real = engine._chunk_path
+engine._chunk_path = lambda cache, keys: real(cache / "not-shared", keys)
 config = pipeline.PipelineConfig(options=mmm.MMMOptions(bars=4, hop=2), engine="ray", address=sys.argv[3],
                                  progress=False)
 pipeline.encode_mmm_dataset([sys.argv[1]], sys.argv[2], config)

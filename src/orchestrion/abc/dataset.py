@@ -3,24 +3,24 @@
 Stages, each reported:
 
 1. read and split the inputs into tunes; junk (binary data, absurdly long tunes) becomes a per-tune error;
-2. clean every tune with the named steps of `codecs.abc` (per-step counts), make it spaceless;
-3. compile the cleaned tune and its spaceless form with abc2midi in a process pool, each call under a time
-   limit: the validity table (clean / warnings / errors) and the spaceless equivalence (same notes with and
-   without spaces). Results are cached in `cache/validity.jsonl` by tune hash, so a rerun or an
-   interrupted run only compiles what it has not seen;
+2. clean every tune with the named steps of `abc.text` (per-step counts), make it spaceless;
+3. compile the cleaned tune and its spaceless form with abc2midi on the engine's workers
+   (`orchestrion.core.engine`: local processes or Ray), each call under a time limit: the validity table
+   (clean / warnings / errors) and the spaceless equivalence (same notes with and without spaces). Results
+   are kept in the engine's store `cache/` by tune hash, so a rerun or an interrupted run only compiles what
+   it has not seen;
 4. keep the tunes `--keep` allows, drop exact duplicates, split 19:1 by the hash of the tune text;
 5. train byte-level BPE tokenizers (256 ... 4096) on the train split, report tokens per tune, save the
-   default as tokenizer.json; write the shards (datasets.py), stats.json, report.json and novelty.npz.
+   default as tokenizer.json; write the shards (`core.shards`), stats.json, report.json and novelty.npz.
 
 Each token sequence is `<s>` + the spaceless tune (real newlines) + `</s>`; text/<split>-<k>.txt holds
-the same tunes one per line, newlines written as "¶" (codecs.abc.NEWLINE_MARK).
+the same tunes one per line, newlines written as "¶" (`abc.text.NEWLINE_MARK`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +30,8 @@ import numpy as np
 from orchestrion.abc import text as abccodec
 from orchestrion.abc.text import spaceless
 from orchestrion.core.abcmidi import midi_to_abc
+from orchestrion.core.engine import Failed, Parallel, Store
+from orchestrion.core.files import write_atomic
 from orchestrion.errors import BadInput, InvalidRequest, OrchestrionError
 
 KEEP = {"clean": ("clean",), "warnings": ("clean", "warnings"), "all": ("clean", "warnings", "errors")}
@@ -37,7 +39,8 @@ VOCAB_SIZES = (256, 512, 1024, 2048, 4096)
 DEFAULT_VOCAB = 2048
 SPECIAL_TOKENS = {"bos": "<s>", "eos": "</s>", "pad": "<pad>"}
 MAX_FILE_BYTES = 200_000_000
-CACHE_VERSION = 1
+CACHE_VERSION = 1  # of check_tune's results; part of every cache key
+CHUNK = 16  # tunes per engine task: two abc2midi runs each, ~10 ms
 
 
 @dataclass
@@ -176,26 +179,30 @@ def _note_digest(notes: list | None) -> str | None:
     return None if notes is None else hashlib.sha1(json.dumps(notes).encode()).hexdigest()
 
 
-def check_tune(job: tuple[str, str, str, float]) -> dict:
-    """Pool worker: compile the tune with and without spaces; validity, equivalence and melody events."""
+def _failed_check(reason: str) -> dict:
+    return {
+        "status": "errors",
+        "messages": [f"Error: {reason}"],
+        "spaced_status": "errors",
+        "same_notes": None,
+        "diff": None,
+        "events": [],
+    }
+
+
+def check_tune(tune: tuple[str, str], timeout: float) -> dict:
+    """Engine worker: compile the cleaned tune with its spaces and spaceless; validity, equivalence and melody
+    events."""
     from orchestrion.core.abcmidi import compile_notes
     from orchestrion.core.novelty import events_from_notes
     from orchestrion.errors import OrchestrionError
 
-    key, abc, text, timeout = job
+    abc, text = tune
     try:
         spaced, spaced_notes = compile_notes(abc, timeout=timeout)
         dense, dense_notes = compile_notes(text, timeout=timeout)
-    except OrchestrionError as e:  # a missing tool, reported per tune rather than crashing the pool
-        return {
-            "key": key,
-            "status": "errors",
-            "messages": [f"Error: {e}"],
-            "spaced_status": "errors",
-            "same_notes": None,
-            "diff": None,
-            "events": [],
-        }
+    except OrchestrionError as e:  # a missing tool, reported per tune rather than stopping the batch
+        return _failed_check(str(e))
     same = None
     diff = None
     if spaced_notes is not None and dense_notes is not None:
@@ -206,7 +213,6 @@ def check_tune(job: tuple[str, str, str, float]) -> dict:
         same, diff = False, "compiles with spaces but not without: " + "; ".join(dense.messages[:2])
     events = events_from_notes(dense_notes).tolist() if dense_notes else []
     return {
-        "key": key,
         "status": dense.status,
         "messages": dense.messages[:8],
         "spaced_status": spaced.status,
@@ -216,52 +222,15 @@ def check_tune(job: tuple[str, str, str, float]) -> dict:
     }
 
 
-def run_validity(records: list[TuneRecord], cache_path: Path, *, workers: int, timeout: float) -> None:
-    """Fill `record.result` for every compilable record, in a process pool, cached and resumable."""
-    import multiprocessing
-
-    from rich.progress import Progress
-
-    cache: dict[str, dict] = {}
-    if cache_path.is_file():
-        with open(cache_path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    item = json.loads(line)
-                    cache[item["key"]] = item
-                except (json.JSONDecodeError, KeyError):
-                    continue  # a line cut short by an interrupted run
-    todo: dict[str, tuple[str, str, str, float]] = {}
-    for rec in records:
-        if rec.error is None:
-            key = _key(rec.abc, rec.text)
-            if key not in cache:
-                todo[key] = (key, rec.abc, rec.text, timeout)
-    if todo:
-        from orchestrion.core.shards import exit_with_parent
-
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        if cache_path.is_file() and cache_path.stat().st_size:
-            with open(cache_path, "rb") as f:
-                f.seek(-1, os.SEEK_END)
-                cut = f.read(1) != b"\n"
-            if cut:  # a line cut by kill -9: end it, or the next line appended would be glued to it and lost
-                with open(cache_path, "a", encoding="utf-8") as f:
-                    f.write("\n")
-        jobs = sorted(todo.values())
-        n = workers or os.cpu_count() or 1
-        ctx = multiprocessing.get_context("spawn")
-        pool = ctx.Pool(n, initializer=exit_with_parent, initargs=(os.getpid(),))
-        with open(cache_path, "a", encoding="utf-8") as out, Progress() as progress, pool:
-            task = progress.add_task(f"abc2midi ({n} workers, {len(cache)} cached)", total=len(jobs))
-            for item in pool.imap_unordered(check_tune, jobs, chunksize=16):
-                cache[item["key"]] = item
-                out.write(json.dumps(item) + "\n")
-                out.flush()  # a finished tune is kept by a run killed later
-                progress.advance(task)
-    for rec in records:
-        if rec.error is None:
-            rec.result = cache[_key(rec.abc, rec.text)]
+def run_validity(records: list[TuneRecord], store: Store, parallel: Parallel, *, timeout: float) -> None:
+    """Fill `record.result` for every compilable record, on the engine's workers, kept in `store` (resumable)."""
+    todo = [rec for rec in records if rec.error is None]
+    results = store.map(
+        check_tune, [(rec.abc, rec.text) for rec in todo], [_key(rec.abc, rec.text) for rec in todo], parallel,
+        context=timeout, label="abc2midi",
+    )  # fmt: skip
+    for rec, result in zip(todo, results, strict=True):
+        rec.result = _failed_check(result.reason) if isinstance(result, Failed) else result
 
 
 # ------------------------------------------------------------------------------------------ tokenizer
@@ -298,8 +267,6 @@ def tokenizer_report(train: list[str], validation: list[str], out_dir: Path) -> 
     """Tokens per tune at character level and per vocabulary size; returns the report and the default tokenizer."""
     from rich.progress import track
 
-    from orchestrion.core.shards import atomic_write_text
-
     held_out = validation or train
     chars = float(np.mean([len(t) for t in held_out]))
     rows = {"characters": {"tokens_per_tune": round(chars, 1), "ratio": 1.0}}
@@ -313,7 +280,7 @@ def tokenizer_report(train: list[str], validation: list[str], out_dir: Path) -> 
             "ratio": round(chars / per_tune, 3),
             "vocab_size": tok.get_vocab_size(),
         }
-        atomic_write_text(out_dir / "tokenizers" / f"bpe-{size}.json", tok.to_str(pretty=True))
+        write_atomic(out_dir / "tokenizers" / f"bpe-{size}.json", tok.to_str(pretty=True))
         if size == DEFAULT_VOCAB:
             chosen = tok
     return {"measured_on": "validation" if validation else "train", "default": DEFAULT_VOCAB, "sizes": rows}, chosen
@@ -356,15 +323,22 @@ def encode_abc(
     workers: int = 0,
     steps: list[str] | None = None,
     timeout: float = 10.0,
+    engine: str = "local",
+    address: str | None = None,
 ) -> dict:
-    """Build an ABC token dataset in `out`; returns the report (also written to out/report.json)."""
+    """Build an ABC token dataset in `out`; returns the report (also written to out/report.json).
+
+    abc2midi runs on `workers` processes (0 = all cores) of `engine` (local, or ray: a private Ray, or the
+    cluster at `address`); the dataset is the same whatever they are.
+    """
     from rich.console import Console
 
     from orchestrion.core.novelty import NoveltyIndex
-    from orchestrion.core.shards import ShardWriter, atomic_write_text, begin_dataset, write_dataset_json
+    from orchestrion.core.shards import ShardWriter, begin_dataset, write_dataset_json
 
     if keep not in KEEP:
         raise InvalidRequest("keep", f"must be one of {', '.join(KEEP)}, not {keep!r}")
+    parallel = Parallel(workers=workers, engine=engine, address=address, chunk=CHUNK)
     console = Console(stderr=True)
     out = Path(out)
     begin_dataset(out)  # a rerun over a finished dataset rewrites its files: it is not whole until the end
@@ -373,7 +347,8 @@ def encode_abc(
     if not raw:
         raise BadInput("no ABC tunes found in the inputs: " + "; ".join(e["error"] for e in file_errors[:5]))
     records, step_counts = clean_records(raw, steps)
-    run_validity(records, out / "cache" / "validity.jsonl", workers=workers, timeout=timeout)
+    store = Store(out / "cache")
+    run_validity(records, store, parallel, timeout=timeout)
 
     table: Counter = Counter()
     errors: list[dict] = list(file_errors)
@@ -414,7 +389,7 @@ def encode_abc(
     tok_report, tokenizer = tokenizer_report(
         [r.text for r in by_split["train"]], [r.text for r in by_split["validation"]], out
     )
-    atomic_write_text(out / "tokenizer.json", tokenizer.to_str(pretty=True))
+    write_atomic(out / "tokenizer.json", tokenizer.to_str(pretty=True))
     bos, eos = (tokenizer.token_to_id(SPECIAL_TOKENS[k]) for k in ("bos", "eos"))
     splits_meta: dict[str, dict] = {}
     max_tokens: dict[str, int] = {}  # with <s> and </s>: the context a model needs for whole tunes
@@ -473,9 +448,9 @@ def encode_abc(
         "novelty_baseline": novelty_baseline,
         "errors": errors,
     }
-    atomic_write_text(out / "stats.json", json.dumps(stats, indent=2) + "\n")
-    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
-    atomic_write_text(
+    write_atomic(out / "stats.json", json.dumps(stats, indent=2) + "\n")
+    write_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
+    write_atomic(
         out / "validity.jsonl",
         "".join(
             json.dumps(
@@ -502,6 +477,7 @@ def encode_abc(
             "novelty_index": "novelty.npz",
         },
     )
+    store.prune(_key(r.abc, r.text) for r in records if r.error is None)  # tunes of earlier runs' inputs
     _print_tokenizer(console, tok_report)
     console.print(
         f"wrote {len(kept):,} tunes ({splits_meta['train']['sequences']:,} train, "

@@ -6,13 +6,16 @@ and its report; a tune abc2midi rejects is sampled again and the stream starts o
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from typing import ClassVar
 
 import numpy as np
 
+from orchestrion.abc import text as abccodec
 from orchestrion.composer import Chunk, Piece, PieceReport, TextChunk
-from orchestrion.core.abcmidi import abc_to_score
+from orchestrion.core.abcmidi import abc_to_score, validate
+from orchestrion.core.music import parse_key
 from orchestrion.errors import BadInput, OrchestrionError
 from orchestrion.requests import ComposeRequest
 
@@ -35,7 +38,7 @@ class ABCEncoding:
         return request.model_copy(update=update) if update else request
 
     def chunks(self, model: object, tokenizer: object, request: ComposeRequest) -> Iterator[Chunk]:
-        from orchestrion.abc.sampler import sample_abc
+        from orchestrion.abc.sampler import sample_abc  # torch: loaded only to compose
 
         index, pending = 0, ""
         for event in sample_abc(model, tokenizer, request):
@@ -62,11 +65,15 @@ class ABCEncoding:
 
     def check(self, piece: Piece) -> dict:
         """Valid when abc2midi compiles the tune without errors."""
-        from orchestrion.core.abcmidi import validate
-
         if piece.abc is None:
             return {"valid": False, "why": "no ABC text"}
         return {"valid": bool(validate(piece.abc).ok and piece.score is not None), "why": ""}
+
+    def text_of(self, line: str, meta: dict) -> str | None:
+        """The ABC tune one line of a dataset's text holds."""
+        return (
+            line.replace("<s>", "").replace("</s>", "").strip().replace(meta.get("newline_mark", "\u00b6"), "\n") + "\n"
+        )
 
     def score_of(self, line: str, meta: dict) -> tuple[object, str]:
         """The score abc2midi makes of one tune of a dataset's text, and its title line."""
@@ -85,11 +92,6 @@ def typical_headers(dataset, limit: int = 5000, top: int = 8) -> dict[str, list]
     Stored in config.json as `default_headers`: when a request names no meter or key, the composer draws
     them from this distribution with the request's seed (a weak model then never has to invent a header).
     """
-    from collections import Counter
-
-    from orchestrion.abc import text as abccodec
-    from orchestrion.core.music import parse_key
-
     meters: Counter = Counter()
     keys: Counter = Counter()
     split = dataset.split("train")

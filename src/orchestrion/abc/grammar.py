@@ -2,16 +2,21 @@
 
 `ABCHeader` forces the header of a spaceless ABC tune (X:, T:, R:, M:, L:, K:, values from the request or
 spelled from known ones) and runs the body through `abc_step`, a character automaton of the syntax
-abc2midi accepts. `abc_plan` turns a request and its prompt into the forced header fields and body.
-Like the processors in `orchestrion.core.sampling`, `ABCHeader` is a `LogitsProcessor` (see `orchestrion.core.sampling`).
+abc2midi accepts. `abc_plan` turns a request and its prompt into an `ABCPlan`: the header fields to force
+and the body to start from. Like the processors in `orchestrion.core.sampling`, `ABCHeader` is a
+`LogitsProcessor`; `orchestrion.abc.sampler` runs it.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
+from orchestrion.abc import text as abccodec
 from orchestrion.errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -20,12 +25,16 @@ if TYPE_CHECKING:
 NEG_INF = float("-inf")
 
 
+@dataclass
+class ABCPlan:
+    """What `abc_plan` makes of a request: the header fields to force and the body to start from."""
+
+    fields: list[tuple[str, str | None]]  # (letter, value) in order; None: the model writes the value
+    body: str = ""  # the prompt's first bars, spaceless ("" to start the body afresh)
+
+
 def _abc_parts(tune: str) -> tuple[dict[str, str], list[str]]:
-    """A tune's header fields (codecs.abc.header) and its body bars (spaceless, bar lines kept)."""
-    import re
-
-    from orchestrion.abc import text as abccodec
-
+    """A tune's header fields (`orchestrion.abc.text.header`) and its body bars (spaceless, bar lines kept)."""
     text = abccodec.spaceless(tune) if " " in tune else tune
     head = abccodec.header(text)
     lines = text.strip("\n").split("\n")
@@ -41,7 +50,7 @@ def _abc_parts(tune: str) -> tuple[dict[str, str], list[str]]:
     return head, bars
 
 
-def abc_plan(request: ComposeRequest, prompt_text: str | None) -> tuple[list[tuple[str, str | None]], str]:
+def abc_plan(request: ComposeRequest, prompt_text: str | None) -> ABCPlan:
     """Header fields to force (title, rhythm, meter, unit, key) and the body to start from.
 
     A prompt tune (or `variations_of`) gives its header and its first bars: `request.bars` of them when
@@ -51,8 +60,6 @@ def abc_plan(request: ComposeRequest, prompt_text: str | None) -> tuple[list[tup
     body = ""
     source = prompt_text if prompt_text is not None else request.variations_of
     if source is not None:
-        from pathlib import Path
-
         if "\n" not in source and Path(source).is_file():
             source = Path(source).read_text(errors="replace")
         head, bars = _abc_parts(source)
@@ -73,7 +80,7 @@ def abc_plan(request: ComposeRequest, prompt_text: str | None) -> tuple[list[tup
         ("L", head.get("unit") or "1/8"),
         ("K", key or head.get("key") or None),
     ]
-    return fields, body
+    return ABCPlan(fields, body)
 
 
 # ------------------------------------------------------------------------------------------- abc
@@ -98,7 +105,7 @@ class ABCHeader:
 
     `fields` is a list of (letter, value or None): a value is forced whole ("M:6/8\\n"), None forces the
     letter ("M:") and lets the model write the value up to its newline. Tokens never cross a newline in
-    the ABC tokenizer (`abc_dataset.make_tokenizer`), so a field ends with the token that ends in "\\n".
+    the ABC tokenizer (`orchestrion.abc.dataset.make_tokenizer`), so a field ends with the token that ends in "\\n".
     End of tune (`eos_id`) is allowed only once the body holds a bar line; `bos_id` never comes back.
     """
 

@@ -1,14 +1,29 @@
-"""TODO: docstring."""
+"""`sample_abc`: spaceless ABC tunes from a GPT-2, each checked with abc2midi, as a stream of events.
+
+    sample_abc(model, tokenizer, request, prompt_text=None) -> Iterator[ABCEvent]
+        spaceless ABC tunes with a forced header (X:, T:, R:, M:, L:, K: from the request), continued
+        from a prompt or varied from `request.variations_of`, the body held to abc2midi's syntax by
+        `orchestrion.abc.grammar.abc_step`; every finished tune is compiled with abc2midi
+        (`orchestrion.core.abcmidi.validate`) and resampled up to `SamplingConfig.abc_retries` times.
+
+Events: each token's text (kind "token"), each finished line ("line") and each checked tune ("tune", with
+`valid` and its report: retries, repetition traps broken, tokens). Deterministic in `request.seed`: each
+(sample, attempt) draws from its own seeded generator, so a retry never repeats itself.
+`orchestrion.abc.encoding` turns the events into the composer's stream.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from orchestrion.core.sampling import SamplingConfig, build_processors
+from orchestrion.abc.grammar import ABCHeader, abc_plan
+from orchestrion.core.abcmidi import validate
+from orchestrion.core.sampling import RepetitionTrap, SamplingConfig, build_processors
 from orchestrion.errors import InvalidRequest
 from orchestrion.gpt.decoding import Report, generate_tokens
 
@@ -46,17 +61,10 @@ def sample_abc(
     the last attempt is yielded with `valid=False` if none compiled. Events come as tokens, lines and
     tunes; each tune's report carries its retries and the repetition traps broken.
     """
-    from orchestrion.abc.grammar import ABCHeader
-    from orchestrion.core.sampling import RepetitionTrap
-
     config = config or SamplingConfig.from_request(request)
     if prompt_text is None and request.prompt:
-        from pathlib import Path
-
         prompt_text = Path(request.prompt).read_text(errors="replace")
-    from orchestrion.abc.grammar import abc_plan
-
-    fields, body = abc_plan(request, prompt_text)
+    plan = abc_plan(request, prompt_text)
     vocab = tokenizer.get_vocab()
     eos = vocab.get("</s>", model.config.eos_token_id)
     bos = vocab.get("<s>", model.config.bos_token_id)
@@ -67,11 +75,9 @@ def sample_abc(
     pending = list(range(config.num_samples))
     attempts = dict.fromkeys(pending, 0)
     traps = dict.fromkeys(pending, 0)
-    from orchestrion.core.abcmidi import validate
-
     while pending:
         B = len(pending)
-        header = ABCHeader(tokenizer, B, fields, eos, bos, body_prefix=body, max_tokens=max_new)
+        header = ABCHeader(tokenizer, B, plan.fields, eos, bos, body_prefix=plan.body, max_tokens=max_new)
         header.start()
         trap = RepetitionTrap(B, config.trap_repeats, min_tokens=6, stop_ids=[eos])
         processors = build_processors(config, [header, trap])
@@ -107,7 +113,7 @@ def sample_abc(
                 retries=attempts[i],
                 invalid=int(not ok),
                 tokens=len(texts[r]),
-                extra={"fields": {k: v for k, v in fields if v is not None}},
+                extra={"fields": {k: v for k, v in plan.fields if v is not None}},
             )
             yield ABCEvent("tune", i, text=tune, valid=ok, report=report.to_dict())
         pending = retry

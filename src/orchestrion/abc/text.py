@@ -1,4 +1,7 @@
-"""ABC text: split collections into tunes, clean them with named switchable steps, make them spaceless.
+"""ABC text for the ABC encoder: tunes and their header fields, named switchable cleaning steps, spaceless form.
+
+Files are cut into tunes by `orchestrion.core.abcfile` (the one splitter, shared with the built-in folk corpus
+and `corpus export`); `split_tunes` adds each tune's title, meter, unit, key and rhythm.
 
 The reference system (GPT-2 folk) found that most quality problems came from the data: stray HTML,
 missing `X:` fields, mode-only keys like `K:maj` that break abc2midi, commentary metadata, and spaces
@@ -19,6 +22,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+from orchestrion.core import abcfile
+from orchestrion.core.abcfile import is_binary as is_binary  # ABC readers (abc.dataset, fuzzing) call it from here
+from orchestrion.core.abcmidi import abc2abc
 
 NEWLINE_MARK = "\u00b6"
 MAX_TUNE_CHARS = 100_000  # longer than any real tune by two orders of magnitude; beyond it is junk
@@ -73,23 +80,13 @@ def header(abc: str) -> dict[str, str]:
 
 
 def split_tunes(text: str) -> list[Tune]:
-    """Split a multi-tune ABC file into tunes at each `X:` line (or at blank lines when there is none).
+    """The tunes of a multi-tune ABC file, cut by `orchestrion.core.abcfile.split` (at each `X:` line, or at
+    blank lines when there is none), each with its header fields read.
 
-    Text before the first `X:` (a file header of `%%` directives and comments) is not a tune and is dropped.
+    The file header (text before the first `X:`: `%%` directives, comments, fields for every tune) is not
+    a tune and is dropped.
     """
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines = text.split("\n")
-    starts = [i for i, line in enumerate(lines) if line.startswith("X:")]
-    if starts:
-        blocks = ["\n".join(lines[a:b]) for a, b in zip(starts, starts[1:] + [len(lines)], strict=True)]
-    else:
-        blocks = [b for b in re.split(r"\n\s*\n", text) if re.search(r"^K:", b, re.MULTILINE)]
-    tunes = []
-    for block in blocks:
-        block = block.strip("\n")
-        if block.strip():
-            tunes.append(Tune(abc=block + "\n", **header(block)))
-    return tunes
+    return [Tune(abc=tune, **header(tune)) for tune in abcfile.split(text).tunes]
 
 
 # ------------------------------------------------------------------------------------------ cleaning
@@ -290,8 +287,6 @@ def fix_hornpipe_meter(abc: str) -> str:
 
 def normalize_abc2abc(abc: str) -> str:
     """Re-layout the tune with abc2abc (off by default: it rewrites bar layout, slow on 11,000 tunes)."""
-    from orchestrion.core.abcmidi import abc2abc
-
     # abc2abc reports problems as `%Warning` / `%Error` comment lines in its output: not part of the tune.
     out = "\n".join(line for line in abc2abc(abc).split("\n") if not re.match(r"%\s*(Warning|Error)", line))
     return normalize_text(out)
@@ -418,12 +413,3 @@ def to_readable(text: str, *, reference: int = 1) -> str:
     if not lines or not lines[0].startswith("X:"):
         lines.insert(0, f"X:{reference}")
     return "\n".join(lines) + "\n"
-
-
-def is_binary(text: str) -> bool:
-    """Text that is mostly not printable (a binary file read as text) is junk, not ABC."""
-    if not text:
-        return False
-    sample = text[:4096]
-    bad = sum(1 for c in sample if (ord(c) < 32 and c not in "\n\r\t") or c == "\ufffd")
-    return "\x00" in sample or bad / len(sample) > 0.05

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from orchestrion.core.music import load_midi
+from orchestrion.core.tools import run_tool
 from orchestrion.errors import BadInput, ToolFailed
 
 if TYPE_CHECKING:
@@ -28,8 +30,6 @@ _CHATTER = re.compile(r"^(\d+\.\d+ .*abc2midi|writing MIDI file|voice mapping:|\
 
 def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
     """Run one abcmidi program (no shell, time limit); ToolMissing / ToolFailed(timeout) from the shared runner."""
-    from orchestrion.core.tools import run_tool
-
     # check=False: abc2midi's exit status says nothing useful; its printed messages do.
     return run_tool(args, timeout=timeout, check=False)
 
@@ -102,8 +102,6 @@ def abc_to_midi(abc_text: str, out_path: Path, *, timeout: float = 10) -> Path:
 
 def abc_to_score(abc_text: str, *, timeout: float = 10) -> symusic.Score:
     """The score abc2midi makes of one tune (BadInput with abc2midi's message when it fails)."""
-    from orchestrion.core.music import load_midi
-
     with tempfile.TemporaryDirectory(prefix="orchestrion-abcs-") as tmp:
         return load_midi(abc_to_midi(abc_text, Path(tmp) / "tune.mid", timeout=timeout))
 

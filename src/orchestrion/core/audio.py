@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrion.errors import BadInput
+from orchestrion.core.tools import run_tool
+from orchestrion.errors import BadInput, ToolFailed
 
 SAMPLE_RATE = 16000
 # Read by soundfile; the rest go through ffmpeg.
@@ -82,9 +83,6 @@ def _read_with_soundfile(path: Path) -> tuple[np.ndarray, int] | None:
 def _read_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
-    from orchestrion.core.tools import run_tool
-    from orchestrion.errors import ToolFailed
-
     try:
         result = run_tool(
             ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-vn", "-f", "wav", "-acodec", "pcm_f32le", "-"],
@@ -129,50 +127,3 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, *, use_ffmpeg: 
 #
 # The two failure modes the SaShiMi reference describes: long stretches of silence (what low
 # temperatures produce) and "runaway noise" (a sample that degenerates into hiss). Both are judged on
-# 64 ms frames: silence by level, noise by spectral flatness (near 0.5-0.6 for white noise, far below
-# 0.1 for pitched instruments such as a piano).
-
-FRAME = 1024
-SILENT_DB = -50.0  # frame RMS below this (dBFS) counts as silent
-LOUD_DB = -40.0  # only frames above this level are judged for noise
-NOISE_FLATNESS = 0.3
-LONG_SECONDS = 2.0  # a run at least this long is a failure
-FAILED_FRACTION = 0.5  # ... and so is this share of the whole sample
-
-
-def _longest_run(mask: np.ndarray) -> int:
-    best = run = 0
-    for v in mask:
-        run = run + 1 if v else 0
-        best = max(best, run)
-    return best
-
-
-def quality_report(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> dict:
-    """Check a generated waveform for long silence and runaway noise; `ok` is False when either is found."""
-    x = np.asarray(x, dtype=np.float64)
-    hop = FRAME // 2
-    n = max(0, (len(x) - FRAME) // hop + 1)
-    if n == 0:
-        return {"ok": False, "silence": {"detected": True}, "noise": {"detected": False}, "reason": "too short"}
-    idx = np.arange(FRAME)[None, :] + hop * np.arange(n)[:, None]
-    frames = x[idx]  # (F, FRAME)
-    rms_db = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
-    power = np.abs(np.fft.rfft(frames * np.hanning(FRAME), axis=1)) ** 2 + 1e-12
-    flatness = np.exp(np.mean(np.log(power), axis=1)) / np.mean(power, axis=1)
-    silent = rms_db < SILENT_DB
-    noisy = (rms_db > LOUD_DB) & (flatness > NOISE_FLATNESS)
-    seconds = hop / sample_rate
-    report = {}
-    for name, mask in (("silence", silent), ("noise", noisy)):
-        longest = _longest_run(mask) * seconds
-        fraction = float(mask.mean())
-        report[name] = {
-            "longest_seconds": round(longest, 2),
-            "fraction": round(fraction, 3),
-            "detected": bool(longest >= LONG_SECONDS or fraction >= FAILED_FRACTION),
-        }
-    report["noise"]["median_flatness"] = round(float(np.median(flatness)), 3)
-    report["rms_dbfs"] = round(float(10 * np.log10(np.mean(x**2) + 1e-12)), 1)
-    report["ok"] = not (report["silence"]["detected"] or report["noise"]["detected"])
-    return report

@@ -4,10 +4,11 @@
     palestrina      ~1300 Palestrina pieces (Humdrum kern) -> MIDI, one track per voice
     folk-abc        ~11,600 ABC tunes of essenFolksong, oneills1850 and ryansMammoth -> one .abc per tune
 
-music21 needs 0.1-1 s per piece, so each corpus is converted once, in parallel, into a cache directory
-(`~/.cache/orchestrion`, or $ORCHESTRION_CACHE, or an explicit `cache_dir`). Every file is written under a
-temporary name and renamed, so an interrupted conversion leaves only whole files and the next call
-carries on where it stopped. A `manifest.json` written when a corpus is complete lets later calls return
+music21 needs 0.1-1 s per piece, so each corpus is converted once, in parallel (`orchestrion.core.engine`:
+local processes, or Ray with `corpus export --engine ray`), into a cache directory (`~/.cache/orchestrion`,
+or $ORCHESTRION_CACHE, or an explicit `cache_dir`). Every file is written under a temporary name and
+renamed, so an interrupted conversion leaves only whole files and the next call carries on where it
+stopped. A `manifest.json` written when a corpus is complete lets later calls return
 the file list without looking at music21 at all. Pieces that fail are reported and skipped.
 """
 
@@ -19,14 +20,17 @@ import os
 import re
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from orchestrion.core import abcfile
+from orchestrion.core.files import write_atomic
 from orchestrion.errors import BadInput
 
 if TYPE_CHECKING:
     import symusic
+
+    from orchestrion.core.engine import Parallel
 
 CORPORA: dict[str, str] = {
     "bach-chorales": "J. S. Bach's four-part chorales (music21 corpus), as MIDI with soprano/alto/tenor/bass tracks",
@@ -42,7 +46,6 @@ VELOCITY = 80
 CHOIR_AAHS = 52  # General MIDI program 53 (0-based 52): a sung corpus sounds sung when rendered
 SATB = ("soprano", "alto", "tenor", "bass")
 _SOURCE_PREFERENCE = {".mxl": 0, ".xml": 1, ".musicxml": 1, ".krn": 2}
-_X_LINE = re.compile(r"^X:", re.MULTILINE)
 
 
 # -------------------------------------------------------------------------------------------- paths
@@ -75,14 +78,6 @@ def _check_name(name: str) -> None:
         raise BadInput(f"unknown corpus {name!r}; the built-in corpora are: {', '.join(CORPORA)}")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The pid keeps two processes that convert the same corpus at once from sharing a temporary file.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 def _read_manifest(root: Path) -> dict:
     try:
         manifest = json.loads((root / "manifest.json").read_text())
@@ -92,7 +87,7 @@ def _read_manifest(root: Path) -> dict:
 
 
 def _write_manifest(root: Path, manifest: dict) -> None:
-    _atomic_write(root / "manifest.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+    write_atomic(root / "manifest.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
 
 
 # ------------------------------------------------------------------------------- music21 -> symusic
@@ -230,16 +225,19 @@ def _part_notes(part: object, tick: Callable[[float], int]) -> tuple[list[int], 
     return starts, durations, pitches
 
 
-def _convert_one(corpus: str, source: str, dest: str) -> str | None:
-    """Worker: convert one music21 corpus file to MIDI at `dest`; returns an error message or None."""
+def _convert_one(job: tuple[str, str, str], context: object = None) -> str | None:
+    """Engine worker: convert one music21 corpus file (corpus, source, dest) to MIDI at `dest`; returns an error
+    message or None."""
+    from orchestrion.core.files import atomic_path
+
+    corpus, source, dest = job
     try:
         from music21 import converter
 
         # forceSource: otherwise music21 keeps a pickled copy of every parsed file in its scratch folder.
         score = music21_to_score(converter.parse(source, forceSource=True), chorale=corpus == "bach-chorales")
-        tmp = Path(dest).with_name(f".{Path(dest).name}.{os.getpid()}.tmp")
-        score.dump_midi(str(tmp))
-        tmp.replace(dest)
+        with atomic_path(dest) as tmp:
+            score.dump_midi(str(tmp))
         return None
     except BadInput as exc:
         return exc.reason
@@ -249,30 +247,34 @@ def _convert_one(corpus: str, source: str, dest: str) -> str | None:
 
 def _run_parallel(
     jobs: list[tuple[str, str, str]],
-    workers: int,
+    parallel: Parallel,
     label: str,
     on_result: Callable[[tuple[str, str, str], str | None], None],
 ) -> None:
-    """Run `_convert_one` over `jobs` with a process pool and a progress bar."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    """Run `_convert_one` over `jobs` on the engine's workers (`orchestrion.core.engine`), with a progress bar;
+    `on_result(job, error or None)` in job order, as they come."""
+    from orchestrion.core.engine import Failed, imap
 
-    workers = min(workers or os.cpu_count() or 1, len(jobs))
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=False) as progress:
-        task = progress.add_task(f"converting {label} ({workers} workers)", total=len(jobs))
-        if workers <= 1:
-            for job in jobs:
-                on_result(job, _convert_one(*job))
-                progress.advance(task)
-            return
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(_convert_one, *job): job for job in jobs}
-            for future in as_completed(futures):
-                on_result(futures[future], future.result())
-                progress.advance(task)
+    for job, error in zip(jobs, imap(_convert_one, jobs, parallel, label=f"converting {label}"), strict=True):
+        if isinstance(error, Failed):
+            error = error.reason
+        if error is None and not Path(job[2]).is_file():
+            raise BadInput(
+                "a worker wrote this file where this machine cannot see it: with --engine ray on several machines, "
+                "the corpus cache must be on a file system that every node mounts at the same path",
+                job[2],
+            )
+        on_result(job, error)
 
 
-def _midi_corpus(name: str, workers: int, override: Path | None, limit: int | None) -> list[Path]:
+def _midi_corpus(
+    name: str, workers: int, override: Path | None, limit: int | None, parallel: Parallel | None = None
+) -> list[Path]:
+    """The MIDI files of a music21 corpus, converting the missing ones on `parallel`'s workers (default:
+    `workers` local processes)."""
+    from orchestrion.core.engine import Parallel
+
+    parallel = parallel or Parallel(workers=workers, chunk=1)  # a piece is a big task (0.1-1 s)
     root = _corpus_root(name, override)
     manifest = _read_manifest(root)
     if manifest.get("complete"):
@@ -296,7 +298,7 @@ def _midi_corpus(name: str, workers: int, override: Path | None, limit: int | No
 
     try:
         if jobs:
-            _run_parallel(jobs, workers, name, record)
+            _run_parallel(jobs, parallel, name, record)
     finally:
         # Written even when interrupted, so that known failures are not retried on the next call.
         done = sorted(f"{s.stem}.mid" for s in sources if (out_dir / f"{s.stem}.mid").is_file())
@@ -332,44 +334,18 @@ def _report_failures(name: str, failures: dict[str, str]) -> None:
 # ------------------------------------------------------------------------------------------ folk ABC
 
 
-def split_abc_tunes(text: str) -> tuple[str, list[str]]:
-    """Split an ABC file into its file header and its tunes, each starting at its `X:` line."""
-    starts = [m.start() for m in _X_LINE.finditer(text)]
-    if not starts:
-        return text, []
-    bounds = [*starts, len(text)]
-    return text[: starts[0]], [text[a:b].strip() + "\n" for a, b in zip(bounds, bounds[1:], strict=False)]
-
-
-def header_fields(header: str) -> list[str]:
-    """Field lines of an ABC file header (they apply to every tune of the file)."""
-    return [line for line in header.splitlines() if re.match(r"^[A-Za-z]:", line)]
-
-
-def _title(tune: str) -> str:
-    match = re.search(r"^T:\s*(.*)$", tune, re.MULTILINE)
-    return match.group(1).strip() if match else ""
-
-
 def _scan_folk() -> list[dict]:
+    """Every tune of music21's folk ABC files, each carrying its file's header fields after its X: line."""
     records = []
     base = music21_corpus_dir()
     for source in FOLK_SOURCES:
         for path in sorted((base / source).rglob("*.abc")):
-            raw = path.read_bytes()
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:  # older ABC collections are Latin-1
-                text = raw.decode("latin-1")
-            header, tunes = split_abc_tunes(text.replace("\r\n", "\n"))
-            fields = header_fields(header)
+            found = abcfile.split(abcfile.decode(path.read_bytes()))
             stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.relative_to(base / source).with_suffix("").as_posix())
-            for index, tune in enumerate(tunes, start=1):
-                if fields:
-                    first, _, rest = tune.partition("\n")
-                    tune = "\n".join([first, *fields, rest])
+            for index, tune in enumerate(found.tunes, start=1):
+                tune = abcfile.with_fields(tune, found.fields)
                 records.append(
-                    {"id": f"{source}-{stem}-{index:04d}", "source": source, "title": _title(tune), "abc": tune}
+                    {"id": f"{source}-{stem}-{index:04d}", "source": source, "title": abcfile.title(tune), "abc": tune}
                 )
     return records
 
@@ -377,7 +353,7 @@ def _scan_folk() -> list[dict]:
 def folk_tunes(cache_dir: Path | None = None) -> list[dict]:
     """The built-in folk tunes: records {"id", "source", "title", "abc"}, one per tune (~11,600).
 
-    Read once from music21's ABC files (a plain split on `X:` lines) and kept as JSONL in the cache.
+    Read once from music21's ABC files (split by `orchestrion.core.abcfile`) and kept as JSONL in the cache.
     """
     path = _corpus_root("folk-abc", cache_dir) / "tunes.jsonl"
     if path.is_file():
@@ -387,7 +363,7 @@ def folk_tunes(cache_dir: Path | None = None) -> list[dict]:
         except ValueError:  # a damaged cache (cut short, overwritten) is rebuilt, never half-read
             pass
     records = _scan_folk()
-    _atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8"))
+    write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     return records
 
 
@@ -405,7 +381,7 @@ def _folk_corpus(override: Path | None, limit: int | None) -> list[Path]:
     for record in track(wanted, description="writing folk-abc tunes", transient=True, disable=len(wanted) < 500):
         target = out_dir / f"{record['id']}.abc"
         if not target.is_file():
-            _atomic_write(target, record["abc"].encode("utf-8"))
+            write_atomic(target, record["abc"])
     if limit is None:
         _write_manifest(
             root,
@@ -471,17 +447,33 @@ def resolve_inputs(inputs: list[str], suffixes: tuple[str, ...]) -> list[Path]:
     return result
 
 
-def export_corpus(name: str, out: Path, *, workers: int = 0, cache_dir: Path | None = None) -> list[Path]:
+def export_corpus(
+    name: str,
+    out: Path,
+    *,
+    workers: int = 0,
+    cache_dir: Path | None = None,
+    engine: str = "local",
+    address: str | None = None,
+) -> list[Path]:
     """Copy a built-in corpus out of the cache into `out` (converting it first if needed).
 
-    Every cached file is checked first (MIDI loads whole, ABC equals its tune), and a damaged one is
-    converted again, so a cache cut short by a full disk or a crash is never exported as it is.
+    Pieces are converted on `workers` processes (0 = all cores) of `engine` (local, or ray: a private Ray,
+    or the cluster at `address`); the files are the same whatever they are. Every cached file is checked
+    first (MIDI loads whole, ABC equals its tune), and a damaged one is converted again, so a cache cut short
+    by a full disk or a crash is never exported as it is.
     """
     from rich.console import Console
 
+    from orchestrion.core.engine import Parallel
+
     _check_name(name)
-    files = corpus_files(name, workers=workers, cache_dir=cache_dir)
-    files = _repair_cache(name, files, workers, cache_dir)
+    parallel = Parallel(workers=workers, engine=engine, address=address, chunk=1)
+    if name == "folk-abc":
+        files = corpus_files(name, cache_dir=cache_dir)
+    else:
+        files = _midi_corpus(name, workers, cache_dir, None, parallel)
+    files = _repair_cache(name, files, parallel, cache_dir)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -507,7 +499,7 @@ def _cached_midi_problem(path: Path) -> str | None:
     return None
 
 
-def _repair_cache(name: str, files: list[Path], workers: int, override: Path | None) -> list[Path]:
+def _repair_cache(name: str, files: list[Path], parallel: Parallel, override: Path | None) -> list[Path]:
     """`files` with every damaged cached file converted again (or dropped, and reported, when that fails)."""
     from rich.console import Console
 
@@ -517,7 +509,7 @@ def _repair_cache(name: str, files: list[Path], workers: int, override: Path | N
         damaged = [p for p in files if not p.is_file() or p.read_bytes() != tunes.get(p.name)]
         for path in damaged:
             if path.name in tunes:
-                _atomic_write(path, tunes[path.name])
+                write_atomic(path, tunes[path.name])
         if damaged:
             console.print(f"[yellow]{len(damaged)} cached tune(s) of {name} were damaged; written again[/yellow]")
         return [p for p in files if p.name in tunes]
@@ -538,7 +530,7 @@ def _repair_cache(name: str, files: list[Path], workers: int, override: Path | N
             failed[Path(job[1]).name] = error
 
     if jobs:
-        _run_parallel(jobs, workers, f"{name} (damaged cache files)", record)
+        _run_parallel(jobs, parallel, f"{name} (damaged cache files)", record)
     lost = {p for p in problems if _cached_midi_problem(p) is not None}
     if lost:
         root = _corpus_root(name, override)

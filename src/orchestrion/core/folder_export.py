@@ -11,12 +11,12 @@ exports to exactly what its good files alone export to.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
-from orchestrion.core.corpora import header_fields, split_abc_tunes
-from orchestrion.core.shards import atomic_write_bytes
+from orchestrion.core import abcfile
+from orchestrion.core.files import write_atomic, write_json
+from orchestrion.core.music import MIDI_SUFFIXES, load_midi
 from orchestrion.errors import BadInput
 
 
@@ -29,30 +29,25 @@ def _export_name(relative: Path, ending: str) -> str:
 def _abc_tunes(path: Path) -> tuple[list[tuple[int, str]], list[tuple[int | None, str]]]:
     """The usable tunes of an ABC file as (number, text), and its problems as (tune number or None, reason).
 
-    Tunes are checked with the ABC codec only (no abc2midi): binary junk, no tune at all, a tune with no
-    K: field (cut short before its music) or no note after it. A tune cut inside its music stays a
-    shorter tune; `encode abc` compiles every tune and catches what is left.
+    Files are split with `orchestrion.core.abcfile` and each tune gets its file header's fields, as the
+    built-in folk corpus does. Tunes are checked as text only (no abc2midi): binary junk, no tune at all,
+    a tune with no K: field (cut short before its music) or no note after it. A tune cut inside its music
+    stays a shorter tune; `encode abc` compiles every tune and catches what is left.
     """
-    from orchestrion.abc import text as abccodec
-
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:  # older ABC collections are Latin-1
-        text = raw.decode("latin-1")
+    text = abcfile.decode(path.read_bytes())
     if not text.strip():
         return [], [(None, "the file is empty")]
-    if abccodec.is_binary(text):
+    if abcfile.is_binary(text):
         return [], [(None, "binary data, not ABC text")]
-    header, tunes = split_abc_tunes(text.replace("\r\n", "\n"))
-    if not tunes:
-        return [], [(None, "no tune (no X: line)")]
-    fields = header_fields(header)
+    found = abcfile.split(text)
+    if not found.tunes:
+        return [], [(None, "no tune (no X: line, and no block with a K: field)")]
+    fields = found.fields
     good, bad = [], []
-    for number, tune in enumerate(tunes, start=1):
+    for number, tune in enumerate(found.tunes, start=1):
         body = tune.split("\n")
         k_line = next((i for i, line in enumerate(body) if line.startswith("K:")), None)
-        if abccodec.is_binary(tune):
+        if abcfile.is_binary(tune):
             bad.append((number, "binary data inside the tune"))
         elif k_line is None:
             bad.append((number, "no K: field (the tune is cut short before its music)"))
@@ -63,8 +58,7 @@ def _abc_tunes(path: Path) -> tuple[list[tuple[int, str]], list[tuple[int | None
         ):
             bad.append((number, "no note after the K: field"))
         else:
-            first, _, rest = tune.partition("\n")
-            good.append((number, "\n".join([first, *fields, rest]) if fields else tune))
+            good.append((number, abcfile.with_fields(tune, fields)))
     return good, bad
 
 
@@ -78,8 +72,6 @@ def export_folder(folder: Path, out: Path) -> dict:
     """
     from rich.console import Console
     from rich.markup import escape
-
-    from orchestrion.core.music import MIDI_SUFFIXES, load_midi
 
     folder, out = Path(folder), Path(out)
     if not folder.is_dir():
@@ -104,7 +96,7 @@ def export_folder(folder: Path, out: Path) -> dict:
         taken.add(unique)
         dest = out / unique
         if not (dest.is_file() and dest.read_bytes() == data):
-            atomic_write_bytes(dest, data)
+            write_atomic(dest, data)
 
     for path in files:
         relative = path.relative_to(folder)
@@ -125,7 +117,7 @@ def export_folder(folder: Path, out: Path) -> dict:
         else:
             ignored.append(relative.as_posix())
     report = {"source": str(folder), "files": len(files), "written": len(taken), "bad": bad, "ignored": ignored}
-    atomic_write_bytes(out / "report.json", (json.dumps(report, indent=1) + "\n").encode())
+    write_json(out / "report.json", report)
     console = Console(stderr=True)
     console.print(f"{folder}: {len(taken)} files written to {out}", markup=False, highlight=False, soft_wrap=True)
     if bad:

@@ -7,13 +7,13 @@ Times are ticks unless a name says otherwise; `tpq` is ticks per quarter note.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from orchestrion.core.files import atomic_path
 from orchestrion.errors import BadInput
 
 if TYPE_CHECKING:
@@ -139,13 +139,9 @@ def missing_tracks(data: bytes) -> str | None:
 
 def save_midi(score: symusic.Score, path: str | Path) -> Path:
     """Write `score` as a type-1 MIDI file, atomically (a partial file is never left under `path`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The pid keeps parallel workers that write the same file from sharing a temporary name.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    score.dump_midi(str(tmp))
-    tmp.replace(path)
-    return path
+    with atomic_path(path) as tmp:  # a random temporary name: parallel workers writing one file never share it
+        score.dump_midi(str(tmp))
+    return Path(path)
 
 
 def note_count(score: symusic.Score) -> int:

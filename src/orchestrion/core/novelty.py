@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestrion.core.abcmidi import compile_notes
+from orchestrion.core.files import atomic_path
 from orchestrion.errors import BadInput
 
 N = 8  # notes per n-gram
@@ -50,8 +52,6 @@ def events_from_notes(notes: list[tuple[int, int, int, int]]) -> np.ndarray:
 
 def events_from_abc(abc_text: str, *, timeout: float = 10) -> np.ndarray:
     """Compile a tune with abc2midi and return its melody events; BadInput when it does not compile."""
-    from orchestrion.core.abcmidi import compile_notes
-
     validity, notes = compile_notes(abc_text, timeout=timeout)
     if notes is None:
         raise BadInput("abc2midi could not compile the tune: " + "; ".join(validity.messages[:3]))
@@ -121,16 +121,15 @@ class NoveltyIndex:
     def save(self, path: Path) -> None:
         path = Path(path)
         meta = {"ids": self.ids, "n": N, "max_share": self.max_share, "max_run": self.max_run}
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(
-            tmp,
-            events=self.events,
-            starts=self.starts,
-            hashes=self.hashes,
-            positions=self.positions,
-            meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
-        )
-        tmp.replace(path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: numpy adds no .npz to the name
+            np.savez(
+                f,
+                events=self.events,
+                starts=self.starts,
+                hashes=self.hashes,
+                positions=self.positions,
+                meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
+            )
 
     @classmethod
     def load(cls, path: Path) -> NoveltyIndex:

@@ -1,13 +1,12 @@
 """Rendering: MIDI -> WAV through FluidSynth, a piano-roll PNG (matplotlib), a score SVG (verovio).
 
 Audio goes through the real FluidSynth program with a General MIDI soundfont (Debian's
-fluid-soundfont-gm), at any sample rate; the audio model uses 16 kHz mono. Every output is written under
-a temporary name and renamed, so a failed render never leaves a half-written file behind.
+fluid-soundfont-gm), at any sample rate; the audio model uses 16 kHz mono. Every output is written whole
+by `orchestrion.core.files`, so a failed render never leaves a half-written file behind.
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +15,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from orchestrion.core.abcmidi import abc_to_midi
+from orchestrion.core.corpora import music21_to_score
+from orchestrion.core.files import atomic_path, write_atomic
+from orchestrion.core.music import MIDI_SUFFIXES, load_midi, time_signatures
+from orchestrion.core.tools import find_soundfont, require, run_tool
 from orchestrion.errors import BadInput
 
 if TYPE_CHECKING:
@@ -61,14 +65,8 @@ def program_name(program: int, is_drum: bool = False) -> str:
 def _save_figure(fig, out_png: Path) -> None:
     """Lay out and write a matplotlib figure as PNG, atomically."""
     fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_for(out_png)
-    fig.savefig(tmp, format="png")
-    tmp.replace(out_png)
-
-
-def _tmp_for(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png")
 
 
 # -------------------------------------------------------------------------------------------- audio
@@ -84,18 +82,16 @@ def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
         raise BadInput(f"audio must have shape (samples,) or (samples, channels), not {data.shape}", path)
     if sample_rate <= 0:
         raise BadInput(f"the sample rate must be positive, not {sample_rate}", path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_for(path)
-    soundfile.write(str(tmp), np.clip(np.nan_to_num(data), -1.0, 1.0), int(sample_rate), subtype="PCM_16", format="WAV")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        soundfile.write(
+            str(tmp), np.clip(np.nan_to_num(data), -1.0, 1.0), int(sample_rate), subtype="PCM_16", format="WAV"
+        )
     return path
 
 
 @contextmanager
 def _midi_file(score_or_path: symusic.Score | str | Path) -> Iterator[tuple[Path, symusic.Score]]:
     """A MIDI file on disk for `score_or_path` (a temporary one for a Score), and the loaded score."""
-    from orchestrion.core.music import load_midi
-
     if isinstance(score_or_path, str | Path):
         path = Path(score_or_path)
         yield path, load_midi(path)  # load first: bad files get our error, not FluidSynth's
@@ -122,8 +118,6 @@ def render_wav(
     `sample_rate=16000, mono=True`).
     """
     import soundfile
-
-    from orchestrion.core.tools import find_soundfont, require, run_tool
 
     out = Path(out)
     if not 8000 <= sample_rate <= 192000:
@@ -169,8 +163,6 @@ def render_wav(
 
 def bar_lines(score: symusic.Score) -> np.ndarray:
     """Tick positions of every bar line from 0 to past the end, following the score's meters."""
-    from orchestrion.core.music import time_signatures
-
     end = max(int(score.end()), 1)
     lines: list[int] = []
     for span in time_signatures(score):
@@ -199,8 +191,6 @@ def render_pianoroll(score: symusic.Score | str | Path, out_png: str | Path, *, 
 
     matplotlib.use("Agg")  # no display; must precede pyplot
     import matplotlib.pyplot as plt
-
-    from orchestrion.core.music import load_midi
 
     if isinstance(score, str | Path):
         title = title if title is not None else Path(score).name
@@ -363,18 +353,13 @@ def render_svg(source: symusic.Score | str | Path, out_svg: str | Path) -> Path:
             raise BadInput("not an ABC tune (no X: line)", path)
         loaded = toolkit.loadData(text)
     else:
-        from orchestrion.core.music import load_midi
-
         load_midi(path)
         loaded = toolkit.loadData(_musicxml_from_midi(path))
     if not loaded or toolkit.getPageCount() == 0:
         raise BadInput("verovio could not read this score", path)
-    out_svg.parent.mkdir(parents=True, exist_ok=True)
     for page in range(1, toolkit.getPageCount() + 1):
         target = out_svg if page == 1 else out_svg.with_name(f"{out_svg.stem}-{page}{out_svg.suffix}")
-        tmp = _tmp_for(target)
-        tmp.write_text(toolkit.renderToSVG(page), encoding="utf-8")
-        tmp.replace(target)
+        write_atomic(target, toolkit.renderToSVG(page))
     return out_svg
 
 
@@ -383,8 +368,6 @@ def render_svg(source: symusic.Score | str | Path, out_svg: str | Path) -> Path:
 
 def score_from_file(source: str | Path, work_dir: Path) -> tuple[symusic.Score, Path]:
     """Load MIDI, ABC (compiled with abc2midi) or MusicXML (through music21) as a score and a MIDI file."""
-    from orchestrion.core.music import MIDI_SUFFIXES, load_midi
-
     path = Path(source)
     if not path.is_file():
         raise BadInput("no such file", path)
@@ -393,14 +376,10 @@ def score_from_file(source: str | Path, work_dir: Path) -> tuple[symusic.Score, 
         return load_midi(path), path
     midi = work_dir / f"{path.stem}.mid"
     if suffix in ABC_SUFFIXES:
-        from orchestrion.core.abcmidi import abc_to_midi
-
         abc_to_midi(path.read_text(encoding="utf-8", errors="replace"), midi)
         return load_midi(midi), midi
     if suffix in MUSICXML_SUFFIXES:
         from music21 import converter
-
-        from orchestrion.core.corpora import music21_to_score
 
         try:
             score = music21_to_score(converter.parse(str(path), forceSource=True))

@@ -1,31 +1,21 @@
-"""Sampling from GPT-2 token models: processors, a fast KV-cached loop, and the mmm / ABC drivers.
-
-What the GPT composer calls (everything else here is the machinery under it):
-
-    sample_mmm(model, tokenizer, request, prompt_tokens=None) -> Iterator[MMMEvent]
-        mmm tokens under the grammar of `orchestrion.core.sampling` (exactly the requested bars and tracks,
-        instruments and DENSITY forced, given tracks kept token for token, FILL bars filled in; a
-        harmonisation longer than 4 bars is composed window by window around the whole melody). Yields
-        `MMMEvent`s: every token as it comes (kind "token"), every bar as soon as it closes (kind "bar"),
-        and one "piece" event per sample with its whole token list and the report (trap count, ...).
-    sample_abc(model, tokenizer, request, prompt_text=None) -> Iterator[ABCEvent]
-        spaceless ABC tunes with a forced header (X:, T:, R:, M:, L:, K: from the request), continued
-        from a prompt or varied from `request.variations_of`, the body held to abc2midi's syntax by
-        `grammar_abc.abc_step`; every finished tune is compiled with
-        abc2midi (`orchestrion.core.abcmidi.validate`) and resampled up to `SamplingConfig.abc_retries` times.
-
-`model` is a `transformers.GPT2LMHeadModel`, `tokenizer` a `tokenizers.Tokenizer`. Both drivers are
-deterministic in `request.seed`.
-
-The loop, `generate_tokens`, runs its own incremental GPT-2 forward (`KVDecoder`) over the model's
-weights with a preallocated key/value cache: on a CPU at batch 1 the per-step overhead of
-`model.generate()` (cache objects, mask building, stopping criteria) costs more than the arithmetic of
-a small model, so skipping it is where the speed comes from. `KVDecoder` is checked against the model's
-own forward in the tests.
+"""The logits processors every token model shares, and the chain a `SamplingConfig` builds from them.
 
 Processors follow transformers' `LogitsProcessor` convention, `processor(input_ids (B, T), scores (B, V))
--> scores`, check their arguments when built and never modify their inputs, so they also run inside
-`model.generate(logits_processor=...)`.
+-> scores`: each does one thing, checks its arguments when built (a temperature of 0 is an `InvalidRequest`
+naming the field) and never modifies its inputs, so they also run inside `model.generate(logits_processor=...)`.
+
+    Temperature, TopK, TopP, RepetitionPenalty    the usual filters
+    RepetitionTrap                                bans the token that would repeat a phrase once more after it
+                                                  came `repeats` times in a row (a loop a small model falls into)
+    SamplingConfig                                how to sample; `from_request` reads the shared request fields
+    build_processors(config, constraints)         the chain: constraints first (grammar masks, the trap), then
+                                                  penalty, temperature, top-k, top-p
+
+A processor holds no randomness: the draw is made by the loop that runs the chain
+(`orchestrion.gpt.decoding.generate_tokens`) with a generator seeded from the request, so the same seed gives
+the same tokens. Constraints that know an encoding live with it (`orchestrion.mmm.grammar`,
+`orchestrion.abc.grammar`); the drivers that put it all together are `orchestrion.mmm.sampler` and
+`orchestrion.abc.sampler`.
 """
 
 from __future__ import annotations
@@ -35,15 +25,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
 import torch
 
 from orchestrion.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from orchestrion.requests import ComposeRequest
-from typing import TYPE_CHECKING
-
-import numpy as np
 
 NEG_INF = float("-inf")
 

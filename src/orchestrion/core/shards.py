@@ -10,8 +10,8 @@ A dataset directory holds
     shards/<split>-<k>.idx.npy   int64 offsets, length sequences + 1 (sequence i is bin[idx[i]:idx[i+1]])
     text/<split>-<k>.txt         the same sequences as text, one per line, for people
 
-Shards are memory-mapped for reading. Every file is written to a temporary name and renamed, so a
-killed run never leaves a partial file under a final name.
+Shards are memory-mapped for reading. Every file is written whole by `orchestrion.core.files`, so a
+killed run never leaves a partial file under a final name, and dataset.json is written last.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestrion.core.files import atomic_path, write_atomic
 from orchestrion.errors import BadInput
 
 FORMAT = "orchestrion-tokens"
@@ -29,24 +30,10 @@ VERSION = 1
 SPLITS = ("train", "validation", "test")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    tmp.replace(path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def save_npy(path: Path, array: np.ndarray) -> None:
-    import io
-
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    atomic_write_bytes(path, buffer.getvalue())
+    """`array` as a .npy file (never pickled), written whole or not at all."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: numpy adds no .npy to the name
+        np.save(f, array, allow_pickle=False)
 
 
 def shard_name(split: str, index: int) -> str:
@@ -95,9 +82,9 @@ class ShardWriter:
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum(lengths)
         ids = np.concatenate(self.sequences) if self.sequences else np.zeros(0, dtype=np.uint16)
-        atomic_write_bytes(self.root / "shards" / f"{name}.bin", ids.tobytes())
+        write_atomic(self.root / "shards" / f"{name}.bin", ids.tobytes())
         save_npy(self.root / "shards" / f"{name}.idx.npy", offsets)
-        atomic_write_text(self.root / "text" / f"{name}.txt", "".join(self.lines))
+        write_atomic(self.root / "text" / f"{name}.txt", "".join(self.lines))
         return {"name": name, "sequences": len(lengths), "tokens": int(offsets[-1])}
 
 
@@ -106,28 +93,16 @@ def begin_dataset(root: Path) -> None:
     temporary names), so that until the new dataset.json is written last, nothing looks like a whole dataset."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "dataset.json").unlink(missing_ok=True)
-    for tmp in list(root.rglob(".*.tmp*")):  # partial files under temporary names, never read
+    # Partial files under temporary names, never read: core.files' `.NAME.TOKEN.tmp[.SUFFIX]` and the
+    # `.NAME.tmp` of writers from before it (a dataset a killed older run left behind).
+    for tmp in list(root.rglob(".*.tmp*")):
         if tmp.is_file():
             tmp.unlink(missing_ok=True)
 
 
-def exit_with_parent(parent: int) -> None:
-    """Pool worker initializer: leave when the parent dies (after a `kill -9` nobody else would end us)."""
-    import os
-    import threading
-    import time
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 def write_dataset_json(root: Path, meta: dict) -> None:
     record = {"format": FORMAT, "version": VERSION, **meta}
-    atomic_write_text(root / "dataset.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
+    write_atomic(root / "dataset.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 class TokenSplit:

@@ -7,9 +7,9 @@ metrics.jsonl + loss_curve.png, and DDP when started under `torchrun`.
 
 Under DDP, `batch_size` stays the *global* micro-batch: every rank builds the same micro-batch and trains on
 its own rows of it (`_shard`), so a run on N processes trains on exactly the windows a single process
-would, and its loss curve matches the single-process one to float rounding (tests/test_scale.py).
+would, and its loss curve matches the single-process one to float rounding (tests/system/test_scale.py).
 
-Checkpoint layout (under out_dir/checkpoint/, every file written to a temporary name and renamed):
+Checkpoint layout (under out_dir/checkpoint/, every file written whole by `orchestrion.core.files`):
 
     model.safetensors    safetensors.torch.save_model (handles tied weights)
     optimizer.pt         optimizer state_dict, loaded back with torch.load(weights_only=True)
@@ -17,7 +17,7 @@ Checkpoint layout (under out_dir/checkpoint/, every file written to a temporary 
 
 A whole checkpoint is first written to checkpoint.tmp/ and then swapped in (the previous one moves to
 checkpoint.old/ for the instant between the two renames), so that a run killed at any point resumes from
-a whole checkpoint: the new one or the previous one (tests/test_crash.py kills it at every point).
+a whole checkpoint: the new one or the previous one (tests/system/test_crash.py kills it at every point).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from typing import Protocol
 
 import torch
 
+from orchestrion.core.files import atomic_path, write_atomic
 from orchestrion.errors import BadInput
 
 CHECKPOINT = "checkpoint"
@@ -135,16 +136,6 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     if name == "fp16" and device.type != "cuda":
         raise BadInput("fp16 autocast needs a CUDA device; use bf16 or fp32 on the CPU")
     return torch.bfloat16 if name == "bf16" else torch.float16
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def _atomic_json(path: Path, record: dict) -> None:
-    _atomic_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def _batch_to(batch: dict, device: torch.device) -> dict:
@@ -252,13 +243,12 @@ def save_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, st
     tmp_dir = out_dir / f"{CHECKPOINT}.tmp"
     _discard(tmp_dir)
     tmp_dir.mkdir(parents=True)
-    weights = tmp_dir / ".model.safetensors.tmp"
-    save_model(_unwrap(model), str(weights))
-    weights.replace(tmp_dir / "model.safetensors")
-    opt_tmp = tmp_dir / ".optimizer.pt.tmp"
-    torch.save(optimizer.state_dict(), opt_tmp)
-    opt_tmp.replace(tmp_dir / "optimizer.pt")
-    _atomic_json(tmp_dir / "train_state.json", state)  # written last: its presence marks a whole checkpoint
+    with atomic_path(tmp_dir / "model.safetensors") as weights:
+        save_model(_unwrap(model), str(weights))
+    with atomic_path(tmp_dir / "optimizer.pt") as opt_tmp:
+        torch.save(optimizer.state_dict(), opt_tmp)
+    # Written last: its presence marks a whole checkpoint.
+    write_atomic(tmp_dir / "train_state.json", json.dumps(state, indent=2, sort_keys=True) + "\n")
     final, old = out_dir / CHECKPOINT, out_dir / f"{CHECKPOINT}.old"
     if _is_whole(final):
         _discard(old)
@@ -322,10 +312,11 @@ def plot_loss_curve(records: list[dict], path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -414,7 +405,7 @@ def train(
 
     records = _read_metrics(out_dir / METRICS, start_step) if dist_info.main else []
     if dist_info.main:  # rewrite, dropping records past the checkpoint that the killed run had logged
-        _atomic_text(out_dir / METRICS, "".join(json.dumps(r) + "\n" for r in records))
+        write_atomic(out_dir / METRICS, "".join(json.dumps(r) + "\n" for r in records))
     metrics_file = open(out_dir / METRICS, "a") if dist_info.main else None  # closed in the finally below
 
     progress = None

@@ -25,6 +25,7 @@ import numpy as np
 
 from orchestrion.errors import BadInput, InvalidRequest
 from orchestrion.evaluation.heldout import EvalConfig, HeldOut, load_held_out
+from orchestrion.evaluation.quality import quality_table, summary
 
 # ------------------------------------------------------------------------------------------ samples
 
@@ -67,7 +68,7 @@ def _novelty(index, piece):
     return index.check(score_events(piece.score))
 
 
-def generate(composer, config: EvalConfig, progress=None) -> list[dict]:
+def generate(composer, config: EvalConfig, bars: int, progress=None) -> list[dict]:
     """Pieces for seeds 0..N-1 with their validity, repetition traps and (later) novelty."""
     from orchestrion.requests import ComposeRequest
 
@@ -76,7 +77,7 @@ def generate(composer, config: EvalConfig, progress=None) -> list[dict]:
         if composer.output == "audio":
             request = ComposeRequest(seed=seed, seconds=config.seconds)
         else:
-            request = ComposeRequest(seed=seed, bars=config.bars)
+            request = ComposeRequest(seed=seed, bars=bars)
         piece = composer.compose(request)
         traps = int(piece.report.get("repetition_traps", 0) or 0)
         out.append({"seed": seed, "piece": piece, **composer.check(piece), "traps": traps})
@@ -102,9 +103,12 @@ def evaluate_one(model_ref: str, held: HeldOut, config: EvalConfig) -> dict:
         "model_dir": str(resolve_model_dir(model_ref)),
     }
     result["likelihood"] = composer.likelihood(held, config)
+    result["likelihood"].setdefault("baseline", baselines(held, result["likelihood"], config))
+    result["warnings"] = overlap_warnings(composer, held)
+    bars = held.sample_bars(config)
     with Progress(transient=True) as progress:
         task = progress.add_task(f"sampling {model_ref}", total=config.samples)
-        samples = generate(composer, config, lambda: progress.advance(task))
+        samples = generate(composer, config, bars, lambda: progress.advance(task))
     index = _novelty_index(held) if composer.output == "score" else None
     for s in samples:
         s["copied"] = None
@@ -124,13 +128,66 @@ def evaluate_one(model_ref: str, held: HeldOut, config: EvalConfig) -> dict:
         else f"{len(held.index_scores)} training-side pieces of --data",
     }
     scores = [s["piece"].score for s in samples if s["piece"].score is not None and s["valid"]]
+    real_scores = held.real_scores(bars)
     if composer.output == "audio":
         result["statistics"] = {"skipped": "audio samples have no notes to measure"}
     else:
-        result["statistics"] = compare_sets(scores, held.scores)
+        result["statistics"] = compare_sets(scores, real_scores)
+    pieces = [s["piece"] for s in samples]
+    # Every generated piece counts, valid or not: an invalid piece is part of what the model makes.
+    table = quality_table(
+        scores=[p.score for p in pieces if p.score is not None],
+        real_scores=real_scores,
+        tunes=[p.abc for p in pieces if p.abc is not None],
+        real_tunes=held.tunes,
+        audio=[p.audio for p in pieces if p.audio is not None],
+        real_audio=held.audio,
+        sample_rate=held.sample_rate,
+    )
+    result["quality"] = {name: row.to_json() for name, row in table.items()}
+    result["verdict"] = summary(table)
+    result["sample_length"] = {"seconds": config.seconds} if composer.output == "audio" else {"bars": bars}
     result["samples"] = [{k: v for k, v in s.items() if k != "piece"} for s in samples]
     result["_pieces"] = [s["piece"] for s in samples]
     return result
+
+
+def baselines(held: HeldOut, likelihood: dict, config: EvalConfig) -> dict:
+    """The baselines of the held-out data's kind, scored where the model was (see evaluation/baselines.py)."""
+    from orchestrion.evaluation.baselines import audio_baselines, token_baselines
+
+    if "skipped" in likelihood:
+        return {}
+    if held.form == "tokens" and "window_starts" in likelihood:
+        return token_baselines(held.root, likelihood["window_starts"], likelihood["window_length"])
+    if held.form == "audio":
+        return audio_baselines(held.root, windows=config.windows, seq_len=config.audio_seq_len)
+    return {}
+
+
+def _same_source(a: str, b: str) -> bool:
+    if a.startswith("builtin:") or b.startswith("builtin:"):
+        return a.removeprefix("builtin:") == b.removeprefix("builtin:")
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def overlap_warnings(composer, held: HeldOut) -> list[str]:
+    """Warn when --data is (or holds) what the model was trained on: 'held-out' figures would be optimistic."""
+    import json
+
+    sources = list(composer.trained_on())
+    for source in list(sources):  # a training dataset: what it was made from
+        meta = Path(source).expanduser() / "dataset.json"
+        if not source.startswith("builtin:") and meta.is_file():
+            if held.root is not None and _same_source(source, str(held.root)):
+                return []  # the model's own dataset: its validation split was held out in training
+            sources += [str(x) for x in json.loads(meta.read_text()).get("inputs", [])]
+    data = [held.source, *held.inputs]
+    seen = sorted({s for s in sources for d in data if _same_source(s, d)})
+    if not seen:
+        return []
+    return [f"--data overlaps the model's training data ({', '.join(seen)}): these pieces were seen in training, "
+            "so likelihood and novelty are optimistic; evaluate on data the model did not train on"]  # fmt: skip
 
 
 def evaluate(

@@ -20,7 +20,7 @@ from orchestrion.errors import BadInput
 class EvalConfig:
     samples: int = 16  # generated pieces (seeds 0..samples-1)
     real_pieces: int = 32  # held-out real pieces for the statistics (the last ones of the sorted data)
-    bars: int = 8  # length of symbolic samples
+    bars: int | None = None  # length of symbolic samples: a token dataset's window length, else 8
     seconds: float = 1.0  # length of audio samples (SaShiMi samples slowly on a CPU)
     windows: int = 32  # likelihood windows
     context: int = 512  # longest GPT window, tokens
@@ -35,13 +35,28 @@ class HeldOut:
     """Real scores for the statistics, training-side pieces for the novelty index, and the dataset root."""
 
     source: str
-    kind: str  # "midi", "abc", "tokens", "audio"
+    form: str  # what the data is: "midi", "abc", "tokens", "audio"
     scores: list = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     index_scores: list = field(default_factory=list)  # training-side pieces for the novelty index
     root: Path | None = None  # token or audio dataset directory
     novelty_path: Path | None = None  # a token dataset's own novelty index (ABC datasets write one)
     problems: list[str] = field(default_factory=list)
+    tunes: list[str] = field(default_factory=list)  # real ABC tunes, for the ABC measures
+    audio: list = field(default_factory=list)  # real audio windows (float waveforms), for the audio measures
+    sample_rate: int = 16000
+    bars: int | None = None  # the length of a token dataset's windows, in bars
+    inputs: list[str] = field(default_factory=list)  # what a dataset was made from (its dataset.json "inputs")
+
+    def sample_bars(self, config: EvalConfig) -> int:
+        """How long generated symbolic pieces should be: as asked, else as long as the real windows."""
+        return config.bars or self.bars or 8
+
+    def real_scores(self, bars: int) -> list:
+        """The real scores cut to `bars` bars (their endings); a token dataset's windows are left as they are."""
+        from orchestrion.evaluation.quality import last_bars
+
+        return list(self.scores) if self.form == "tokens" else [last_bars(s, bars) for s in self.scores]
 
 
 def load_held_out(data: str, config: EvalConfig) -> HeldOut:
@@ -54,7 +69,7 @@ def load_held_out(data: str, config: EvalConfig) -> HeldOut:
     if (root / "dataset.json").is_file():
         meta = json.loads((root / "dataset.json").read_text())
         if meta.get("format") == "orchestrion-audio":
-            return HeldOut(data, "audio", root=root)
+            return _audio_held_out(data, root, meta, config)
         return _token_held_out(data, root, meta, config)
     files = resolve_inputs([data], (".mid", ".midi", ".abc"))
     held = HeldOut(data, "midi")
@@ -64,8 +79,11 @@ def load_held_out(data: str, config: EvalConfig) -> HeldOut:
     ]:
         try:
             if path.suffix.lower() == ".abc":
-                held.kind = "abc"
-                target.append(abc_to_score(path.read_text()))
+                held.form = "abc"
+                text = path.read_text(encoding="utf-8", errors="replace")
+                target.append(abc_to_score(text))
+                if target is held.scores:
+                    held.tunes.append(text)
             else:
                 target.append(load_midi(path))
             if target is held.scores:
@@ -82,7 +100,8 @@ def _token_held_out(data: str, root: Path, meta: dict, config: EvalConfig) -> He
     from orchestrion.registry import encoding_for
 
     encoding = encoding_for(meta.get("encoding") or "")
-    held = HeldOut(data, "tokens", root=root)
+    held = HeldOut(data, "tokens", root=root, bars=(meta.get("options") or {}).get("bars"),
+                   inputs=[str(x) for x in meta.get("inputs", [])])  # fmt: skip
     novelty = root / meta.get("novelty_index", "novelty.npz")
     held.novelty_path = novelty if novelty.is_file() else None
     text = root / "text"
@@ -98,6 +117,9 @@ def _token_held_out(data: str, root: Path, meta: dict, config: EvalConfig) -> He
             continue
         held.scores.append(score)
         held.names.append(name or f"validation #{i}")
+        tune = encoding.text_of(lines[i], meta)
+        if tune is not None:
+            held.tunes.append(tune)
         if len(held.scores) >= config.real_pieces:
             break
     train = sorted(text.glob("train-*.txt"))
@@ -109,4 +131,18 @@ def _token_held_out(data: str, root: Path, meta: dict, config: EvalConfig) -> He
                 held.index_scores.append(encoding.score_of(line, meta)[0])
             except Exception:  # noqa: S112 - a training line that does not read back is simply not indexed
                 continue
+    return held
+
+
+def _audio_held_out(data: str, root: Path, meta: dict, config: EvalConfig) -> HeldOut:
+    """Real audio windows as long as the samples, evenly spread over the validation split."""
+    from orchestrion.sashimi import mulaw
+    from orchestrion.sashimi.dataset import AudioDataset
+
+    dataset = AudioDataset(root)
+    held = HeldOut(data, "audio", root=root, sample_rate=dataset.sample_rate,
+                   inputs=[str(x) for x in meta.get("inputs", [])])  # fmt: skip
+    length = int(round(config.seconds * dataset.sample_rate))
+    for window in dataset.split("validation").windows(length, config.real_pieces):
+        held.audio.append(mulaw.decode(window.astype(np.int64), dataset.quantization))
     return held

@@ -16,6 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestrion.core.files import write_atomic
+from orchestrion.core.render import render_pianoroll, render_spectrogram, render_wav, write_wav
+from orchestrion.evaluation.metrics import DURATION_LABELS, SCALAR_METRICS, duration_histogram
+
 SUMMARY_ROWS = (
     ("likelihood", "loss"),
     ("likelihood", "perplexity"),
@@ -75,8 +79,6 @@ def _loss_curve(model: dict, out: Path) -> Path | None:
 
 
 def _histograms(model: dict, generated: list, real: list, out: Path) -> Path | None:
-    from orchestrion.evaluation.metrics import DURATION_LABELS, SCALAR_METRICS, duration_histogram
-
     if not generated or not real:
         return None
     import matplotlib
@@ -116,8 +118,6 @@ def _histograms(model: dict, generated: list, real: list, out: Path) -> Path | N
 
 def _media(model: dict, report_dir: Path, count: int) -> list[dict]:
     """WAV and picture for the first `count` samples; a failure is noted in the page and the rest go on."""
-    from orchestrion.core.render import render_pianoroll, render_spectrogram, render_wav, write_wav
-
     slug = _slug(model["model"])
     media = []
     for sample, piece in list(zip(model["samples"], model["_pieces"], strict=True))[:count]:
@@ -179,13 +179,8 @@ def write_report(report_dir: Path, models: list[dict], held, config, command: st
         "models": [_public(m) for m in models],
     }
     text = json.dumps(report, indent=2, default=_json_default)
-    tmp = report_dir / ".report.json.tmp"
-    tmp.write_text(text + "\n")
-    tmp.replace(report_dir / "report.json")
-    page = _html(models, held, command)
-    tmp = report_dir / ".index.html.tmp"
-    tmp.write_text(page)
-    tmp.replace(report_dir / "index.html")
+    write_atomic(report_dir / "report.json", text + "\n")
+    write_atomic(report_dir / "index.html", _html(models, held, command))
     return json.loads(text)
 
 
@@ -198,8 +193,6 @@ def _json_default(value: object) -> object:
 
 
 def _html(models: list[dict], held, command: str) -> str:
-    from orchestrion.evaluation.metrics import SCALAR_METRICS
-
     head = "".join(f"<th>{html.escape(m['model'])}</th>" for m in models)
     kinds = "".join(f"<td>{_fmt(m['kind'])}</td>" for m in models)
     rows = [f"<tr><td>kind</td>{kinds}</tr>"]
@@ -277,6 +270,9 @@ def _html(models: list[dict], held, command: str) -> str:
             parts.append(f"<h3>Flagged samples</h3><ul>{items}</ul>")
         sections.append("".join(parts))
     problems = "".join(f"<li>{html.escape(p)}</li>" for p in held.problems[:50])
+    verdicts = _verdicts(models)
+    quality = _quality_table(models)
+    baselines = _baseline_rows(models)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>orchestrion evaluation</title>
 <style>
@@ -285,6 +281,9 @@ table {{ border-collapse: collapse; margin: 1em 0; }}
 td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
 td:first-child, th:first-child {{ text-align: left; }}
 .samples {{ display: flex; flex-wrap: wrap; gap: 1em; }}
+.verdict {{ font-size: 1.2em; padding: 0.5em 1em; background: #f4f4ff; border-left: 4px solid #557; }}
+.warn {{ padding: 0.5em 1em; background: #fff4e0; border-left: 4px solid #c80; }}
+td.within {{ background: #e6f4e6; }} td.above, td.below {{ background: #fbe4e4; }}
 figure {{ margin: 0; max-width: 440px; }} figure img {{ max-width: 440px; }}
 pre {{ background: #f6f6f6; padding: 0.5em; max-height: 12em; overflow: auto; }}
 code {{ background: #f0f0f0; padding: 2px 4px; }} .err {{ color: #b00; }}
@@ -292,9 +291,60 @@ code {{ background: #f0f0f0; padding: 2px 4px; }} .err {{ color: #b00; }}
 <h1>orchestrion evaluation</h1>
 <p>Command: <code>{html.escape(command)}</code></p>
 <p>Held-out data: <code>{html.escape(held.source)}</code> ({len(held.scores)} real pieces)</p>
-<h2>Summary</h2>{summary}
+{verdicts}
+<h2>Music quality (generated against real pieces of the same length)</h2>{quality}
+<h2>Summary</h2>{summary}{baselines}
 <h2>Musical statistics (mean ± std; distance 0 = same distribution, 1 = disjoint)</h2>{stats}
 {"".join(sections)}
 {f"<h2>Data problems</h2><ul>{problems}</ul>" if problems else ""}
 </body></html>
 """
+
+
+def _verdicts(models: list[dict]) -> str:
+    """The plain verdict on top: per model, on how many measures it is like the data, and any warning."""
+    parts = []
+    for m in models:
+        verdict = (m.get("verdict") or {}).get("text")
+        if verdict:
+            parts.append(
+                f"<p class='verdict' role='status'><b>{html.escape(m['model'])}</b>: {html.escape(verdict)}</p>"
+            )
+        parts += [f"<p class='warn' role='alert'>{html.escape(w)}</p>" for w in m.get("warnings", [])]
+    return "".join(parts)
+
+
+def _quality_table(models: list[dict]) -> str:
+    names = list(dict.fromkeys(name for m in models for name in m.get("quality", {})))
+    if not names:
+        return "<p>No quality measures apply.</p>"
+    head = "".join(f"<th>{html.escape(m['model'])}</th><th>verdict</th>" for m in models)
+    rows = []
+    for name in names:
+        real = next(m["quality"][name]["real"] for m in models if name in m.get("quality", {}))
+        cells = ""
+        for m in models:
+            row = m.get("quality", {}).get(name)
+            if row is None:
+                cells += "<td>–</td><td>–</td>"
+            else:
+                cells += f"<td>{_fmt(row['generated'])}</td><td class='{row['verdict']}'>{row['verdict']}</td>"
+        rows.append(f"<tr><td>{html.escape(name)}</td><td>{_fmt(real['mean'])} ± {_fmt(real['std'])}</td>{cells}</tr>")
+    return f"<table><tr><th>measure</th><th>real (mean ± std)</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def _baseline_rows(models: list[dict]) -> str:
+    """Each model's likelihood next to the baselines on the same data (a model must beat them)."""
+    rows = []
+    for m in models:
+        baseline = (m.get("likelihood") or {}).get("baseline") or {}
+        for name, figures in baseline.items():
+            if isinstance(figures, dict):
+                for unit, value in figures.items():
+                    model_value = m["likelihood"].get(unit)
+                    rows.append(f"<tr><td>{html.escape(m['model'])}</td><td>{html.escape(name)}</td>"
+                                f"<td>{html.escape(unit)}</td><td>{_fmt(value)}</td><td>{_fmt(model_value)}</td></tr>")  # fmt: skip
+    if not rows:
+        return ""
+    return ("<h3>Likelihood against baselines (lower bits are better)</h3><table><tr><th>model</th><th>baseline</th>"
+            f"<th>unit</th><th>baseline</th><th>model</th></tr>{''.join(rows)}</table>")  # fmt: skip

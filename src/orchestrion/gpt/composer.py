@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrion.composer import Chunk, Composer, Piece
+from orchestrion.core.files import write_atomic
 from orchestrion.errors import BadInput, InvalidRequest
 from orchestrion.gpt.encoding import Encoding
+from orchestrion.gpt.likelihood import gpt_likelihood
+from orchestrion.registry import ENCODINGS, encoding_for
 from orchestrion.requests import ComposeRequest
 
 if TYPE_CHECKING:
@@ -42,8 +45,6 @@ class GPTComposer(Composer):
         from transformers import GPT2LMHeadModel
         from transformers.utils import logging as hf_logging
 
-        from orchestrion.registry import ENCODINGS, encoding_for
-
         directory = Path(directory)
         if not (directory / "tokenizer.json").is_file():
             raise BadInput("a GPT model directory needs tokenizer.json next to config.json", directory)
@@ -64,7 +65,7 @@ class GPTComposer(Composer):
         self.model.save_pretrained(directory)
         self.tokenizer.save(str(directory / "tokenizer.json"))
         if self.card:
-            (directory / "model_card.json").write_text(json.dumps(self.card, indent=2, sort_keys=True) + "\n")
+            write_atomic(directory / "model_card.json", json.dumps(self.card, indent=2, sort_keys=True) + "\n")
         return directory
 
     @property
@@ -96,9 +97,10 @@ class GPTComposer(Composer):
     def check(self, piece: Piece) -> dict:
         return self.encoding.check(piece)
 
-    def likelihood(self, held: HeldOut, config: EvalConfig) -> dict:
-        from orchestrion.gpt.likelihood import gpt_likelihood
+    def trained_on(self) -> list[str]:
+        return [self.card["data"]] if self.card.get("data") else []
 
-        if held.kind != "tokens":
+    def likelihood(self, held: HeldOut, config: EvalConfig) -> dict:
+        if held.form != "tokens":
             return {"skipped": "a GPT likelihood needs a token dataset (orchestrion encode) as --data"}
         return gpt_likelihood(self, held.root, windows=config.windows, context=config.context)

@@ -1,21 +1,32 @@
-"""TODO: docstring."""
+"""The GPT sampling loop: GPT-2 one step at a time over a key/value cache, with a processor chain.
+
+    generate_tokens(model, prompt_ids (B, T), config, processors, stop_ids, ...) -> Iterator[(B,) ids]
+    generate_all(...)      the same, collected: the new tokens of each row
+    KVDecoder              GPT-2's forward, incremental, over the model's own weights
+    Report                 what happened while sampling (traps broken, retries, tokens), for a piece's report
+
+`model` is a `transformers.GPT2LMHeadModel`. The loop runs its own incremental GPT-2 forward (`KVDecoder`)
+with a preallocated key/value cache: on a CPU at batch 1 the per-step overhead of `model.generate()` (cache
+objects, mask building, stopping criteria) costs more than the arithmetic of a small model, so skipping it
+is where the speed comes from. `KVDecoder` is checked against the model's own forward in the tests.
+
+Each step runs the processors (`orchestrion.core.sampling`, plus an encoding's grammar) over the scores and
+draws from the softmax with a generator seeded from `config.seed`; a row that has produced a stop token
+yields -1 from then on. Small steps run on one thread, whatever the machine's load, so that the same seed
+gives the same tokens. The drivers are `orchestrion.mmm.sampler` and `orchestrion.abc.sampler`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from orchestrion.core.sampling import LogitsProcessor, SamplingConfig, build_processors
 from orchestrion.errors import InvalidRequest
-
-if TYPE_CHECKING:
-    pass
-
 
 # ------------------------------------------------------------------------------------- the decoder
 

@@ -34,5 +34,8 @@ class Encoding(Protocol):
     def score_of(self, line: str, meta: dict) -> tuple[object, str]:
         """The score one line of a token dataset's text holds, and a name for it ("" for none)."""
 
+    def text_of(self, line: str, meta: dict) -> str | None:
+        """The text a musician reads (an ABC tune) of one line of a token dataset's text, or None."""
+
     def data_defaults(self, dataset: TokenDataset, tokenizer: object) -> dict:
         """Attributes for config.json learned from the training data (the usual line-up, meters, keys)."""

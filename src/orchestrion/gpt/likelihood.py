@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestrion.core.shards import TokenDataset
 from orchestrion.errors import BadInput
 
 
@@ -16,8 +17,6 @@ def gpt_likelihood(
     """Loss (nats/token), perplexity, bits per token/character/byte and accuracy@1/3/5/10 on fixed windows."""
     import torch
     from tokenizers import Tokenizer
-
-    from orchestrion.core.shards import TokenDataset
 
     dataset = TokenDataset(dataset_root)
     if dataset.encoding != composer.encoding.name:
@@ -64,6 +63,8 @@ def gpt_likelihood(
     return {
         "split": split,
         "windows": len(starts),
+        "window_starts": [int(x) for x in starts],  # where each window starts in the split: baselines use the same
+        "window_length": int(length),
         "tokens": total,
         "loss": loss,
         "perplexity": math.exp(loss),

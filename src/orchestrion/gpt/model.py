@@ -1,16 +1,19 @@
-"""The GPT composer: Hugging Face GPT-2 over mmm tokens or spaceless ABC text.
+"""The GPT composer's model: a Hugging Face GPT-2, its shape and presets, built or extended for a tokenizer.
 
-One file, top to bottom: the config and presets, the training task (random windows of a dataset split,
-deterministic in (seed, step, index)), `train_gpt` (the body of `orchestrion train gpt`, fine-tuning
-included), the export (a plain `save_pretrained` directory plus tokenizer.json and a model card), and the
-`GPTComposer` that streams music through `orchestrion.core.sampling`.
+    GPTConfig, PRESETS, preset()   a GPT-2 shape (layers, heads, width, context) with its training settings;
+                                   presets by name: "seed" (the reference size, for a GPU), "small" (the
+                                   shipped models, on a CPU) and "tiny" (tests)
+    build_model                    a fresh `GPT2LMHeadModel` for a tokenizer (bos/eos/pad from dataset.json)
+    vocab_union                    fine-tuning on data with new tokens: they join the model's tokenizer
+    MODEL_FILES                    what a shipped model directory holds
 
-A model directory written here loads with plain transformers:
+A model directory (written by `orchestrion.gpt.training`) loads with plain transformers:
 
     GPT2LMHeadModel.from_pretrained(dir)
     PreTrainedTokenizerFast(tokenizer_file=str(dir / "tokenizer.json"))
 
-and its config.json carries two extra fields, "composer": "gpt" and "encoding": "mmm" | "abc".
+and its config.json carries two extra fields, "composer": "gpt" and "encoding": "mmm" | "abc", which
+`orchestrion.registry` and `orchestrion.gpt.composer` route on.
 """
 
 from __future__ import annotations
@@ -117,7 +120,7 @@ def preset(name: str) -> GPTConfig:
 # ------------------------------------------------------------------------------------------- train
 
 
-def _special_id(meta: dict, tokenizer, *roles: str) -> int | None:
+def special_id(meta: dict, tokenizer, *roles: str) -> int | None:
     """The id of a special token named in dataset.json (`special_tokens`: role -> token or id)."""
     specials = meta.get("special_tokens") or {}
     for role in roles:
@@ -132,9 +135,9 @@ def _special_id(meta: dict, tokenizer, *roles: str) -> int | None:
 def build_model(config: GPTConfig, tokenizer, meta: dict, encoding: str):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    bos = _special_id(meta, tokenizer, "bos", "start", "piece_start")
-    eos = _special_id(meta, tokenizer, "eos", "end", "piece_end")
-    pad = _special_id(meta, tokenizer, "pad")
+    bos = special_id(meta, tokenizer, "bos", "start", "piece_start")
+    eos = special_id(meta, tokenizer, "eos", "end", "piece_end")
+    pad = special_id(meta, tokenizer, "pad")
     hf = GPT2Config(
         vocab_size=tokenizer.get_vocab_size(),
         n_positions=config.n_positions,
@@ -155,8 +158,11 @@ def build_model(config: GPTConfig, tokenizer, meta: dict, encoding: str):
     return GPT2LMHeadModel(hf)
 
 
-def _vocab_union(model_tok, data_tok):
-    """Add the dataset's tokens that the model lacks; return (tokenizer, id map dataset -> model)."""
+def vocab_union(model_tok, data_tok):
+    """Add the dataset's tokens that the model lacks to its tokenizer.
+
+    Returns the tokenizer, the id map (dataset id -> model id, an int64 array) and the tokens added.
+    """
     from tokenizers import AddedToken
 
     model_vocab = model_tok.get_vocab(with_added_tokens=True)

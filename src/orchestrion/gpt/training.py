@@ -1,7 +1,21 @@
-"""TODO: docstring."""
+"""`orchestrion train gpt`: GPT-2 on a token dataset, or fine-tuned from a model, exported with a model card.
+
+    GPTTask       windows of `context + 1` tokens from a split's sequences laid end to end, each step's drawn
+                  with a generator seeded by (seed, split, step, index): a step sees the same data whatever
+                  happened before it (a resume after `kill -9`, DDP ranks)
+    train_gpt     the command: builds the model (`orchestrion.gpt.model`) or loads `init` and adds the
+                  dataset's new tokens, trains with the shared loop (`orchestrion.core.training`), exports
+    export        `save_pretrained` (safetensors) + tokenizer.json + model_card.{md,json}
+
+Beside the export, the output directory holds what a resume needs: checkpoint/ (the shared loop's),
+commands.jsonl (every invocation, for the model card) and data_fingerprint.json (a resume must see the
+very data it started on: re-encoding a dataset renumbers its tokens). The dataset's encoding (looked up in
+`orchestrion.registry.ENCODINGS`) adds what config.json learns from the data, e.g. the usual line-up.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import replace
@@ -11,9 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from orchestrion.core.files import write_atomic
+from orchestrion.core.shards import TokenDataset
 from orchestrion.core.training import TrainResult, checkpoint_dir, train
 from orchestrion.errors import BadInput, InvalidRequest
-from orchestrion.gpt.model import _vocab_union, build_model, preset
+from orchestrion.gpt.model import build_model, preset, vocab_union
+from orchestrion.registry import encoding_for, resolve_model_dir
 
 # ------------------------------------------------------------------------------------ the data task
 
@@ -91,8 +108,6 @@ def train_gpt(
     """`orchestrion train gpt`: train (or fine-tune with `init`) on a token dataset and export to `out`."""
     from tokenizers import Tokenizer
 
-    from orchestrion.core.shards import TokenDataset
-
     out = Path(out)
     dataset = TokenDataset(data)
     config = preset(preset_name)
@@ -108,14 +123,12 @@ def train_gpt(
     if init is not None:
         from transformers import GPT2LMHeadModel
 
-        from orchestrion.registry import resolve_model_dir
-
         init_dir = resolve_model_dir(init)
         model = GPT2LMHeadModel.from_pretrained(init_dir, use_safetensors=True)  # never a pickled .bin
         init_encoding = getattr(model.config, "encoding", None)
         if init_encoding and init_encoding != dataset.encoding:
             raise BadInput(f"cannot fine-tune a {init_encoding} model on a {dataset.encoding} dataset", data)
-        tokenizer, id_map, added = _vocab_union(Tokenizer.from_file(str(init_dir / "tokenizer.json")), data_tok)
+        tokenizer, id_map, added = vocab_union(Tokenizer.from_file(str(init_dir / "tokenizer.json")), data_tok)
         if added:
             model.resize_token_embeddings(tokenizer.get_vocab_size())
         model.config.composer, model.config.encoding = "gpt", dataset.encoding
@@ -155,8 +168,6 @@ def train_gpt(
             )
     result = train(model, task, config.train, out, resume=resume, quiet=quiet)
     if main_rank:
-        from orchestrion.registry import encoding_for
-
         for name, value in encoding_for(dataset.encoding).data_defaults(dataset, data_tok).items():
             setattr(model.config, name, value)
         commands = [json.loads(line)["command"] for line in history.read_text().splitlines() if line.strip()]
@@ -187,8 +198,6 @@ def train_gpt(
 
 
 def _data_fingerprint(dataset) -> dict:
-    import hashlib
-
     digest = hashlib.sha256(dataset.tokenizer_path.read_bytes())
     for split in ("train", "validation"):
         digest.update(np.ascontiguousarray(dataset.split(split).concatenated()[:1_000_000]).tobytes())
@@ -211,10 +220,7 @@ def _check_same_data(dataset, out: Path, resume: bool) -> None:
                 out,
             )
         return
-    from orchestrion.core.shards import atomic_write_text
-
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(now) + "\n")  # read back by every --resume: never half written
+    write_atomic(path, json.dumps(now) + "\n")  # read back by every --resume: never half written
 
 
 def export(model, tokenizer, out: str | Path, card: dict) -> Path:
@@ -224,8 +230,8 @@ def export(model, tokenizer, out: str | Path, card: dict) -> Path:
     model.to("cpu").eval()
     model.save_pretrained(out)
     tokenizer.save(str(out / "tokenizer.json"))
-    (out / "model_card.json").write_text(json.dumps(card, indent=2, sort_keys=True, default=str) + "\n")
-    (out / "model_card.md").write_text(_card_markdown(card))
+    write_atomic(out / "model_card.json", json.dumps(card, indent=2, sort_keys=True, default=str) + "\n")
+    write_atomic(out / "model_card.md", _card_markdown(card))
     return out
 
 

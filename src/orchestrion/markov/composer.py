@@ -1,7 +1,7 @@
 """The Markov composer: six sparse transition counts, streamed multi-voice generation.
 
-Training reads each piece as events (`orchestrion.markov.events`), moved to tonic C, and counts, for
-major and minor pieces apart, three chains:
+Training (`orchestrion.markov.training`) reads each piece as events (`orchestrion.markov.events`), moved to
+tonic C, and counts (`orchestrion.markov.counts`), for major and minor pieces apart, three chains:
 
     high, low   2nd order: (previous event, current event) -> next event; backs off to 1st order, then
                 to the unigram distribution when a state was never seen
@@ -26,14 +26,16 @@ import json
 import math
 import random
 from bisect import bisect_right
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from orchestrion.composer import Composer, Measure, Note, Piece, Voice
+from orchestrion.composer import STREAM_TPQ, Composer, Measure, Note, Piece, Voice
+from orchestrion.core.files import write_atomic
+from orchestrion.core.music import parse_key, score_from_notes
 from orchestrion.errors import BadInput, InvalidRequest, ModelNotFound
 from orchestrion.markov import events as ev
 from orchestrion.markov.counts import (
@@ -47,12 +49,11 @@ from orchestrion.markov.counts import (
     VOCAB,
     Counts,
     chain_name,
-    count_pieces,
     load_counts,
     merge_counts,
     save_counts,
 )
-from orchestrion.markov.dataset import encode_files
+from orchestrion.markov.likelihood import markov_likelihood
 from orchestrion.requests import MAX_BARS, MAX_VOICES, ComposeRequest
 
 if TYPE_CHECKING:
@@ -174,6 +175,19 @@ EVENT_PCBIT = [0xFFF if t == ev.REST else 1 << (t % 12) for t in EVENT_TONE]
 NoteTuple = tuple[int, int, int, int, int]  # (voice, MIDI pitch, start step, steps, velocity)
 
 
+@dataclass
+class Parts:
+    """What `stream` and `compose` both draw from for one request (`MarkovComposer._parts`)."""
+
+    kinds: list[int]  # per voice: 0 high melody, 1 low melody, 2 chords
+    bars: int
+    lines: dict[int, Generator]  # melodic voice -> its `melodic_line`, started
+    fallbacks: dict[int, tuple[int, int, int]]  # melodic voice -> (voice, pitch, velocity) of a closing note
+    progression: Callable[[int], list[int]]  # measure -> its chord codes, one per beat (call in order)
+    chords: Callable[[list[NoteTuple], int, list[int], int], None]  # add a chord voice's notes of one measure
+    chord_track: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]  # a chord voice, whole
+
+
 def melodic_line(
     chain: Chain, rng: random.Random, voice: int, pitch_of: list[int], velocity: int, pull: float, tries: int
 ) -> Generator[list[NoteTuple], tuple[int, list[int]], None]:
@@ -257,12 +271,10 @@ class MarkovComposer(Composer):
         return composer
 
     def save(self, directory: str | Path) -> Path:
-        from orchestrion.core.shards import atomic_write_text
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_counts(self.counts, directory / "counts.safetensors")
-        atomic_write_text(directory / "config.json", json.dumps(asdict(self.config), indent=2) + "\n")
+        write_atomic(directory / "config.json", json.dumps(asdict(self.config), indent=2) + "\n")
         return directory
 
     def merge(self, other: MarkovComposer) -> MarkovComposer:
@@ -307,8 +319,6 @@ class MarkovComposer(Composer):
         }
 
     def validate(self, request: ComposeRequest) -> ComposeRequest:
-        from orchestrion.core.music import parse_key
-
         voices = request.voices if request.voices is not None else [0, 1, 2]
         if not 1 <= len(voices) <= MAX_VOICES:
             raise InvalidRequest("voices", f"give 1 to {MAX_VOICES} voices, not {len(voices)}")
@@ -370,58 +380,51 @@ class MarkovComposer(Composer):
 
         `request` must have been through `validate`. Steps are 1/12 quarter from the piece's start.
         """
-        kinds, bars, lines, fallbacks, progression, chords, _ = self._parts(request)
-        for index in range(bars):
-            codes = progression(index)
+        parts = self._parts(request)
+        for index in range(parts.bars):
+            codes = parts.progression(index)
             masks = [self._mask(c) for c in codes] if request.chord_pull and codes else []
             notes: list[NoteTuple] = []
-            for i, kind in enumerate(kinds):
+            for i, kind in enumerate(parts.kinds):
                 if kind == 2:
-                    chords(notes, i, codes, index)
+                    parts.chords(notes, i, codes, index)
                 else:
-                    part = lines[i].send((1, masks))
-                    notes += part if index < bars - 1 else _close(part, bars, fallbacks[i])
+                    part = parts.lines[i].send((1, masks))
+                    notes += part if index < parts.bars - 1 else _close(part, parts.bars, parts.fallbacks[i])
             yield notes
 
     def compose(self, request: ComposeRequest) -> Piece:
         """The same piece as `stream`, made voice by voice into arrays (no per-note objects): faster."""
-        from orchestrion.composer import STREAM_TPQ
-        from orchestrion.core.music import score_from_notes
-
         request = self.validate(request)
-        kinds, bars, lines, fallbacks, progression, _, chord_track = self._parts(request)
-        codes = [progression(index) for index in range(bars)]
-        masks = [self._mask(c) for bar in codes for c in bar] if request.chord_pull and 2 in kinds else []
+        parts = self._parts(request)
+        bars = parts.bars
+        codes = [parts.progression(index) for index in range(bars)]
+        masks = [self._mask(c) for bar in codes for c in bar] if request.chord_pull and 2 in parts.kinds else []
         scale = STREAM_TPQ // ev.STEPS_PER_QUARTER
         tracks = []
-        for i, (kind, voice) in enumerate(zip(kinds, self.voices(request), strict=True)):
+        for i, (kind, voice) in enumerate(zip(parts.kinds, self.voices(request), strict=True)):
             if kind == 2:
-                pitch, start, steps = chord_track(i, np.asarray(codes, dtype=np.int64))
+                pitch, start, steps = parts.chord_track(i, np.asarray(codes, dtype=np.int64))
                 velocity = np.full(len(pitch), VELOCITY[2])
             else:
-                notes = _close(lines[i].send((bars, masks)), bars, fallbacks[i])
+                notes = _close(parts.lines[i].send((bars, masks)), bars, parts.fallbacks[i])
                 _, pitch, start, steps, velocity = np.asarray(notes, dtype=np.int64).reshape(-1, 5).T  # (5, N)
             tracks.append({"name": voice.name, "program": voice.program, "pitch": pitch, "start": start * scale,
                            "duration": steps * scale, "velocity": velocity})  # fmt: skip
         score = score_from_notes(tracks, tpq=STREAM_TPQ, tempo_qpm=float(request.tempo))
         return Piece(provenance=self.provenance(request), score=score)
 
-    def likelihood(self, held: HeldOut, config: EvalConfig) -> dict:
-        from orchestrion.markov.likelihood import markov_likelihood
+    def trained_on(self) -> list[str]:
+        return list(self.config.sources)
 
+    def likelihood(self, held: HeldOut, config: EvalConfig) -> dict:
         return markov_likelihood(self, held.scores)
 
-    def _parts(self, request: ComposeRequest) -> tuple:
+    def _parts(self, request: ComposeRequest) -> Parts:
         """What both `stream` and `compose` draw from: each voice's line, the progression, chord voicing."""
-        from orchestrion.core.music import parse_key
-
         key = parse_key(request.key or "C major")
-        kinds, bars, seed, temperature = (
-            list(request.voices or [0, 1, 2]),
-            int(request.bars or 16),
-            request.seed,
-            request.temperature,
-        )
+        kinds, bars = list(request.voices or [0, 1, 2]), int(request.bars or 16)
+        seed, temperature = request.seed, request.temperature
         shift = key_shift(key.tonic)
         pitch_of = [place(t, shift) for t in range(ev.N_TONES)]
         lines, fallbacks = {}, {}
@@ -465,7 +468,7 @@ class MarkovComposer(Composer):
         def chord_track(voice: int, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             return self._chord_track(codes, nth_chord_voice[voice], shift)
 
-        return kinds, bars, lines, fallbacks, progression, chords, chord_track
+        return Parts(kinds, bars, lines, fallbacks, progression, chords, chord_track)
 
     def _voicing(self, code: int, shift: int, top: int) -> list[int]:
         key = (code, shift, top)
@@ -503,95 +506,3 @@ def _close(notes: list[NoteTuple], bars: int, fallback: tuple[int, int, int]) ->
         return notes[:-1] + [(voice, pitch, start, end - start, velocity)]
     voice, pitch, velocity = fallback
     return notes + [(voice, pitch, end - ev.MEASURE_STEPS, ev.MEASURE_STEPS, velocity)]
-
-
-# --------------------------------------------------------------------------------------- training
-
-
-def _shard_counts(paths: list[Path], workers: int, description: str, device: str) -> tuple[Counts, dict]:
-    pieces, problems = encode_files(paths, workers, description)
-    return count_pieces(pieces, device), {
-        "pieces": {m: sum(p.mode == m for p in pieces) for m in MODES},
-        "problems": problems,
-    }
-
-
-def _fingerprint(paths: list[Path]) -> str:
-    """Which files (names, sizes, times) a shard was counted from, so a resumed run never reuses a stale one."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for path in paths:
-        stat = path.stat()
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
-
-
-def train(
-    inputs: list[str], out: str | Path, *, workers: int = 0, shard_size: int = 256, device: str = "cpu"
-) -> MarkovComposer:
-    """Train on MIDI files, folders or builtin:CORPUS names; resumable shard by shard.
-
-    `device="cuda"` counts on the GPU (same counts); reading MIDI, not counting, is what takes the time.
-
-    Each shard's counts are kept under `out/shards/` until the model is written, so an interrupted run
-    picks up where it stopped. The result does not depend on `workers` or on interruptions.
-    """
-    from orchestrion.core.corpora import resolve_inputs
-    from orchestrion.core.music import MIDI_SUFFIXES
-    from orchestrion.core.shards import atomic_write_text
-
-    out = Path(out)
-    paths = sorted(resolve_inputs(inputs, MIDI_SUFFIXES), key=str)
-    if not paths:
-        raise BadInput(f"no MIDI files found in {' '.join(inputs)}")
-    shard_dir = out / "shards"
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    parts: list[Counts] = []
-    pieces = {m: 0 for m in MODES}
-    problems: list[str] = []
-    starts = range(0, len(paths), shard_size)
-    for n, lo in enumerate(starts):
-        shard = paths[lo : lo + shard_size]
-        counts_path, meta_path = shard_dir / f"shard-{n:05d}.safetensors", shard_dir / f"shard-{n:05d}.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() and counts_path.is_file() else {}
-        if meta.get("fingerprint") == _fingerprint(shard):
-            counts = load_counts(counts_path)
-        else:
-            counts, meta = _shard_counts(shard, workers, f"shard {n + 1}/{len(starts)}", device)
-            meta["fingerprint"] = _fingerprint(shard)
-            save_counts(counts, counts_path)
-            atomic_write_text(meta_path, json.dumps(meta))
-        parts.append(counts)
-        pieces = {m: pieces[m] + meta["pieces"][m] for m in MODES}
-        problems.extend(meta["problems"])
-    if sum(pieces.values()) == 0:
-        raise BadInput(f"no usable notes in {len(paths)} file(s) of {' '.join(inputs)}: nothing to learn from")
-    counts = merge_counts(*parts)
-    config = MarkovConfig(
-        pieces=pieces,
-        transitions=int(sum(counts[chain_name(m, line, ORDERS[line])][1].sum() for m in MODES for line in LINES)),
-        sources=list(inputs),
-    )
-    composer = MarkovComposer(counts, config)
-    composer.save(out)
-    atomic_write_text(out / "report.json", json.dumps(_training_report(paths, pieces, problems), indent=1) + "\n")
-    for path in shard_dir.iterdir():
-        path.unlink()
-    shard_dir.rmdir()
-    composer.problems = problems
-    return composer
-
-
-def _training_report(paths: list[Path], pieces: dict[str, int], problems: list[str]) -> dict:
-    """What a run read: how many files, how many it learned from, and each file it skipped with the reason.
-
-    Kept beside the model (report.json), not in config.json, so that the same music read from a folder
-    with broken files in it gives the same model files.
-    """
-    by_prefix = {f"{p}: ": str(p) for p in paths}
-    skipped = []
-    for problem in problems:
-        path = next((p for prefix, p in by_prefix.items() if problem.startswith(prefix)), "")
-        skipped.append({"path": path, "reason": problem[len(path) + 2 :] if path else problem})
-    return {"files": len(paths), "pieces": sum(pieces.values()), "skipped": skipped}

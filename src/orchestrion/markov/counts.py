@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestrion.core.files import atomic_path
 from orchestrion.markov import events as ev
 
 MODES = ("major", "minor")
@@ -158,10 +159,9 @@ def save_counts(counts: Counts, path: Path) -> None:
         tensors[f"{name}.keys"] = np.ascontiguousarray(keys, dtype=np.uint32)
         # int32 halves the file; a chain would need 2**31 sightings of one transition to overflow it.
         tensors[f"{name}.counts"] = np.ascontiguousarray(values, dtype=np.int32)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp))
-    tmp.chmod(0o644)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp))
+        tmp.chmod(0o644)
 
 
 def load_counts(path: Path) -> Counts:

@@ -1,75 +1,169 @@
-"""TODO: docstring."""
+"""The events codec over many files, on the engine's workers: `orchestrion encode events` and `train markov`.
+
+    orchestrion encode events INPUT... --out DIR [--workers N] [--engine local|ray] [--address HOST:PORT]
+
+DIR holds
+
+    events.jsonl    one line per usable file, in input order: `PieceEvents.to_json()`
+    problems.txt    one line per file left out, in input order: 'FILE: reason'
+    .cache/         the engine's store (`orchestrion.core.engine`): each file's result, keyed by its path as
+                    given and resolved, size, mtime and the codec's settings, so a rerun (after a `kill -9`)
+                    encodes only the files it has not seen
+
+Files go to local processes or Ray (`orchestrion.core.engine`) and results come back in input order, so
+both files are a function of the inputs only, whatever the workers or the engine. `train markov` streams
+the events (`events_of`) into counts instead, shard by shard, and keeps each shard's counts until the model
+is written (`shard_paths`, `finished_shards`): those are its resume points; `training_report` lists the
+files it read and left out.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import closing
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from orchestrion.core.engine import Failed, Parallel, Store, file_key, imap
+from orchestrion.markov import events as ev
 from orchestrion.markov.events import PieceEvents, encode_file
 
-if TYPE_CHECKING:
-    pass
+CACHE_VERSION = 1  # bump when the codec changes in a way its settings below do not show
+CHUNK = 8  # files per engine task
+FINGERPRINT = json.dumps(
+    [CACHE_VERSION, ev.STEPS_PER_QUARTER, list(ev.DURATIONS), ev.LOWEST_PITCH, ev.MAX_CHORD_PCS, ev.REST]
+)
 
 
-def _encode_one(path: str) -> PieceEvents | str:
-    """Worker: one file's events, or the reason it cannot be used (a batch reports it and goes on)."""
+def _encode_one(path: str, context: object = None) -> PieceEvents | str:
+    """Engine worker: one file's events, or why it cannot be used ('FILE: reason'; a batch reports it and goes on)."""
     from orchestrion.errors import OrchestrionError
 
     try:
-        return encode_file(path)
+        piece = encode_file(path)
     except OrchestrionError as exc:
         return str(exc)
+    return f"{path}: no sounding notes" if piece.is_empty else piece
 
 
-def encode_files(
-    paths: list[Path], workers: int = 0, description: str = "encoding events"
-) -> tuple[list[PieceEvents], list[str]]:
-    """Encode files in parallel with a progress bar: (pieces with notes, problems as 'file: reason').
+def _encode_json(path: str, context: object = None) -> dict | str:
+    """Engine worker for the store: `_encode_one` with the events as JSON."""
+    result = _encode_one(path)
+    return result if isinstance(result, str) else result.to_json()
 
-    Results come in file order, so any number of workers gives the same pieces.
-    """
-    import os
-    from concurrent.futures import ProcessPoolExecutor
 
-    from rich.progress import Progress
+def events_of(
+    paths: list[Path],
+    *,
+    workers: int = 0,
+    engine: str = "local",
+    address: str | None = None,
+    label: str = "encoding events",
+) -> Iterator[PieceEvents | str]:
+    """Every file's events, or its problem as 'FILE: reason', in input order, streamed as they are made on
+    `workers` processes (0 = all cores) of `engine` (local, or ray: a private Ray, or the cluster at `address`)."""
+    parallel = Parallel(workers=workers, engine=engine, address=address, chunk=CHUNK)
+    with closing(imap(_encode_one, [str(p) for p in paths], parallel, label=label)) as results:
+        for path, result in zip(paths, results, strict=True):
+            yield f"{path}: {result.reason}" if isinstance(result, Failed) else result
 
-    workers = workers or (os.cpu_count() or 1)
+
+def split_results(results: Iterable[PieceEvents | str]) -> tuple[list[PieceEvents], list[str]]:
+    """(pieces, problems) of `events_of`'s results, each in input order."""
     pieces: list[PieceEvents] = []
     problems: list[str] = []
-    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(paths) >= 16 else None
-    try:
-        results = pool.map(_encode_one, map(str, paths), chunksize=8) if pool else map(_encode_one, map(str, paths))
-        with Progress(transient=True) as progress:
-            task = progress.add_task(description, total=len(paths))
-            for path, result in zip(paths, results, strict=True):
-                if isinstance(result, str):
-                    problems.append(result)
-                elif result.is_empty:
-                    problems.append(f"{path}: no sounding notes")
-                else:
-                    pieces.append(result)
-                progress.advance(task)
-    finally:
-        if pool:
-            pool.shutdown()
+    for result in results:
+        (problems if isinstance(result, str) else pieces).append(result)
     return pieces, problems
 
 
-def encode_to_dir(inputs: list[str], out: str | Path, *, workers: int = 0) -> Path:
+def encode_files(
+    paths: list[Path],
+    workers: int = 0,
+    description: str = "encoding events",
+    *,
+    engine: str = "local",
+    address: str | None = None,
+) -> tuple[list[PieceEvents], list[str]]:
+    """Encode files on `workers` processes (0 = all cores) of `engine` (local, or ray: a private Ray, or the
+    cluster at `address`): (pieces with notes, problems as 'file: reason'), in file order, so any workers and
+    engine give the same pieces."""
+    return split_results(events_of(paths, workers=workers, engine=engine, address=address, label=description))
+
+
+def encode_to_dir(
+    inputs: list[str], out: str | Path, *, workers: int = 0, engine: str = "local", address: str | None = None
+) -> Path:
     """`orchestrion encode events`: every input file's events as one JSON line of `out/events.jsonl`.
 
-    Files that cannot be read are listed in `out/problems.txt` and skipped.
+    Files that cannot be read are listed in `out/problems.txt` and skipped; see the module docstring.
     """
-    import json
-
     from orchestrion.core.corpora import resolve_inputs
+    from orchestrion.core.files import write_atomic
     from orchestrion.core.music import MIDI_SUFFIXES
-    from orchestrion.core.shards import atomic_write_text
 
+    parallel = Parallel(workers=workers, engine=engine, address=address, chunk=CHUNK)
     paths = resolve_inputs(inputs, MIDI_SUFFIXES)
     out = Path(out)
-    pieces, problems = encode_files(paths, workers)
-    lines = [json.dumps(p.to_json()) for p in pieces]
-    atomic_write_text(out / "events.jsonl", "\n".join(lines) + ("\n" if lines else ""))
-    atomic_write_text(out / "problems.txt", "".join(f"{p}\n" for p in problems))
+    store = Store(out / ".cache")
+    # The path as given is in the key too: it is in the results (sources, problems), and one file may be
+    # named relatively in one run and absolutely in the next.
+    keys = [file_key(p, f"{FINGERPRINT}|{p}") for p in paths]
+    results = store.map(_encode_json, [str(p) for p in paths], keys, parallel, label="encoding events")
+    lines: list[str] = []
+    problems: list[str] = []
+    for path, result in zip(paths, results, strict=True):
+        if isinstance(result, Failed):
+            problems.append(f"{path}: {result.reason}")
+        elif isinstance(result, str):
+            problems.append(result)
+        else:
+            lines.append(json.dumps(result))
+    write_atomic(out / "events.jsonl", "\n".join(lines) + ("\n" if lines else ""))
+    write_atomic(out / "problems.txt", "".join(f"{p}\n" for p in problems))
+    store.prune(keys)
     return out / "events.jsonl"
+
+
+# ------------------------------------------------------------------------- train markov's resume points
+
+
+def shard_paths(folder: Path, index: int) -> tuple[Path, Path]:
+    """Where `train markov` keeps a shard's counts and metadata until the model is written."""
+    return folder / f"shard-{index:05d}.safetensors", folder / f"shard-{index:05d}.json"
+
+
+def shard_fingerprint(paths: list[Path]) -> str:
+    """Which files (names, sizes, times) a shard was counted from, so a resumed run never reuses a stale one."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in paths:
+        stat = path.stat()
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def finished_shards(shards: list[list[Path]], folder: Path) -> dict[int, dict]:
+    """The metadata of every shard an earlier run counted from the same files, by shard index."""
+    finished = {}
+    for index, shard in enumerate(shards):
+        counts_path, meta_path = shard_paths(folder, index)
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() and counts_path.is_file() else {}
+        if meta.get("fingerprint") == shard_fingerprint(shard):
+            finished[index] = meta
+    return finished
+
+
+def training_report(paths: list[Path], pieces: dict[str, int], problems: list[str]) -> dict:
+    """What a run read: how many files, how many it learned from, and each file it skipped with the reason.
+
+    Kept beside the model (report.json), not in config.json, so that the same music read from a folder
+    with broken files in it gives the same model files.
+    """
+    by_prefix = {f"{p}: ": str(p) for p in paths}
+    skipped = []
+    for problem in problems:
+        path = next((p for prefix, p in by_prefix.items() if problem.startswith(prefix)), "")
+        skipped.append({"path": path, "reason": problem[len(path) + 2 :] if path else problem})
+    return {"files": len(paths), "pieces": sum(pieces.values()), "skipped": skipped}

@@ -24,12 +24,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from orchestrion.core.music import (
+    DEFAULT_KEY_PROFILE,
+    KEY_PROFILES,
+    Key,
+    estimate_key,
+    load_midi,
+    pitch_class_histogram,
+    score_from_notes,
+)
 from orchestrion.errors import BadInput
 
 if TYPE_CHECKING:
     import symusic
-
-    from orchestrion.core.music import Key
 
 
 STEPS_PER_QUARTER = 12
@@ -320,8 +327,6 @@ def piece_key(score: symusic.Score, end: np.ndarray, pitch: np.ndarray) -> Key:
     comes out as C major), and Palestrina is half the built-in corpus; tonal and modal pieces alike end
     on their final, so a key on the final bass note wins when it correlates nearly as well.
     """
-    from orchestrion.core.music import DEFAULT_KEY_PROFILE, KEY_PROFILES, Key, estimate_key, pitch_class_histogram
-
     key = estimate_key(score)
     final = int(pitch[end == end.max()].min()) % 12
     if final == key.tonic:
@@ -364,8 +369,6 @@ def encode(score: symusic.Score, *, transpose: bool = True, name: str | Path = "
 
 def encode_file(path: str | Path, *, transpose: bool = True) -> PieceEvents:
     """Load a MIDI file and encode it; BadInput names the file for unreadable or empty input."""
-    from orchestrion.core.music import load_midi
-
     return encode(load_midi(path), transpose=transpose, name=path)
 
 
@@ -393,8 +396,6 @@ def notes_to_line(start: np.ndarray, duration: np.ndarray, pitch: np.ndarray) ->
 
 def decode(events: PieceEvents, *, tpq: int = 480, tempo_qpm: float = 100.0) -> symusic.Score:
     """PieceEvents -> a three-track score (high line, low line, chords held while they repeat)."""
-    from orchestrion.core.music import score_from_notes
-
     scale = tpq // STEPS_PER_QUARTER
     tracks = []
     for name, line, program in (("high", events.high, 73), ("low", events.low, 42)):

@@ -38,6 +38,7 @@ def markov_likelihood(composer, scores: list) -> dict:
         return np.where(sorted_keys[at] == query, values[at], 0.0)
 
     nll = dict.fromkeys(LINES, 0.0)
+    unigram_nll = 0.0  # order 0 alone (add-one): the baseline the chains must beat
     events = dict.fromkeys(LINES, 0)
     pieces = 0
     for score in scores:
@@ -54,6 +55,7 @@ def markov_likelihood(composer, scores: list) -> dict:
             size = VOCAB[line]
             k0, c0, *_ = table(piece.mode, line, 0)
             prob = (lookup(k0, c0, keys[0].astype(np.int64)) + 1.0) / (c0.sum() + size)
+            unigram_nll += float(-np.log(prob).sum())
             for order in range(1, ORDERS[line] + 1):
                 query = keys[order].astype(np.int64)
                 ks, cs, states, totals, distinct = table(piece.mode, line, order)
@@ -76,4 +78,5 @@ def markov_likelihood(composer, scores: list) -> dict:
         if events[line]:
             out[f"bits_per_event_{line}"] = nll[line] / events[line] / math.log(2)
     out["perplexity"] = math.exp(sum(nll.values()) / total)
+    out["baseline"] = {"unigram": {"bits_per_event": unigram_nll / total / math.log(2)}}
     return out

@@ -1,14 +1,33 @@
-"""TODO: docstring."""
+"""The mmm codec: multi-track MIDI <-> mmmtrack tokens (the format in `orchestrion.mmm.vocabulary`).
+
+    encode(score) -> tokens               a whole 4/4 piece as one sequence
+    encode_windows(score, options)        its windows of `bars` bars (every `hop`), in every transposition
+    encode_batch(scores, options)         many scores as token ids in one vectorised pass (what the dataset
+                                          pipeline calls), per score an `Encoded` or the `BadInput` it raised
+    decode(tokens) -> (score, repairs)    never raises on model output (`orchestrion.mmm.decode`)
+
+What the round trip keeps: `decode(encode(score))` gives back `canonical_notes(score)` exactly: pitch,
+start, end, track and program of every note on the grid, where canonical means quantized (starts and ends
+rounded to the nearest step, at least one step long), one note per (track, pitch, start) (the longest),
+and a note cut where the next note of the same pitch in the same track begins (MIDI cannot hold one key
+twice). Tracks without notes are dropped; velocities and tempo are not encoded. Vocal tracks (named
+soprano, alto, tenor, bass) come back with their name and `voice_program`; drums as drums.
+
+Encoding is vectorised over symusic's numpy arrays: all notes of all tracks, in all windows at once (the
+work per batch is bounded by MAX_GRID_CELLS and MAX_NOTE_WINDOWS). Track permutation and fill draw from a
+seed per score (`options.seed` and the score's key), so encoding is deterministic whatever the batching.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from orchestrion.errors import BadInput
+from orchestrion.mmm.decode import decode_tokens
 from orchestrion.mmm.vocabulary import (
     BAR_END,
     BAR_START,
@@ -25,8 +44,8 @@ from orchestrion.mmm.vocabulary import (
     TRACK_END,
     TRACK_START,
     VOICES,
+    BlockIds,
     MMMOptions,
-    _Ids,
     vocabulary,
 )
 
@@ -280,7 +299,7 @@ def encode_batch(
     every DENSITY token is `DENSITY_PLACEHOLDER` and `density_counts` holds what it measures, so that a
     pipeline can fill in bins computed over the whole dataset afterwards.
     """
-    ids_ = _Ids(options.density_bins)
+    ids_ = BlockIds(options.density_bins)
     keys = keys or [""] * len(scores)
     results: list[Encoded | BadInput] = [BadInput("not encoded")] * len(scores)
     notes_all = canonical_batch(scores)
@@ -452,7 +471,7 @@ def encode_ids(
     return result
 
 
-def _inst_id(name: str, ids_: _Ids) -> int:
+def _inst_id(name: str, ids_: BlockIds) -> int:
     if name == "DRUMS":
         return ids_.drums
     if name in VOICES:
@@ -465,9 +484,9 @@ def density_bins(counts: np.ndarray, bars: int, edges: tuple[float, ...] | np.nd
     return np.searchsorted(np.asarray(edges, np.float64), np.asarray(counts) / bars, side="right")
 
 
-def fill_density(encoded: Encoded, edges: tuple[float, ...] | np.ndarray, ids_: _Ids | None = None) -> None:
+def fill_density(encoded: Encoded, edges: tuple[float, ...] | np.ndarray, ids_: BlockIds | None = None) -> None:
     """Replace the DENSITY placeholders, in place, with the bins of `edges`."""
-    ids_ = ids_ or _Ids(len(edges) + 1)
+    ids_ = ids_ or BlockIds(len(edges) + 1)
     where = np.flatnonzero(encoded.ids == DENSITY_PLACEHOLDER)
     assert len(where) == len(encoded.density_counts), "one density count per DENSITY slot"
     encoded.ids[where] = ids_.density + density_bins(encoded.density_counts, encoded.bars, edges)
@@ -497,8 +516,6 @@ def _options(options: MMMOptions | None, overrides: dict) -> MMMOptions:
     if options is None:
         return MMMOptions(**overrides)
     if overrides:
-        from dataclasses import replace
-
         return replace(options, **overrides)
     return options
 
@@ -535,6 +552,4 @@ def decode(
     Never raises on model output: unknown tokens, unclosed notes, NOTE_OFF without NOTE_ON, TIME_DELTA
     past the bar, missing BAR_END/TRACK_END/PIECE_END are repaired and listed (see `mmm_decode`).
     """
-    from orchestrion.mmm.decode import decode_tokens
-
     return decode_tokens(tokens, tempo=tempo, voice_program=voice_program, velocity=velocity)

@@ -1,7 +1,7 @@
-"""Decoding mmm tokens back into a score, repairing whatever a model got wrong (see `codecs.mmm`).
+"""Decoding mmm tokens back into a score, repairing whatever a model got wrong (`orchestrion.mmm.codec.decode`).
 
 A state machine over the tokens: a cursor (track, bar, step) and the pitches sounding. Every deviation
-from the grammar in `codecs.mmm` is repaired in the least surprising way and described in the repairs
+from the grammar in `orchestrion.mmm.vocabulary` is repaired in the least surprising way and described in the repairs
 list; nothing here raises on any list of strings.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from orchestrion.core.music import score_from_notes
 from orchestrion.mmm.vocabulary import STEPS_PER_BAR, STEPS_PER_QUARTER, VOICES
 
 if TYPE_CHECKING:
@@ -74,8 +75,6 @@ def decode_tokens(
     Never raises on model output: unknown tokens, unclosed notes, NOTE_OFF without NOTE_ON, TIME_DELTA
     past the bar, missing BAR_END/TRACK_END/PIECE_END are repaired and listed.
     """
-    from orchestrion.core.music import score_from_notes
-
     words = tokens.split() if isinstance(tokens, str) else [str(t) for t in tokens]
     repairs: list[str] = []
     words = _splice_fills(words, repairs)

@@ -7,12 +7,14 @@ closes, and the Measures (all voices, bar by bar) once the piece is decoded.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from typing import ClassVar
 
 import numpy as np
 
 from orchestrion.composer import Chunk, Measure, Note, Piece, PieceReport, TextChunk, Voice, check_score
+from orchestrion.mmm.codec import decode
 from orchestrion.requests import ComposeRequest
 
 
@@ -31,8 +33,7 @@ class MMMEncoding:
         return request
 
     def chunks(self, model: object, tokenizer: object, request: ComposeRequest) -> Iterator[Chunk]:
-        from orchestrion.mmm.codec import decode
-        from orchestrion.mmm.sampler import sample_mmm
+        from orchestrion.mmm.sampler import sample_mmm  # torch: loaded only to compose
 
         index = 0
         for event in sample_mmm(model, tokenizer, request, token_events=False):
@@ -55,9 +56,11 @@ class MMMEncoding:
 
     def score_of(self, line: str, meta: dict) -> tuple[object, str]:
         """The score one line of a dataset's text holds (and no name: windows have none)."""
-        from orchestrion.mmm.codec import decode
-
         return decode(line)[0], ""
+
+    def text_of(self, line: str, meta: dict) -> str | None:
+        """mmm lines are tokens, not a text form a musician reads: no text measures."""
+        return None
 
     def data_defaults(self, dataset: object, tokenizer: object) -> dict:
         return {"default_instruments": typical_layout(dataset, tokenizer)}
@@ -85,8 +88,6 @@ def typical_layout(dataset, tokenizer, limit: int = 5000) -> list[str]:
 
     Stored in config.json as `default_instruments`: what the composer asks for when a request names none.
     """
-    from collections import Counter
-
     vocab = tokenizer.get_vocab()
     inst = np.zeros(max(vocab.values()) + 1, dtype=bool)
     names = {i: t.removeprefix("INST=") for t, i in vocab.items() if t.startswith("INST=")}

@@ -1,4 +1,20 @@
-"""TODO: docstring."""
+"""The mmm grammar as a logits processor, and the plan that turns a request and its prompt into forced tokens.
+
+`MMMGrammar` is a `LogitsProcessor` (see `orchestrion.core.sampling`): called with the whole sequence so far
+(prompt included) and the next-token scores, it returns scores with the disallowed tokens at -inf. State
+is kept per row and advanced incrementally from the tokens it has not seen yet, so a prompt is parsed by
+the same state machine that constrains the continuation.
+
+It makes every sample decodable by `orchestrion.mmm.codec.decode` without a single repair (the grammar is
+in `orchestrion.mmm.vocabulary`): exactly `bars` bars in each of `tracks` tracks, the requested INST= and
+DENSITY= tokens, NOTE_OFF only for a sounding note after its start, TIME_DELTA never past the bar line,
+every note closed by the end of its track, FILL bars filled in, PIECE_END only when all that is done.
+A per-bar token cap, set from the token budget, guarantees that the piece ends inside the context.
+
+`mmm_plan` turns a request and its prompt into an `MMMPlan`: the tokens a sample starts from, the tracks
+forced token for token, and the instruments and densities to force, for each mode (compose, fill,
+harmonise, continue). `track_spans` and `split_bars` cut a token sequence into tracks and bars.
+"""
 
 from __future__ import annotations
 
@@ -359,13 +375,27 @@ def _fill_in(track: list[str], fill_bars: set[int]) -> tuple[list[str], list[lis
     return out, bodies
 
 
+@dataclass
+class MMMPlan:
+    """What `mmm_plan` makes of a request: the tokens a sample starts from and the grammar's settings."""
+
+    prompt: list[str]  # PIECE_START, then the prompt's tracks as the mode keeps them
+    bars: int
+    tracks: int  # tracks of the finished piece, kept ones included
+    instruments: list[str] = field(default_factory=list)  # "INST=..." to force, per track from the first
+    densities: list[str] = field(default_factory=list)  # "DENSITY=..." to force, likewise
+    forced: dict[int, list[str]] = field(default_factory=dict)  # track -> its first tokens, kept verbatim
+    mode: str = "compose"  # compose | fill | harmonise | continue
+    kept: int = 0  # harmonise: the prompt's first `kept` tracks are kept whole
+
+
 def mmm_plan(
     request: ComposeRequest,
     prompt_tokens: list[str] | None,
     *,
     default_tracks: int = 4,
     voices: Sequence[str] = ("SOPRANO", "ALTO", "TENOR", "BASS"),
-) -> dict:
+) -> MMMPlan:
     """Turn a request (and an encoded prompt) into a prompt, the grammar's settings and forced tracks.
 
     - no prompt: `bars` (default 4) bars of `len(instruments)` tracks (default `default_tracks`);
@@ -384,19 +414,9 @@ def mmm_plan(
 
     instruments = [inst_token(i) for i in request.instruments] if request.instruments else []
     densities = [f"DENSITY={d}" for d in request.density] if request.density else []
-    plan = {
-        "prompt": ["PIECE_START"],
-        "forced": {},
-        "bars": request.bars or 4,
-        "tracks": default_tracks,
-        "instruments": instruments,
-        "densities": densities,
-        "mode": "compose",
-        "kept": 0,
-    }
     if prompt_tokens is None:
-        plan["tracks"] = len(instruments) or len(densities) or default_tracks
-        return plan
+        tracks = len(instruments) or len(densities) or default_tracks
+        return MMMPlan(["PIECE_START"], request.bars or 4, tracks, instruments, densities)
     spans = track_spans(prompt_tokens)
     if not spans:
         raise InvalidRequest("prompt", "the prompt has no tracks")
@@ -406,15 +426,7 @@ def mmm_plan(
         if bad:
             raise InvalidRequest("fill_bars", f"bars {bad} are outside the prompt's {prompt_bars} bars (0-based)")
         tracks = [_fill_in(t, set(request.fill_bars))[0] for t in spans]
-        plan.update(
-            prompt=["PIECE_START", *[tok for t in tracks for tok in t]],
-            bars=prompt_bars,
-            tracks=len(tracks),
-            instruments=[],
-            densities=[],
-            mode="fill",
-        )
-        return plan
+        return MMMPlan(["PIECE_START", *[tok for t in tracks for tok in t]], prompt_bars, len(tracks), mode="fill")
     total = len(instruments) or max(default_tracks, len(spans))
     continuing = request.keep_tracks is None and request.bars is not None and request.bars > prompt_bars
     if not continuing and (request.keep_tracks is not None or len(spans) < total):
@@ -430,15 +442,15 @@ def mmm_plan(
             )
             for i, k in enumerate(keep)
         ]
-        plan.update(
-            prompt=["PIECE_START", *[tok for t in kept for tok in t]],
-            bars=prompt_bars,
-            tracks=max(total, len(kept)),
-            instruments=instruments,
+        return MMMPlan(
+            ["PIECE_START", *[tok for t in kept for tok in t]],
+            prompt_bars,
+            max(total, len(kept)),
+            instruments,
+            densities,
             mode="harmonise",
             kept=len(kept),
         )
-        return plan
     # Continue: every track's first bars are given and the rest of each track is composed.
     bars = max(request.bars or prompt_bars, prompt_bars)
     forced = {
@@ -449,8 +461,7 @@ def mmm_plan(
         )
         for k, t in enumerate(spans)
     }
-    plan.update(bars=bars, tracks=len(spans), forced=forced, mode="continue")
-    return plan
+    return MMMPlan(["PIECE_START"], bars, len(spans), instruments, densities, forced, mode="continue")
 
 
 def split_bars(track: list[str]) -> tuple[list[str], list[list[str]]]:

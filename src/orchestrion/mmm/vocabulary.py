@@ -1,4 +1,4 @@
-"""The mmmtrack encoding: multi-track MIDI <-> one line of readable tokens, both directions.
+"""The mmmtrack token format: what a sequence reads, its grammar and vocabulary, and the encoder's options.
 
 A sequence (one window of bars) reads
 
@@ -28,31 +28,21 @@ bar line is closed at the end of the bar before it (`TIME_DELTA` up to step 16, 
 NOTE_OFF may sit at step 16 but a NOTE_ON never does. In a window, a note that starts before the window
 starts at its first step and one that outlasts it ends at its last step.
 
-What the round trip keeps: `decode(encode(score))` gives back `canonical_notes(score)` exactly: pitch,
-start, end, track and program of every note on the grid, where canonical means quantized (starts and ends
-rounded to the nearest step, at least one step long), one note per (track, pitch, start) (the longest),
-and a note cut where the next note of the same pitch in the same track begins (MIDI cannot hold one key
-twice). Tracks without notes are dropped; velocities and tempo are not encoded. Vocal tracks (named
-soprano, alto, tenor, bass) come back with their name and `voice_program`; drums as drums.
-
 `DENSITY=` is the track's note-density bin in the window: notes sounding in the window per bar, cut at
-`density_edges` (the pipeline computes them as quantiles over the dataset and stores them with it).
+`density_edges` (the dataset pipeline computes them as quantiles over the dataset and stores them with it).
 
-Encoding is vectorised over symusic's numpy arrays: all notes of all tracks, in all windows at once.
+Token ids follow `vocabulary()`'s order, a function of `density_bins` only: structure tokens (PAD = 0 ...
+FILL_END = 10), INST=, DENSITY=, NOTE_ON=, NOTE_OFF=, TIME_DELTA=; `BlockIds` says where each block starts.
+The codec is `orchestrion.mmm.codec` (encode) and `orchestrion.mmm.decode` (decode, with repairs).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from orchestrion.errors import BadInput
-
-if TYPE_CHECKING:
-    pass
-
 
 STEPS_PER_QUARTER = 4
 STEPS_PER_BAR = 16  # 4/4 only
@@ -121,8 +111,8 @@ def vocabulary(density_bins: int = 10) -> list[str]:
 
 
 @dataclass(frozen=True)
-class _Ids:
-    """Token ids of the vocabulary's blocks."""
+class BlockIds:
+    """Where each block of the vocabulary starts: `ids.note_on + pitch` is the id of NOTE_ON=pitch, and so on."""
 
     density_bins: int
     inst: int = len(_STRUCTURE)

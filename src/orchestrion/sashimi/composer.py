@@ -1,8 +1,20 @@
-"""TODO: docstring."""
+"""`SashimiComposer`: raw audio from a SaShiMi checkpoint, streamed in 0.25 s blocks, from silence or a prompt.
+
+A model directory holds `model.safetensors` (the weights) and `config.json` ({"composer": "sashimi",
+"config": the `SashimiConfig` fields, and the model card: metrics, training}), each written atomically.
+
+Composing runs the network in recurrent mode (`orchestrion.sashimi.sampler`): `num_samples` pieces as one
+batch, block i of sample b streamed with index i*B + b. A prompt (any audio file; its last
+MAX_PROMPT_SECONDS) is fed in and streamed back first, then its continuation. Every draw takes its noise
+from a generator seeded with `request.seed`, so a request replays sample for sample. `check` and
+`compose_batch` judge each piece silence, noise or tonal music (`orchestrion.core.audio_analysis.classify`):
+only tonal audio is valid.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,11 +22,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from orchestrion.composer import AudioBlock, Composer, Piece
+from orchestrion.core.audio import load_audio
+from orchestrion.core.audio_analysis import classify
+from orchestrion.core.files import atomic_path, write_atomic
 from orchestrion.errors import BadInput, InvalidRequest
 from orchestrion.requests import ComposeRequest
-
-if TYPE_CHECKING:
-    from orchestrion.evaluation.heldout import EvalConfig, HeldOut
+from orchestrion.sashimi import mulaw
 from orchestrion.sashimi.model import (
     BLOCK_SECONDS,
     CONFIG,
@@ -24,6 +37,9 @@ from orchestrion.sashimi.model import (
     Sashimi,
     SashimiConfig,
 )
+
+if TYPE_CHECKING:
+    from orchestrion.evaluation.heldout import EvalConfig, HeldOut
 
 # ------------------------------------------------------------------------------------------- composer
 
@@ -58,13 +74,10 @@ class SashimiComposer(Composer):
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f".{WEIGHTS}.tmp"
-        save_model(self.model, str(tmp))
-        tmp.replace(directory / WEIGHTS)
+        with atomic_path(directory / WEIGHTS) as tmp:
+            save_model(self.model, str(tmp))
         record = {"composer": self.kind, "config": self.config.to_dict(), **self.card}
-        tmp = directory / f".{CONFIG}.tmp"
-        tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-        tmp.replace(directory / CONFIG)
+        write_atomic(directory / CONFIG, json.dumps(record, indent=2, sort_keys=True) + "\n")
         return directory
 
     def validate(self, request: ComposeRequest) -> ComposeRequest:
@@ -88,17 +101,13 @@ class SashimiComposer(Composer):
     def _prompt(self, request: ComposeRequest, batch: int) -> np.ndarray | None:
         if request.prompt is None:
             return None
-        from orchestrion.core.audio import load_audio
-        from orchestrion.sashimi import mulaw
-
         x = load_audio(request.prompt, self.config.sample_rate)[-int(MAX_PROMPT_SECONDS * self.config.sample_rate) :]
         return np.tile(mulaw.encode(x, self.config.quantization).astype(np.int64), (batch, 1))  # (B, P)
 
     def stream(self, request: ComposeRequest) -> Iterator[AudioBlock]:
         """Yield 0.25 s blocks. With num_samples B > 1 the B samples are made together, one batch, and
         block i of sample b has index i*B + b. A prompt is streamed first, then its continuation."""
-        from orchestrion.sashimi import mulaw
-        from orchestrion.sashimi.sampler import Sampler, choose
+        from orchestrion.sashimi.sampler import Sampler, choose  # numba: compiled only to compose
 
         request = self.validate(request)
         rate, batch = self.config.sample_rate, request.num_samples
@@ -132,9 +141,7 @@ class SashimiComposer(Composer):
             position += n
 
     def compose_batch(self, request: ComposeRequest) -> list[Piece]:
-        """All num_samples pieces of one batched run, each checked for long silence and runaway noise."""
-        from orchestrion.core.audio import quality_report
-
+        """All num_samples pieces of one batched run, each judged silence, noise or tonal music."""
         request = self.validate(request)
         batch = request.num_samples
         parts: list[list[np.ndarray]] = [[] for _ in range(batch)]
@@ -146,7 +153,7 @@ class SashimiComposer(Composer):
         pieces = []
         for b in range(batch):
             audio = np.concatenate(parts[b])
-            report = quality_report(audio[prompt_samples:], self.config.sample_rate)
+            report = audio_report(audio[prompt_samples:], self.config.sample_rate)
             report["prompt_seconds"] = round(prompt_samples / self.config.sample_rate, 3)
             report["sample"] = b
             pieces.append(
@@ -163,21 +170,21 @@ class SashimiComposer(Composer):
         """The first piece of `compose_batch` (a batch of one, as `orchestrion generate` asks for)."""
         return self.compose_batch(request)[0]
 
-    def check(self, piece: Piece) -> dict:
-        """Valid when the audio is neither long silence nor runaway noise."""
-        from orchestrion.core.audio import quality_report
+    def trained_on(self) -> list[str]:
+        data = (self.card.get("training") or {}).get("data")
+        return [str(data)] if data else []
 
+    def check(self, piece: Piece) -> dict:
+        """Valid when the audio is tonal music: neither silence nor noise of any colour."""
         if piece.audio is None:
             return {"valid": False, "why": "no audio"}
-        quality = quality_report(piece.audio, piece.sample_rate)
-        return {"valid": bool(quality["ok"]), "why": quality.get("reason", "")}
+        verdict = classify(piece.audio, piece.sample_rate)
+        return {"valid": verdict.label == "tonal", "why": "" if verdict.label == "tonal" else verdict.reason}
 
     def likelihood(self, held: HeldOut, config: EvalConfig) -> dict:
-        import math
+        from orchestrion.sashimi.training import evaluate  # a cycle: sashimi.training saves through this class
 
-        from orchestrion.sashimi.training import evaluate
-
-        if held.kind != "audio":
+        if held.form != "audio":
             return {"skipped": "a SaShiMi likelihood needs an audio dataset (orchestrion encode audio) as --data"}
         result = evaluate(
             self.model, held.root, "validation", seq_len=config.audio_seq_len, windows=config.windows, batch_size=4
@@ -185,3 +192,9 @@ class SashimiComposer(Composer):
         result["bits_per_byte"] = result.pop("bpb")
         result["perplexity"] = math.exp(result["loss"])
         return result
+
+
+def audio_report(audio: np.ndarray, sample_rate: int) -> dict:
+    """What `generate` and the server say of a piece of audio: the verdict, its reason and the numbers."""
+    verdict = classify(audio, sample_rate).to_json()
+    return {"ok": verdict["label"] == "tonal", **verdict}

@@ -10,7 +10,9 @@ A dataset directory holds
     shards/<k>.idx.npy            int64 chunk offsets, length chunks + 1
 
 One shard per source file keeps the split by file trivial and makes the job resumable: a shard whose
-index exists is finished and is skipped on the next run (the index is written last, both atomically).
+index exists is finished and is skipped on the next run (the index is written last, both atomically), so
+the shards are the job's manifest. Files are encoded on the engine's workers (`orchestrion.core.engine`:
+local processes or Ray; with Ray on several machines `--out` must be on a file system they all share).
 Shards are memory-mapped for reading, so a dataset far larger than memory trains fine.
 
 The built-in corpus `builtin:piano` is the Bach chorales (from music21's corpus) rendered by FluidSynth
@@ -21,21 +23,16 @@ YouTubeMix that needs no download.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from orchestrion.core.shards import (
-    SPLITS,
-    atomic_write_bytes,
-    atomic_write_text,
-    begin_dataset,
-    exit_with_parent,
-    save_npy,
-)
+from orchestrion.core.engine import Failed, Parallel, imap
+from orchestrion.core.files import atomic_path, write_atomic
+from orchestrion.core.shards import SPLITS, begin_dataset
 from orchestrion.errors import BadInput
 
 FORMAT = "orchestrion-audio"
@@ -50,25 +47,24 @@ HELD_OUT = 0.1  # share of source files for validation, and again for test
 # ------------------------------------------------------------------------------------ piano corpus
 
 
-def _render_piano(job: tuple[str, str, int]) -> str | None:
-    """Render one chorale as 16 kHz mono piano into `dest`; returns an error message or None."""
-    source, dest, sample_rate = job
+def _render_piano(job: tuple[str, str], sample_rate: int) -> str | None:
+    """Engine worker: render one chorale (source, dest) as mono piano into `dest`; an error message or None."""
+    source, dest = job
     from orchestrion.core.music import load_midi
     from orchestrion.core.render import render_wav
     from orchestrion.errors import OrchestrionError
 
-    # Rendered and trimmed under another name: a file under `dest` is finished (a rerun skips it).
-    partial = Path(dest).with_name(f".{Path(dest).stem}.partial.wav")
     try:
         score = load_midi(source)
         for track in score.tracks:
             track.program = 0
             track.is_drum = False
-        render_wav(score, partial, sample_rate=sample_rate, mono=True)
-        _trim_silence(partial, sample_rate)
+        # Rendered and trimmed under a temporary name: a file under `dest` is finished (a rerun skips it).
+        with atomic_path(dest) as partial:
+            render_wav(score, partial, sample_rate=sample_rate, mono=True)
+            _trim_silence(partial, sample_rate)
     except OrchestrionError as exc:
         return str(exc)
-    partial.replace(dest)
     return None
 
 
@@ -90,39 +86,48 @@ def _trim_silence(path: Path, sample_rate: int) -> None:
 
 
 def piano_corpus(
-    limit: int | None = None, *, workers: int = 1, cache_dir: Path | None = None, sample_rate: int = 16000
+    limit: int | None = None,
+    *,
+    workers: int = 1,
+    cache_dir: Path | None = None,
+    sample_rate: int = 16000,
+    parallel: Parallel | None = None,
 ) -> list[Path]:
-    """The built-in piano audio: the chorales rendered once into the cache (resumable), sorted by name."""
-    from concurrent.futures import ProcessPoolExecutor
+    """The built-in piano audio: the chorales rendered once into the cache (resumable), sorted by name.
 
-    from rich.progress import Progress
+    Rendered on `parallel`'s workers (default: `workers` local processes); a file that exists is finished.
+    """
+    from rich.console import Console
+    from rich.markup import escape
 
     from orchestrion.core import corpora
-    from orchestrion.core.shards import exit_with_parent
 
+    parallel = parallel or Parallel(workers=workers, chunk=1)  # a chorale is a big task
     midis = corpora.corpus_files("bach-chorales", cache_dir=cache_dir)
     if limit is not None:
         midis = midis[:limit]
-    root = corpora.cache_dir(cache_dir) / f"piano-{sample_rate}-v{PIANO_VERSION}"
+    root = (corpora.cache_dir(cache_dir) / f"piano-{sample_rate}-v{PIANO_VERSION}").resolve()
     root.mkdir(parents=True, exist_ok=True)
     wavs = [root / f"{m.stem}.wav" for m in midis]
-    jobs = [(str(m), str(w), sample_rate) for m, w in zip(midis, wavs, strict=True) if not w.is_file()]
-    if jobs:
-        with Progress(transient=True) as progress:
-            bar = progress.add_task("render piano", total=len(jobs))
-            if workers > 1:
-                with ProcessPoolExecutor(workers, initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
-                    for (source, _, _), error in zip(jobs, pool.map(_render_piano, jobs), strict=True):
-                        if error:
-                            progress.console.print(f"[yellow]skipped[/yellow] {source}: {error}")
-                        progress.advance(bar)
-            else:
-                for job in jobs:
-                    error = _render_piano(job)
-                    if error:
-                        progress.console.print(f"[yellow]skipped[/yellow] {job[0]}: {error}")
-                    progress.advance(bar)
+    jobs = [(str(m), str(w)) for m, w in zip(midis, wavs, strict=True) if not w.is_file()]
+    console = Console(stderr=True)
+    rendering = imap(_render_piano, jobs, parallel, context=sample_rate, label="render piano")
+    for (source, dest), error in zip(jobs, rendering, strict=True):
+        if isinstance(error, Failed):
+            error = error.reason
+        if error:
+            console.print(f"[yellow]skipped[/yellow] {escape(f'{source}: {error}')}", highlight=False)
+        elif not Path(dest).is_file():
+            raise _unseen(Path(dest))
     return [w for w in wavs if w.is_file()]
+
+
+def _unseen(path: Path) -> BadInput:
+    return BadInput(
+        "a worker wrote this file where this machine cannot see it: with --engine ray on several machines, the "
+        "inputs and --out (and the corpus cache) must be on a file system that every node mounts at the same path",
+        path,
+    )
 
 
 # ---------------------------------------------------------------------------------------- encoding
@@ -148,9 +153,11 @@ def assign_splits(files: list[Path]) -> dict[Path, str]:
     return splits
 
 
-def _encode_file(job: tuple[str, str, int, int, str]) -> dict:
-    """Load, quantise and chunk one file into its shard; returns the shard record or {"error": ...}."""
-    source, shard, sample_rate, chunk, quantization = job
+def _encode_file(job: tuple[str, str], settings: tuple[int, int, str]) -> dict:
+    """Engine worker: load, quantise and chunk one file (source, shard) into its shard; returns the shard
+    record or {"error": ...}."""
+    source, shard = job
+    sample_rate, chunk, quantization = settings
     from orchestrion.core.audio import load_audio
     from orchestrion.errors import OrchestrionError
     from orchestrion.sashimi import mulaw
@@ -169,8 +176,10 @@ def _encode_file(job: tuple[str, str, int, int, str]) -> dict:
     if len(offsets) == 1:
         return {"source": source, "error": f"shorter than {MIN_CHUNK_SECONDS} s"}
     root = Path(shard)
-    atomic_write_bytes(root.with_suffix(".u8"), q[: offsets[-1]].tobytes())
-    save_npy(root.with_suffix(".idx.npy"), np.asarray(offsets, dtype=np.int64))  # last: marks it done
+    write_atomic(root.with_suffix(".u8"), q[: offsets[-1]].tobytes())
+    index = io.BytesIO()
+    np.save(index, np.asarray(offsets, dtype=np.int64), allow_pickle=False)
+    write_atomic(root.with_suffix(".idx.npy"), index.getvalue())  # last: marks it done
     return {"source": source, "chunks": len(offsets) - 1, "samples": offsets[-1]}
 
 
@@ -183,19 +192,22 @@ def encode_audio(
     sample_rate: int = 16000,
     workers: int = 1,
     piano_limit: int | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> dict:
     """`orchestrion encode audio`: files, folders or builtin:piano -> an audio dataset in `out`.
 
     Resumable: run it again after an interruption and finished files are skipped. A file that cannot be
-    read is reported and left out; the rest carry on.
+    read is reported and left out; the rest carry on. Files are encoded on `workers` processes (0 = all
+    cores) of `engine` (local, or ray: a private Ray, or the cluster at `address`), with the same result.
     """
-    from concurrent.futures import ProcessPoolExecutor
-
-    from rich.progress import Progress
+    from rich.console import Console
+    from rich.markup import escape
 
     from orchestrion.core.audio import find_audio_files
     from orchestrion.sashimi.mulaw import QUANTIZATIONS
 
+    parallel = Parallel(workers=workers, engine=engine, address=address, chunk=1)  # a file is a big task
     if quantization not in QUANTIZATIONS:
         raise BadInput(f"unknown quantisation {quantization!r}; use one of: {', '.join(QUANTIZATIONS)}")
     if not 0.1 <= chunk_seconds <= 3600:
@@ -205,7 +217,7 @@ def encode_audio(
     plain = []
     for item in inputs:
         if item == PIANO:
-            files.extend(piano_corpus(piano_limit, workers=workers, sample_rate=sample_rate))
+            files.extend(piano_corpus(piano_limit, sample_rate=sample_rate, parallel=parallel))
         else:
             plain.append(item)
     files.extend(find_audio_files(plain))
@@ -224,27 +236,23 @@ def encode_audio(
             if {k: old.get(k) for k in settings} != settings:
                 raise BadInput("this folder holds a dataset made with other settings; use a new --out", out)
     begin_dataset(out)  # until the new dataset.json is written last, the folder holds no whole dataset
-    atomic_write_text(settings_path, json.dumps(settings, sort_keys=True) + "\n")
+    write_atomic(settings_path, json.dumps(settings, sort_keys=True) + "\n")
     keys = {f: _shard_key(f) for f in files}
     if len(set(keys.values())) != len(keys):  # same name in two folders: fall back to the full path
         keys = {f: hashlib.sha1(str(f).encode()).hexdigest()[:12] for f in files}
-    jobs = [(str(f), str(out / "shards" / keys[f]), sample_rate, chunk, quantization) for f in files]
-    todo = [j for j in jobs if not Path(j[1]).with_suffix(".idx.npy").is_file()]
+    shards = (out / "shards").resolve()  # a worker's working directory need not be the driver's
+    todo = [f for f in files if not (shards / f"{keys[f]}.idx.npy").is_file()]
     failed: dict[str, str] = {}
-    pool = None
-    if workers > 1 and len(todo) > 1:
-        pool = ProcessPoolExecutor(workers, initializer=exit_with_parent, initargs=(os.getpid(),))
-    try:
-        with Progress() as progress:
-            bar = progress.add_task("encode audio", total=len(jobs), completed=len(jobs) - len(todo))
-            for record in pool.map(_encode_file, todo) if pool else map(_encode_file, todo):
-                if "error" in record:
-                    failed[record["source"]] = record["error"]
-                    progress.console.print(f"[yellow]skipped[/yellow] {record['source']}: {record['error']}")
-                progress.advance(bar)
-    finally:
-        if pool is not None:
-            pool.shutdown()
+    console = Console(stderr=True)
+    jobs = [(str(f), str(shards / keys[f])) for f in todo]
+    encoding = imap(_encode_file, jobs, parallel, context=(sample_rate, chunk, quantization), label="encode audio")
+    for f, record in zip(todo, encoding, strict=True):
+        error = record.reason if isinstance(record, Failed) else record.get("error")
+        if error:
+            failed[str(f)] = error
+            console.print(f"[yellow]skipped[/yellow] {escape(f'{f}: {error}')}", highlight=False)
+        elif not (shards / f"{keys[f]}.idx.npy").is_file():
+            raise _unseen(shards / f"{keys[f]}.idx.npy")
 
     done = [f for f in files if (out / "shards" / f"{keys[f]}.idx.npy").is_file()]
     if not done:
@@ -276,7 +284,7 @@ def encode_audio(
             3,
         ),
     }
-    atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    write_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta
 
 

@@ -13,7 +13,10 @@ convolution; sampling runs the same network one sample at a time in recurrent mo
 per-stage caches like the reference's `step()`: a stage's pooling buffer collects 4 inputs, the coarser
 stage runs once per 4 fine steps, and its 4 outputs wait in a queue. Nothing in the past is recomputed.
 
-The recurrent sampler lives in `sashimi_sampler.py` (compiled loop nests); training and evaluation here.
+This module is the network and its config (`SashimiConfig`, JSON round trip), run as a whole sequence. The
+recurrent sampler is `orchestrion.sashimi.sampler` (compiled loop nests), the S4D layer
+`orchestrion.sashimi.s4`, training and evaluation `orchestrion.sashimi.training`, and the composer that
+saves and loads a model directory (model.safetensors + config.json) `orchestrion.sashimi.composer`.
 """
 
 from __future__ import annotations

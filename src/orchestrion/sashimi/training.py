@@ -1,4 +1,14 @@
-"""TODO: docstring."""
+"""`orchestrion train sashimi`, and the SaShiMi likelihood table.
+
+`train_sashimi` trains on an audio dataset (`orchestrion.sashimi.dataset`: 16 kHz 8-bit shards) with the
+shared loop (`orchestrion.core.training`) and exports the model with `SashimiComposer.save`, plus
+metrics.md. Its own settings (`SashimiTraining`: layers, window, the loop's settings) are saved as
+sashimi_training.json and read back by every `--resume`.
+
+`evaluate` gives the reference's table on one split: loss (nats/sample), bits per byte (one 8-bit sample
+is one byte), accuracy and accuracy@3/5/10, over fixed, evenly spread windows, so the same call gives the
+same figures.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +21,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from orchestrion.core.files import write_atomic
+from orchestrion.core.training import TrainConfig, train
 from orchestrion.errors import BadInput
 from orchestrion.sashimi.composer import SashimiComposer
+from orchestrion.sashimi.dataset import AudioDataset, AudioTask
 from orchestrion.sashimi.model import Sashimi, SashimiConfig
 
 # -------------------------------------------------------------------------------------------- metrics
@@ -33,8 +46,6 @@ def evaluate(
     Over up to `windows` fixed, evenly spread windows of the split (the same ones every call). One 8-bit
     sample is one byte, so bits per byte is the loss in bits.
     """
-    from orchestrion.sashimi.dataset import AudioDataset
-
     seq_len -= seq_len % model.config.frame
     chunks = AudioDataset(data).split(split).windows(seq_len + 1, windows)
     if not chunks:
@@ -105,10 +116,6 @@ def train_sashimi(
     steps: int | None = None,
 ) -> dict:
     """Train on an audio dataset with the shared loop, export the model to `out`, return the metric table."""
-    from orchestrion.core.shards import atomic_write_text
-    from orchestrion.core.training import TrainConfig, train
-    from orchestrion.sashimi.dataset import AudioDataset, AudioTask
-
     out = Path(out)
     saved = out / "sashimi_training.json"
     if resume:
@@ -124,7 +131,7 @@ def train_sashimi(
         )
     dataset = AudioDataset(data)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(saved, json.dumps(asdict(settings), indent=2) + "\n")  # read back by every --resume
+    write_atomic(saved, json.dumps(asdict(settings), indent=2) + "\n")  # read back by every --resume
     config = SashimiConfig(n_layers=settings.layers, quantization=dataset.quantization, sample_rate=dataset.sample_rate)
     train_config = TrainConfig.from_dict(settings.train)
     torch.manual_seed(train_config.seed)
@@ -148,5 +155,5 @@ def train_sashimi(
         },
     }
     SashimiComposer(model, card).save(out)
-    atomic_write_text(out / "metrics.md", metric_table(metrics) + "\n")
+    write_atomic(out / "metrics.md", metric_table(metrics) + "\n")
     return card

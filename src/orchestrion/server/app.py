@@ -17,7 +17,9 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from orchestrion import __version__
 from orchestrion.errors import OrchestrionError
+from orchestrion.registry import BUILTIN_MODELS, available_builtins, load_composer
 from orchestrion.server import routes_api, routes_stream
 from orchestrion.server.errors import ApiError, api_error_from
 from orchestrion.server.routes_api import MAX_UPLOAD_BYTES
@@ -44,8 +46,6 @@ def default_data_dir() -> Path:
 
 def load_models(refs: list[str]) -> tuple[dict, dict, dict]:
     """Load each model once; one that fails is reported (and shown as unavailable), the rest are served."""
-    from orchestrion.registry import BUILTIN_MODELS, load_composer
-
     composers, descriptions, errors = {}, {}, {}
     for ref in refs:
         try:
@@ -101,8 +101,6 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from orchestrion.registry import available_builtins
-
         refs = list(models) if models is not None else available_builtins()
         composers, descriptions, errors = load_models(refs)
         owned_dir = data_dir is None
@@ -130,8 +128,6 @@ def create_app(
             lock.close()
             if owned_dir:
                 shutil.rmtree(root, ignore_errors=True)
-
-    from orchestrion import __version__
 
     # Bodies are bounded before they are read: JSON requests are small; uploads have their own route limit.
     app = FastAPI(title="orchestrion", version=__version__, lifespan=lifespan, max_body_size=MAX_JSON_BYTES)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from pydantic import ValidationError
+
 from orchestrion.errors import BadInput, InvalidRequest, ModelNotFound, OrchestrionError
 from orchestrion.requests import first_error
 
@@ -30,8 +32,6 @@ class ApiError(Exception):
 
 def api_error_from(exc: Exception) -> ApiError:
     """Map our own error types (and pydantic's) to the HTTP answer a client should get."""
-    from pydantic import ValidationError
-
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, ValidationError | InvalidRequest):

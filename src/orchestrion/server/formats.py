@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 
 from orchestrion.composer import Piece
+from orchestrion.core.abcmidi import abc_to_midi
+from orchestrion.core.render import render_svg, render_wav
 from orchestrion.server.errors import ApiError
 
 FORMATS = {
@@ -107,15 +109,11 @@ def render_piece(piece: Piece, fmt: str) -> bytes:
             if piece.audio is not None or piece.score is not None:
                 piece.save(out, sidecar=False)
             elif piece.abc is not None:
-                from orchestrion.core.render import render_wav
-
                 render_wav(_abc_midi(piece.abc, tmp), out)
             else:
                 raise ApiError(406, "format", "this piece is empty")
             return out.read_bytes()
         if fmt == "svg":
-            from orchestrion.core.render import render_svg
-
             if piece.abc is not None:
                 source = tmp / "piece.abc"
                 source.write_text(piece.abc)
@@ -131,6 +129,4 @@ def render_piece(piece: Piece, fmt: str) -> bytes:
 
 
 def _abc_midi(abc: str, tmp: Path) -> Path:
-    from orchestrion.core.abcmidi import abc_to_midi
-
     return abc_to_midi(abc, tmp / "piece.mid")

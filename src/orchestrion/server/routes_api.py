@@ -9,6 +9,10 @@ from fastapi import APIRouter, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
+from orchestrion import __version__
+from orchestrion.core.music import load_midi, note_count
+from orchestrion.errors import BadInput
+from orchestrion.requests import ComposeRequest
 from orchestrion.server.errors import ApiError
 from orchestrion.server.formats import FORMATS, pick_format, piece_json, render_piece
 from orchestrion.server.state import ServerState
@@ -34,8 +38,6 @@ def hub(request: Request) -> ServerState:
 
 @router.get("/health")
 async def health(request: Request) -> dict:
-    from orchestrion import __version__
-
     state = hub(request)
     return {
         "status": "ok",
@@ -50,8 +52,6 @@ async def health(request: Request) -> dict:
 @router.get("/models")
 async def models(request: Request) -> dict:
     """Each served model with its options and limits (from Composer.options()), and the request's limits."""
-    from orchestrion.requests import ComposeRequest
-
     state = hub(request)
     listing = []
     for ref, composer in state.composers.items():
@@ -174,13 +174,9 @@ async def upload_prompt(request: Request, file: UploadFile) -> JSONResponse:
 
 def check_prompt(data: bytes, suffix: str, name: str) -> dict:
     """Refuse what is not what its name says (ApiError 422 naming the file); a little about what it is."""
-    from orchestrion.errors import BadInput
-
     if not data:
         raise ApiError(422, "file", f"{name}: the file is empty")
     if suffix == ".mid":
-        from orchestrion.core.music import load_midi, note_count
-
         try:
             score = load_midi(data)
         except BadInput as exc:

@@ -27,6 +27,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from orchestrion.composer import AudioBlock, Chunk, Composer, Measure
 from orchestrion.requests import ComposeRequest
 from orchestrion.server.errors import ApiError, api_error_from
+from orchestrion.server.formats import public_provenance
 from orchestrion.server.scheduler import URGENT, ChunkScheduler
 from orchestrion.server.state import MAX_JSON_BYTES, ServerState
 
@@ -223,8 +224,6 @@ async def _compose(
     except OSError as exc:  # a full or read-only disk: this piece has no id to give, the connection goes on
         await websocket.send_json(ApiError(500, "server", f"the piece could not be saved: {exc.strerror}").to_json())
         return False
-    from orchestrion.server.formats import public_provenance
-
     await websocket.send_json(
         {
             "type": "end",

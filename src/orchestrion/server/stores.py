@@ -1,10 +1,20 @@
-"""TODO: docstring."""
+"""What the server keeps on disk: uploaded prompts and finished pieces, both surviving a restart or a crash.
+
+    PromptStore   <id>.mid|.abc|.wav, at most `capacity` (oldest first out); a request names a prompt by id,
+                  so no client path ever reaches a composer
+    PieceStore    <id>.mid / .abc / .wav (float WAV) then <id>.json: provenance, sample rate, and each file's
+                  size and SHA-256; at most `capacity` pieces and `max_bytes`, oldest first out
+
+Every file is written with `orchestrion.core.files.write_atomic(..., durable=True)`: whole or not at all,
+and on the disk before an id is reported. A piece exists exactly when its record does. At start each store
+indexes what is whole and removes the rest: temporary files of writes a crash cut short (`is_temporary`),
+data without a record, a record whose data is short. Ids are 16 random hex digits.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import secrets
 import threading
@@ -14,51 +24,37 @@ from pathlib import Path
 from typing import Any
 
 from orchestrion.composer import Piece
+from orchestrion.core.files import is_temporary, write_atomic
 from orchestrion.server.errors import PIECE_ID, PROMPT_ID, ApiError
 
 # ----------------------------------------------------------------------------------- files on disk
 
-STRAY_TMP = re.compile(r"^\..*\.tmp$")  # what write_atomic leaves behind when the process dies mid-write
 log = logging.getLogger("orchestrion.server")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `path` so that a reader, or the server after a crash, finds all of `data` or no file at all.
-
-    The bytes go to a temporary file in the same directory, reach the disk (fsync), then replace `path` in one
-    rename; the directory is synced too, so the rename itself survives a power cut.
-    """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    if os.name != "posix":  # Windows cannot open a directory; its renames are durable enough for a cache
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _remove_strays(directory: Path, keep: set[str]) -> list[str]:
-    """Delete what is neither kept nor ours to keep (temporary files of writes a crash cut short); their names."""
+    """Delete every file of the store's directory that is not kept; their names.
+
+    What a crash leaves is the temporary file of a write it cut short (`core.files.is_temporary`), data whose
+    record was never written, or a record beside damaged data; the store owns its directory, so anything
+    else found there is not a piece either and goes too. Unfinished writes are logged as such.
+    """
     removed = []
     for entry in sorted(directory.iterdir()):
         if entry.name in keep or not entry.is_file():
             continue
         entry.unlink(missing_ok=True)
         removed.append(entry.name)
+    if removed:
+        unfinished = sum(is_temporary(name) for name in removed)
+        log.warning(
+            "removed %d files from %s (%d unfinished writes, %d not part of a whole record): %s",
+            len(removed),
+            directory,
+            unfinished,
+            len(removed) - unfinished,
+            ", ".join(removed),
+        )
     return removed
 
 
@@ -92,15 +88,11 @@ class PromptStore:
         for _, prompt_id, suffix in sorted(found):
             self.kinds[prompt_id] = suffix
         self.stray = _remove_strays(self.directory, {f"{i}{s}" for i, s in self.kinds.items()})
-        if self.stray:
-            log.warning(
-                "removed %d unfinished files from %s: %s", len(self.stray), self.directory, ", ".join(self.stray)
-            )
         self._evict()
 
     def add(self, data: bytes, suffix: str) -> str:
         prompt_id = secrets.token_hex(8)
-        write_atomic(self.directory / f"{prompt_id}{suffix}", data)
+        write_atomic(self.directory / f"{prompt_id}{suffix}", data, durable=True)
         with self._lock:
             self.kinds[prompt_id] = suffix
             self._evict()
@@ -155,10 +147,6 @@ class PieceStore:
         self._bytes = 0
         self._lock = threading.Lock()
         self.stray = self._index()
-        if self.stray:
-            log.warning(
-                "removed %d unfinished files from %s: %s", len(self.stray), self.directory, ", ".join(self.stray)
-            )
         with self._lock:
             self._evict()
 
@@ -213,7 +201,7 @@ class PieceStore:
         if piece.audio is not None:
             files["wav"] = _float_wav(piece.audio, piece.sample_rate)
         for ext, data in files.items():
-            write_atomic(self.directory / f"{piece_id}.{ext}", data)
+            write_atomic(self.directory / f"{piece_id}.{ext}", data, durable=True)
         record = {
             "id": piece_id,
             "created": time.time_ns(),
@@ -224,7 +212,7 @@ class PieceStore:
             },
         }
         text = json.dumps(record, separators=(",", ":")).encode()
-        write_atomic(self.directory / f"{piece_id}.json", text)
+        write_atomic(self.directory / f"{piece_id}.json", text, durable=True)
         with self._lock:
             self._items[piece_id] = len(text) + sum(len(d) for d in files.values())
             self._bytes += self._items[piece_id]

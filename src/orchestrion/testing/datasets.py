@@ -10,7 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestrion.abc import text as abccodec
+from orchestrion.abc.dataset import SPECIAL_TOKENS as ABC_SPECIAL_TOKENS
+from orchestrion.abc.dataset import make_tokenizer
 from orchestrion.core.shards import ShardWriter, write_dataset_json
+from orchestrion.mmm.vocabulary import SPECIAL_TOKENS as MMM_SPECIAL_TOKENS
+from orchestrion.mmm.vocabulary import vocabulary
 
 
 def make_token_dataset(root: Path, sequences: int = 40, seed: int = 0, extra: tuple[str, ...] = ()) -> Path:
@@ -20,8 +25,6 @@ def make_token_dataset(root: Path, sequences: int = 40, seed: int = 0, extra: tu
     at the end of every bar, for the fine-tuning test.
     """
     from tokenizers import Tokenizer, models, pre_tokenizers
-
-    from orchestrion.mmm.vocabulary import SPECIAL_TOKENS, vocabulary
 
     vocab = vocabulary() + list(extra)
     tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(vocab)}, unk_token="<unk>"))
@@ -53,7 +56,7 @@ def make_token_dataset(root: Path, sequences: int = 40, seed: int = 0, extra: tu
             "encoding": "mmm",
             "vocab_size": tok.get_vocab_size(),
             "splits": splits,
-            "special_tokens": SPECIAL_TOKENS,
+            "special_tokens": MMM_SPECIAL_TOKENS,
             "options": {"bars": 2},
         },
     )
@@ -69,9 +72,6 @@ TUNES = [
 
 def make_abc_dataset(root: Path, copies: int = 20) -> Path:
     """A tiny spaceless-ABC dataset with the ABC encoder's own BPE tokenizer: <s> tune </s> per sequence."""
-    from orchestrion.abc import text as abccodec
-    from orchestrion.abc.dataset import SPECIAL_TOKENS, make_tokenizer
-
     texts = [abccodec.spaceless(t) for t in TUNES]
     tok = make_tokenizer(texts * 4, 300)
     root.mkdir(parents=True, exist_ok=True)
@@ -87,6 +87,6 @@ def make_abc_dataset(root: Path, copies: int = 20) -> Path:
         splits[split] = {"shards": [info["name"]], "sequences": info["sequences"], "tokens": info["tokens"]}
     write_dataset_json(
         root,
-        {"encoding": "abc", "vocab_size": tok.get_vocab_size(), "splits": splits, "special_tokens": SPECIAL_TOKENS},
+        {"encoding": "abc", "vocab_size": tok.get_vocab_size(), "splits": splits, "special_tokens": ABC_SPECIAL_TOKENS},
     )
     return root

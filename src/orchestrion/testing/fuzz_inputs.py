@@ -123,8 +123,10 @@ def _midi_vlq(rng: random.Random, data: bytearray) -> None:
     if hi <= lo:
         return
     i = rng.randrange(lo, hi)
-    vlq = rng.choice((b"\x8f\xff\xff\x7f", b"\xff\xff\xff\xff", b"\xff\xff\xff\xff\x7f", b"\x81\x80\x80\x00", b"\x80"))
-    data[i : i + rng.choice((0, 1))] = vlq
+    encoded = rng.choice(
+        (b"\x8f\xff\xff\x7f", b"\xff\xff\xff\xff", b"\xff\xff\xff\xff\x7f", b"\x81\x80\x80\x00", b"\x80")
+    )
+    data[i : i + rng.choice((0, 1))] = encoded
 
 
 def _midi_status(rng: random.Random, data: bytearray) -> None:
@@ -151,7 +153,7 @@ def _midi_add_meta_track(rng: random.Random, data: bytearray) -> None:
         )
     )
     delta = rng.choice((0, 1, 7, 240, 480, 1920, 10_000, rng.randrange(1 << 20)))
-    body = _vlq(delta) + meta + b"\x00\xff\x2f\x00"
+    body = vlq(delta) + meta + b"\x00\xff\x2f\x00"
     data += b"MTrk" + struct.pack(">I", len(body)) + body
     count = struct.unpack(">H", data[10:12])[0]
     data[10:12] = struct.pack(">H", min(count + 1, 0xFFFF))
@@ -171,7 +173,8 @@ MIDI_MUTATORS = (
 )
 
 
-def _vlq(n: int) -> bytes:
+def vlq(n: int) -> bytes:
+    """`n` as a MIDI variable-length quantity (7 bits a byte, high bit set on all but the last)."""
     out = [n & 0x7F]
     n >>= 7
     while n:
@@ -193,12 +196,12 @@ def generate_midi(rng: random.Random) -> bytes:
         status = None
         sounding: list[int] = []
         if rng.random() < 0.2:  # the notes start late: after a meter change, past the first windows
-            body += _vlq(rng.choice((4, 16, 17, 40)) * (division if division < 0x8000 else 480)) + b"\xff\x01\x00"
+            body += vlq(rng.choice((4, 16, 17, 40)) * (division if division < 0x8000 else 480)) + b"\xff\x01\x00"
         for _ in range(rng.randint(0, 60) if n_tracks <= 4 else rng.randint(0, 3)):
             delta = rng.choice(
                 (0, 0, 1, 10, 120, 480, rng.randrange(0x0FFFFFFF)) if rng.random() < 0.98 else (0x0FFFFFFF,)
             )
-            body += _vlq(delta)
+            body += vlq(delta)
             kind = rng.random()
             if kind < 0.6:
                 channel = rng.randrange(16) if rng.random() < 0.2 else 0
@@ -225,13 +228,13 @@ def generate_midi(rng: random.Random) -> bytes:
                 status = None
             elif kind < 0.9:
                 text = bytes(rng.randrange(256) for _ in range(rng.randint(0, 20)))
-                body += bytes((0xFF, rng.choice((1, 3, 4, 5)))) + _vlq(len(text)) + text
+                body += bytes((0xFF, rng.choice((1, 3, 4, 5)))) + vlq(len(text)) + text
                 status = None
             elif kind < 0.95:
                 body += bytes((0xC0 | rng.randrange(16), rng.randrange(128)))
                 status = None
             else:
-                body += bytes((0xF0,)) + _vlq(3) + b"\x7e\x7f\xf7"
+                body += bytes((0xF0,)) + vlq(3) + b"\x7e\x7f\xf7"
                 status = None
         if rng.random() < 0.9:
             body += b"\x00\xff\x2f\x00"
@@ -250,7 +253,7 @@ def _conductor_track(rng: random.Random, division: int) -> bytes:
     for _ in range(rng.randint(1, 4)):
         delta = quarter * rng.choice((0, 1, 3, 4, 8, 16, 17, 64)) + rng.choice((0, 0, 0, 1, quarter // 2))
         meter = rng.choice(((4, 2), (4, 2), (3, 2), (2, 2), (6, 3), (5, 2)))
-        body += _vlq(delta) + b"\xff\x58\x04" + bytes((*meter, 24, 8))
+        body += vlq(delta) + b"\xff\x58\x04" + bytes((*meter, 24, 8))
     body += b"\x00\xff\x2f\x00"
     return b"MTrk" + struct.pack(">I", len(body)) + bytes(body)
 

@@ -3,7 +3,7 @@
 The promise under test: every reader (MIDI, mmm tokens, ABC text, audio), fed any input, either decodes it
 or raises our own error type (`OrchestrionError`, normally `BadInput`) within a time limit, without
 crashing the process or growing its memory. `fuzz_reader` runs one reader over a stream of inputs and counts
-what happened; `tests/test_fuzz.py` runs it briefly in the default suite and at length under `slow`, and
+what happened; `tests/system/test_fuzz.py` runs it briefly in the default suite and at length under `slow`, and
 `benchmarks/fuzz.py` prints the table.
 
 The inputs come from `orchestrion.testing.fuzz_inputs` (mutated fixture and corpus files, and inputs generated from
@@ -13,6 +13,7 @@ scratch), all from one seeded `random.Random` per reader, so a failure is reprod
 from __future__ import annotations
 
 import faulthandler
+import json
 import os
 import random
 import resource
@@ -24,7 +25,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrion.errors import OrchestrionError
+from orchestrion.abc import text as abc
+from orchestrion.core.abcmidi import Validity, compile_notes
+from orchestrion.core.audio import load_audio
+from orchestrion.core.corpora import cache_dir
+from orchestrion.core.music import load_midi
+from orchestrion.errors import BadInput, OrchestrionError
+from orchestrion.mmm.codec import decode, encode_batch, encode_windows
+from orchestrion.mmm.vocabulary import MMMOptions, vocabulary
 from orchestrion.testing.fuzz_inputs import abc_inputs, midi_inputs, mmm_inputs, wav_inputs, wav_seeds
 
 # ------------------------------------------------------------------------------------------ harness
@@ -151,10 +159,6 @@ def fuzz_reader(
 
 def read_midi(data: bytes) -> object:
     """What `encode` does with one file: load it, then encode it into 4-bar windows as the pipeline does."""
-    from orchestrion.core.music import load_midi
-    from orchestrion.mmm.codec import encode_batch
-    from orchestrion.mmm.vocabulary import MMMOptions
-
     score = load_midi(data)
     result = encode_batch([score], MMMOptions(bars=4, hop=2))[0]
     if isinstance(result, OrchestrionError):
@@ -163,24 +167,18 @@ def read_midi(data: bytes) -> object:
 
 
 def read_midi_path(data: bytes, path: Path) -> object:
-    from orchestrion.core.music import load_midi
-
     path.write_bytes(data)
     return load_midi(path)
 
 
 def read_mmm(text: str) -> object:
     """The CLI's `decode mmm`: a line of tokens into a score, which is then written as MIDI."""
-    from orchestrion.mmm.codec import decode
-
     score, _ = decode(text)
     return score.dumps_midi()
 
 
 def read_abc(text: str) -> object:
     """Every pure-Python ABC step a tune or a generated sample goes through."""
-    from orchestrion.abc import text as abc
-
     tunes = abc.split_tunes(text)
     cleaned = abc.clean(text)
     spaceless = abc.spaceless(cleaned.abc)
@@ -192,9 +190,6 @@ def read_abc(text: str) -> object:
 
 def read_abc2midi(text: str) -> object:
     """abc2midi on a tune (an external program): it must be classified, never raise or run past its timeout."""
-    from orchestrion.core.abcmidi import Validity, compile_notes
-    from orchestrion.errors import BadInput
-
     validity, notes = compile_notes(text, timeout=5)
     if not isinstance(validity, Validity) or (notes is None) != (validity.status == "errors"):
         raise AssertionError(f"unclassified abc2midi result {validity!r}")
@@ -204,18 +199,14 @@ def read_abc2midi(text: str) -> object:
 
 
 def read_audio(data: bytes, path: Path) -> object:
-    from orchestrion.core.audio import load_audio
-
     path.write_bytes(data)
     return load_audio(path)
 
 
 def read_audio_soundfile(data: bytes, path: Path) -> object:
     """`load_audio` with the ffmpeg fallback turned into BadInput: the in-process path, fast enough for 10^5 runs."""
-    from orchestrion.core import audio
-
     path.write_bytes(data)
-    return audio.load_audio(path, use_ffmpeg=False)
+    return load_audio(path, use_ffmpeg=False)
 
 
 # ------------------------------------------------------------------------------------------- seeds
@@ -225,20 +216,14 @@ def midi_seeds(fixtures: Path, corpus_limit: int = 0) -> list[bytes]:
     """The MIDI fixtures, plus up to `corpus_limit` cached corpus files (never converts a corpus)."""
     files = sorted(fixtures.glob("*.mid"))
     if corpus_limit:
-        from orchestrion.core.corpora import cache_dir
-
         for name in ("bach-chorales-v1", "palestrina-v1"):
             files += sorted((cache_dir() / name / "files").glob("*.mid"))[: corpus_limit // 2]
     return [f.read_bytes() for f in files if 0 < f.stat().st_size < 200_000]
 
 
 def abc_seeds(fixtures: Path, corpus_limit: int = 0) -> list[str]:
-    import json
-
     seeds = [p.read_text(encoding="utf-8") for p in sorted(fixtures.glob("*.abc"))]
     if corpus_limit:
-        from orchestrion.core.corpora import cache_dir
-
         jsonl = cache_dir() / "folk-abc-v1" / "tunes.jsonl"
         if jsonl.is_file():
             with jsonl.open(encoding="utf-8") as f:
@@ -250,10 +235,6 @@ def abc_seeds(fixtures: Path, corpus_limit: int = 0) -> list[str]:
 
 
 def mmm_seeds(midi: list[bytes]) -> list[list[str]]:
-    from orchestrion.core.music import load_midi
-    from orchestrion.mmm.codec import encode_windows
-    from orchestrion.mmm.vocabulary import MMMOptions
-
     out = []
     for data in midi:
         try:
@@ -280,8 +261,6 @@ def run_all(
 ) -> list[FuzzStats]:
     """Fuzz each named reader with `n` inputs; the external programs may get fewer (`ffmpeg_n`, default `n // 50`,
     for the ffmpeg fallback: one process per input; `abc2midi_n`, default `n // 100`, for abc2midi)."""
-    from orchestrion.mmm.vocabulary import vocabulary
-
     midi = midi_seeds(fixtures, corpus_limit)
     results = []
     with tempfile.TemporaryDirectory(prefix="orchestrion-fuzz-") as tmp:

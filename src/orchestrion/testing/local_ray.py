@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from orchestrion.mmm.dataset import PRIVATE_RAY_ENV
+from orchestrion.core.engine import PRIVATE_RAY_ENV
 
 
 def offline_ray_env(home: Path) -> dict[str, str]:

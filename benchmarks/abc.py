@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import numpy as np
@@ -116,12 +117,62 @@ def bench_novelty(train: list[str], queries: int) -> None:
     print(f"  ratio peer/ours    {peer_s / ours_s:8.2f}x")
 
 
+def bench_sampling(tunes: int, model_ref: str = "builtin:folk") -> None:
+    """Decoding speed: `sample_abc` (header, body grammar, meter) vs the same model sampled unconstrained."""
+    import torch
+
+    from orchestrion.abc.sampler import sample_abc
+    from orchestrion.core.sampling import SamplingConfig, build_processors
+    from orchestrion.gpt.decoding import generate_tokens
+    from orchestrion.registry import load_composer
+    from orchestrion.requests import ComposeRequest
+
+    composer = load_composer(model_ref)
+    model, tokenizer = composer.model, composer.tokenizer
+    eos, bos = tokenizer.token_to_id("</s>"), tokenizer.token_to_id("<s>")
+    rhythms = ("reel", "jig", "hornpipe", "polka")
+    ours_tokens = peer_tokens = 0
+    ours_s = peer_s = 0.0
+    per_tune = []
+    for i in range(tunes):
+        request = composer.validate(ComposeRequest(model=model_ref, rhythm=rhythms[i % 4], seed=i))
+        start = time.perf_counter()
+        tune = next(e for e in sample_abc(model, tokenizer, request, token_events=False) if e.kind == "tune")
+        per_tune.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        done = next(e for e in sample_abc(model, tokenizer, request, token_events=False, check=False)
+                    if e.kind == "tune")  # fmt: skip
+        ours_s += time.perf_counter() - start
+        n = len(tokenizer.encode(done.text, add_special_tokens=False).ids)
+        ours_tokens += n
+        config = SamplingConfig.from_request(request)
+        start = time.perf_counter()
+        steps = generate_tokens(model, torch.tensor([[bos]]), config, build_processors(config), [eos], n,
+                                torch.Generator().manual_seed(i))  # fmt: skip
+        peer_tokens += sum(1 for _ in steps)
+        peer_s += time.perf_counter() - start
+        del tune
+    ours, peer = ours_tokens / ours_s, peer_tokens / peer_s
+    print(f"ABC decoding speed ({tunes} tunes of {', '.join(rhythms)}, {model_ref}, batch 1)")
+    print(f"  ours (header + body grammar) {ours:8.0f} tokens/s")
+    print(f"  peer (unconstrained)         {peer:8.0f} tokens/s")
+    print(f"  ratio ours/peer              {ours / peer:8.2f}x")
+    print(f"  seconds per tune, abc2midi check and retries included: median {statistics.median(per_tune):.2f}, "
+          f"max {max(per_tune):.2f}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tunes", type=int, default=2000)
     parser.add_argument("--vocab", type=int, default=2048)
     parser.add_argument("--checks", type=int, default=100)
+    parser.add_argument("--sampling", type=int, default=24, help="tunes for the decoding speed (0: skip)")
+    parser.add_argument("--only-sampling", action="store_true", help="only the decoding speed")
     args = parser.parse_args()
+    if args.sampling:
+        bench_sampling(args.sampling)
+    if args.only_sampling:
+        return
     train, held = corpus(args.tunes)
     bench_tokens(train, held, args.vocab)
     bench_validity(held[: args.checks])

@@ -235,18 +235,19 @@ def decode_abc(
 
 @train_app.command("markov")
 def train_markov(
-    data: Annotated[list[str], typer.Argument(help="MIDI files, folders or builtin:CORPUS")],
+    data: Annotated[list[str], typer.Argument(help="MIDI files, folders, builtin:CORPUS, .abc files")],
     out: OutDir,
     workers: Workers = 0,
     engine: Annotated[str, typer.Option(help="local or ray")] = "local",
     address: Annotated[str | None, typer.Option(help="Ray cluster address (with --engine ray)")] = None,
+    style: Annotated[str, typer.Option(help="the model's default style: chorale or lively")] = "chorale",
 ) -> None:
     """Train the Markov composer (melody and chord chains, major and minor)."""
     from rich.markup import escape
 
     from orchestrion.markov.training import train
 
-    composer = train(data, out, workers=workers, engine=engine, address=address)
+    composer = train(data, out, workers=workers, engine=engine, address=address, style=style)
     console = _console()
     for problem in composer.problems:
         console.print("[yellow]skipped[/yellow] " + escape(problem), highlight=False, soft_wrap=True)
@@ -342,6 +343,9 @@ def generate(
     title: Annotated[str | None, typer.Option(help="ABC title")] = None,
     meter: Annotated[str | None, typer.Option(help="ABC meter, e.g. 6/8")] = None,
     rhythm: Annotated[str | None, typer.Option(help="ABC rhythm, e.g. jig")] = None,
+    form: Annotated[
+        str | None, typer.Option(help="ABC form: strains (two repeated 8-bar strains; dance tunes) or free")
+    ] = None,
     replay: Annotated[Path | None, typer.Option(help="a provenance sidecar (piece.mid.json) to make again")] = None,
 ) -> None:
     """Compose a piece with a model and write it with its provenance sidecar."""
@@ -369,6 +373,7 @@ def generate(
         "title": title,
         "meter": meter,
         "rhythm": rhythm,
+        "form": form,
     }
     fields = {k: v for k, v in fields.items() if v is not None}
     if replay is not None:

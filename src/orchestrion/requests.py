@@ -37,6 +37,10 @@ class ComposeRequest(BaseModel):
     key: str | None = Field(None, description="key and mode, e.g. 'D minor'")
     tempo: float = Field(120.0, ge=20, le=400, description="quarter notes per minute")
     chord_pull: bool = Field(True, description="pull melodic voices toward the tones of the current chord")
+    style: str | None = Field(None, max_length=40, description="markov: 'chorale' or 'lively' (default: the model's)")
+    max_hold_bars: float | None = Field(
+        None, ge=1, le=64, description="markov: the longest one melody pitch is held or repeated, in bars (default 2)"
+    )
     # sampling
     temperature: float = Field(1.0, gt=0, le=10)
     top_p: float = Field(1.0, gt=0, le=1)
@@ -51,10 +55,17 @@ class ComposeRequest(BaseModel):
     density: list[int] | None = Field(None, description="mmm note-density bin per track")
     fill_bars: list[int] | None = Field(None, description="mmm bars to fill in (0-based), keeping the rest")
     keep_tracks: list[int] | None = Field(None, description="tracks of the prompt to keep; the rest are composed")
+    candidates: int | None = Field(
+        None, ge=1, le=64, description="mmm: candidate bars the harmony critic chooses from (default 8; 1 is fastest)"
+    )
+    crossing: bool | None = Field(None, description="mmm: let chorale voices cross (default: they may not)")
     title: str | None = Field(None, max_length=200)
     meter: str | None = Field(None, max_length=16, description="ABC meter, e.g. '6/8'")
     rhythm: str | None = Field(None, max_length=40, description="ABC rhythm, e.g. 'jig' or 'reel'")
     variations_of: str | None = Field(None, description="ABC tune to make variations of")
+    form: str | None = Field(
+        None, description="ABC tune form: 'strains' (two repeated 8-bar strains, the default for dance tunes) or 'free'"
+    )
 
     @field_validator("voices")
     @classmethod
@@ -75,6 +86,13 @@ class ComposeRequest(BaseModel):
                 if not 0 <= p <= 127:
                     raise ValueError(f"General MIDI program {p} is outside 0-127")
         return programs
+
+    @field_validator("form")
+    @classmethod
+    def _known_form(cls, form: str | None) -> str | None:
+        if form is not None and form.strip().lower() not in ("strains", "free"):
+            raise ValueError(f"unknown form {form!r}: use 'strains' (two repeated 8-bar strains) or 'free'")
+        return None if form is None else form.strip().lower()
 
     @field_validator("key")
     @classmethod

@@ -9,6 +9,7 @@ import pytest
 
 from orchestrion.abc.meter import (
     AbcSyntaxError,
+    TICKS,
     MeterState,
     bar_lengths,
     bars,
@@ -150,7 +151,7 @@ def test_default_unit_follows_the_meter() -> None:
     # ABC 2.1: without L:, the unit is a 16th under meters below 3/4, else an eighth.
     assert bar_lengths(tune("ABcd efga|", meter="2/4", unit=None)) == [F(1, 2)]
     assert bar_lengths(tune("ABc def|", meter="3/4", unit=None)) == [F(3, 4)]
-    assert initial_state("C|").unit == F(1, 8)
+    assert initial_state("C|").unit == TICKS // 8
 
 
 def test_compound_meter_tuplets_default_to_three() -> None:

@@ -1,7 +1,10 @@
 """Spaceless ABC as a GPT encoding: header defaults, streaming, and what config.json learns from the data.
 
-The stream yields a TextChunk per bar as its bar line comes, then the whole checked tune (complete=True)
-and its report; a tune abc2midi rejects is sampled again and the stream starts over from its X: line.
+A request's rhythm gives the meter, tempo and form it leaves open (`orchestrion.abc.rhythms`: a reel is in
+4/4 at 200 quarter notes a minute, in two repeated 8-bar strains); a meter the rhythm is not written in is
+an `InvalidRequest` naming `meter`. The stream yields a TextChunk per bar as its bar line comes, then the
+whole checked tune (complete=True, with its tempo as a `Q:` field) and its report; a tune abc2midi rejects
+is sampled again and the stream starts over from its X: line.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ from typing import ClassVar
 import numpy as np
 
 from orchestrion.abc import text as abccodec
+from orchestrion.abc.meter import meter_length
+from orchestrion.abc.rhythms import RHYTHMS, rhythm_named, tempo_field
 from orchestrion.composer import Chunk, Piece, PieceReport, TextChunk
 from orchestrion.core.abcmidi import abc_to_score, validate
 from orchestrion.core.music import parse_key
-from orchestrion.errors import BadInput, OrchestrionError
+from orchestrion.errors import BadInput, InvalidRequest, OrchestrionError
 from orchestrion.requests import ComposeRequest
 
 
@@ -24,17 +29,18 @@ class ABCEncoding:
     name: ClassVar[str] = "abc"
 
     def validate(self, config: object, request: ComposeRequest) -> ComposeRequest:
-        """A meter and key the request leaves open are drawn from the training data's, with the seed."""
+        """The rhythm's meter, tempo and form where the request leaves them open (a meter that does not fit
+        the rhythm is an error naming `meter`); a key left open is drawn from the training data's keys with
+        the seed. Without a rhythm the model writes `R:` (a known one) and then a meter of that rhythm."""
+        update = _rhythm_defaults(request)
         headers = getattr(config, "default_headers", None)
         if not headers or request.prompt is not None or request.variations_of is not None:
-            return request
+            return request.model_copy(update=update) if update else request
         rng = np.random.default_rng(request.seed)
-        update = {}
-        for field_name in ("meter", "key"):
-            choices = headers.get(field_name) or []
-            if getattr(request, field_name) is None and choices:
-                weights = np.array([c for _, c in choices], dtype=float)
-                update[field_name] = choices[int(rng.choice(len(choices), p=weights / weights.sum()))][0]
+        choices = headers.get("key") or []
+        if request.key is None and choices:
+            weights = np.array([c for _, c in choices], dtype=float)
+            update["key"] = choices[int(rng.choice(len(choices), p=weights / weights.sum()))][0]
         return request.model_copy(update=update) if update else request
 
     def chunks(self, model: object, tokenizer: object, request: ComposeRequest) -> Iterator[Chunk]:
@@ -50,7 +56,9 @@ class ABCEncoding:
                     index += 1
                     pending = pending[cut + 1 :]
             elif event.kind == "tune":
-                yield TextChunk(index, event.text, complete=True)
+                meter = abccodec.header(event.text)["meter"] or None
+                text = abccodec.with_header_lines(event.text, [tempo_field(request.tempo, meter)])
+                yield TextChunk(index, text, complete=True)
                 yield PieceReport({**event.report, "valid": event.valid})
                 index, pending = index + 1, ""
 
@@ -84,6 +92,37 @@ class ABCEncoding:
 
     def data_defaults(self, dataset: object, tokenizer: object) -> dict:
         return {"default_headers": typical_headers(dataset)}
+
+
+def _rhythm_defaults(request: ComposeRequest) -> dict:
+    """What a request's rhythm says about its meter, tempo and form (an InvalidRequest where they clash)."""
+    update: dict = {}
+    if request.meter is not None:
+        try:
+            meter_length(request.meter)
+        except BadInput as exc:
+            raise InvalidRequest("meter", exc.reason) from exc
+    if request.rhythm is None:
+        return update
+    rhythm = rhythm_named(request.rhythm)
+    if rhythm is None:
+        raise InvalidRequest("rhythm", f"unknown rhythm {request.rhythm!r}: use one of {', '.join(RHYTHMS)}")
+    if request.rhythm != rhythm.name:
+        update["rhythm"] = rhythm.name
+    meter = request.meter or rhythm.meter
+    if request.meter is None:
+        update["meter"] = meter
+    elif not rhythm.fits(request.meter):
+        raise InvalidRequest(
+            "meter",
+            f"a {rhythm.name} is written in {' or '.join(rhythm.meters)}, not {request.meter}: "
+            f"leave the meter out for {rhythm.meter}",
+        )
+    if "tempo" not in request.model_fields_set:
+        update["tempo"] = rhythm.quarter_tempo(meter)
+    if request.form is None:
+        update["form"] = "strains" if rhythm.dance else "free"
+    return update
 
 
 def typical_headers(dataset, limit: int = 5000, top: int = 8) -> dict[str, list]:

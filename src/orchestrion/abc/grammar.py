@@ -1,14 +1,16 @@
-"""ABC constraints: the header-forcing processor, the body syntax automaton, the ABC prompt plan.
+"""ABC constraints: the header-forcing processor, the body grammar at work, the ABC prompt plan.
 
 `ABCHeader` forces the header of a spaceless ABC tune (X:, T:, R:, M:, L:, K:, values from the request or
-spelled from known ones) and runs the body through `abc_step`, a character automaton of the syntax
-abc2midi accepts. `abc_plan` turns a request and its prompt into an `ABCPlan`: the header fields to force
-and the body to start from. Like the processors in `orchestrion.core.sampling`, `ABCHeader` is a
-`LogitsProcessor`; `orchestrion.abc.sampler` runs it.
+written by the model within known ones: titles of real words, known rhythms, the meters of the rhythm) and
+then runs the body through `orchestrion.abc.body.BodyGrammar` (syntax, bar lengths, form, the last note).
+`abc_plan` turns a request and its prompt into an `ABCPlan`: the header fields to force, the body to start
+from and the form. Like the processors in `orchestrion.core.sampling`, `ABCHeader` is a `LogitsProcessor`;
+`orchestrion.abc.sampler` runs it.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from orchestrion.abc import text as abccodec
-from orchestrion.errors import InvalidRequest
+from orchestrion.abc.body import ABC_START, Body, BodyGrammar, abc_can_end, abc_feed, abc_step, body_grammar
+from orchestrion.abc.rhythms import rhythm_named, rhythms_for_meter
+from orchestrion.abc.titles import TitleVocabulary, title_prefix_ok, title_vocabulary
+from orchestrion.errors import BadInput, InvalidRequest
 
 if TYPE_CHECKING:
     from orchestrion.requests import ComposeRequest
@@ -31,6 +36,7 @@ class ABCPlan:
 
     fields: list[tuple[str, str | None]]  # (letter, value) in order; None: the model writes the value
     body: str = ""  # the prompt's first bars, spaceless ("" to start the body afresh)
+    form: str | None = None  # "strains" or "free"; None: strains for a dance rhythm, else free
 
 
 def _abc_parts(tune: str) -> tuple[dict[str, str], list[str]]:
@@ -80,15 +86,17 @@ def abc_plan(request: ComposeRequest, prompt_text: str | None) -> ABCPlan:
         ("L", head.get("unit") or "1/8"),
         ("K", key or head.get("key") or None),
     ]
-    return ABCPlan(fields, body)
+    return ABCPlan(fields, body, request.form)
 
 
 # ------------------------------------------------------------------------------------------- abc
 
+__all__ = ["ABC_START", "ABCHeader", "ABCPlan", "abc_can_end", "abc_feed", "abc_plan", "abc_step"]
 
 # The characters of the folk corpus's tune bodies, less chord symbols and text annotations ("..."),
-# whose free text is where a weak model most often writes what abc2midi cannot read.
-BODY_CHARS = set("ABCDEFGabcdefgzxZ0123456789|:/(){},'=^_<>.~T]\\\n")  # no ties: abc2midi wants equal pitches
+# whose free text is where a weak model most often writes what abc2midi cannot read, and less
+# multi-measure and invisible rests (Z, X, x), which a melody has no use for.
+BODY_CHARS = set("ABCDEFGabcdefgz0123456789|:/(){},'=^_<>.~T]\n")  # no ties: abc2midi wants equal pitches
 _MODES = ("", "m", "min", "maj", "mix", "dor", "phr", "lyd", "loc", "aeo", "ion", "Mix", "Dor", "Min", "Maj")
 # The values abc2midi reads for the fields a model may fill in itself; anything else is masked.
 FIELD_VALUES = {
@@ -96,17 +104,28 @@ FIELD_VALUES = {
     "L": {f"1/{d}" for d in (1, 2, 4, 8, 16, 32)},
     "K": {f"{t}{a}{m}" for t in "ABCDEFG" for a in ("", "#", "b") for m in _MODES} | {"none"},
 }
-_VALUE_CHARS = {c for vs in FIELD_VALUES.values() for v in vs for c in v}
-_FIELD_PREFIXES = {k: {v[:i] for v in vs for i in range(len(v) + 1)} for k, vs in FIELD_VALUES.items()}
+FALLBACK = {"R": "reel", "M": "4/4", "L": "1/8", "K": "C"}  # when a tokenizer cannot spell a field at all
+ENDING_TOKENS = 32  # this close to the token budget, a tune is steered to a place where it may end
+MAX_CHECKED = 240  # body tokens checked per step once some fit (the likeliest first): the rest hold little mass
+
+
+@functools.lru_cache(maxsize=256)
+def _prefixes(values: frozenset[str]) -> frozenset[str]:
+    return frozenset(v[:i] for v in values for i in range(len(v) + 1))
 
 
 class ABCHeader:
-    """Spaceless ABC with a complete header: X:, T:, (R:,) M:, L:, K: in that order, then the body.
+    """Spaceless ABC with a complete header: X:, T:, R:, M:, L:, K: in that order, then the body.
 
-    `fields` is a list of (letter, value or None): a value is forced whole ("M:6/8\\n"), None forces the
-    letter ("M:") and lets the model write the value up to its newline. Tokens never cross a newline in
-    the ABC tokenizer (`orchestrion.abc.dataset.make_tokenizer`), so a field ends with the token that ends in "\\n".
-    End of tune (`eos_id`) is allowed only once the body holds a bar line; `bos_id` never comes back.
+    `fields` is a list of (letter, value or None): a value is forced whole ("M:6/8\\n"), None lets the model
+    write the line ("T:" and its value) up to its newline, within what `_line_ok` accepts: a title of real
+    words (`orchestrion.abc.titles`), a known rhythm (of the meter, when M: is given), a meter of that
+    rhythm, a unit or key abc2midi reads. Tokens never cross a newline in the ABC tokenizer
+    (`orchestrion.abc.dataset.make_tokenizer`), so a line ends with the token that ends in "\\n". A field the
+    tokenizer cannot spell at all is left out of the tokens and put into the text after sampling
+    (`header_lines`). The body follows `orchestrion.abc.body.BodyGrammar` for the meter, unit and key the
+    header ended with and `form` (None: strains for a dance rhythm); the end of tune (`eos_id`) comes only
+    where the grammar may end; `bos_id` never comes back.
     """
 
     def __init__(
@@ -119,48 +138,115 @@ class ABCHeader:
         body_prefix: str = "",
         max_field_tokens: int = 16,
         max_tokens: int | None = None,
+        form: str | None = None,
+        titles: TitleVocabulary | None = None,
+        seed: int = 0,
     ):
         self.tokenizer, self.eos_id, self.bos_id = tokenizer, eos_id, bos_id
         size = tokenizer.get_vocab_size()
         self.text = [tokenizer.decode([i], skip_special_tokens=False) for i in range(size)]
-        self.newline = torch.tensor([t.endswith("\n") for t in self.text])
-        # Free values of M:, L: and K: may only use the characters such values are made of.
-        # Tokens that could be part of a field value (no newline inside), by their text without "\n".
-        self.value_tokens = [
-            (i, t.rstrip("\n"), t.endswith("\n"))
-            for i, t in enumerate(self.text)
-            if "\n" not in t.rstrip("\n") and set(t.rstrip("\n")) <= _VALUE_CHARS
-        ]
         vocab = tokenizer.get_vocab()
         self.never = [i for t, i in vocab.items() if t in ("<pad>", "<unk>", "<s>") or i == bos_id]
-        self.body_ok = torch.tensor([set(t) <= BODY_CHARS for t in self.text])
-        self.body_ok[eos_id] = True
-        self.fields = fields
-        self.max_field_tokens = max_field_tokens  # a free field value then has to end (no endless title)
-        self.body_prefix = body_prefix
-        self.rows = [
-            {"field": -1, "forced": [], "free": False, "body": "", "in_body": False} for _ in range(batch_size)
+        specials = set(self.never) | {eos_id}
+        # Tokens that may write (part of) a header line: no newline inside, at most one at the end.
+        self.line_tokens = [
+            (i, t.removesuffix("\n"), t.endswith("\n"))
+            for i, t in enumerate(self.text)
+            if t and i not in specials and "\n" not in t.removesuffix("\n")
         ]
+        self.line_ends = [i for i, _, ends in self.line_tokens if ends] or [eos_id]
+        self.body_ok = torch.tensor([bool(t) and set(t) <= BODY_CHARS for t in self.text])
+        self.body_ok[list(specials)] = False
+        self.fields, self.form, self.seed = fields, form, seed
+        self.max_field_tokens = max_field_tokens  # a free line then has to end (no endless title)
+        self.body_prefix = body_prefix
+        self.titles = titles
+        self.rows = [{"field": -1, "forced": [], "free": False, "values": {}, "posthoc": []} for _ in range(batch_size)]
         self.seen = 0
         self.prompt_done = False
         self.max_tokens = max_tokens  # near it, a tune is steered to a place where it may end, then ended
         self.steps = 0
 
-    def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
+    # ------------------------------------------------------------------------------------- header
+
+    def spell(self, text: str) -> list[int] | None:
+        """The tokens of `text`, or None when the tokenizer cannot write it exactly."""
+        ids = list(self.tokenizer.encode(text, add_special_tokens=False).ids)
+        return ids if ids and "".join(self.text[i] for i in ids) == text and not set(ids) & set(self.never) else None
+
+    def _choices(self, row: dict, letter: str) -> frozenset[str] | None:
+        """The values a free field may take (None: a title, checked word by word)."""
+        if letter == "R":
+            meter = next((v for k, v in self.fields if k == "M" and v), None)
+            names = [r.name for r in rhythms_for_meter(meter)] or ["air"]
+            return frozenset(names + [n.capitalize() for n in names])
+        if letter == "M":
+            rhythm = rhythm_named(row["values"].get("R"))
+            return frozenset(rhythm.meters) if rhythm is not None else frozenset(FIELD_VALUES["M"])
+        if letter in FIELD_VALUES:
+            return frozenset(FIELD_VALUES[letter])
+        return None
+
+    def _line_ok(self, row: dict, letter: str, line: str, final: bool) -> bool:
+        """Can `line` ("T:The Bo") begin (`final`: be) the line of field `letter`?"""
+        head = f"{letter}:"
+        if len(line) < 2:
+            return not final and head.startswith(line)
+        if not line.startswith(head):
+            return False
+        value = line[2:]
+        if letter == "T":
+            return title_prefix_ok(value, self.titles or title_vocabulary(), final=final)
+        choices = self._choices(row, letter)
+        if choices is None:
+            return bool(value) or not final
+        return value in choices if final else value in _prefixes(choices)
+
+    def _fallback(self, row: dict, letter: str) -> str:
+        if letter == "T":
+            titles = (self.titles or title_vocabulary()).titles
+            return titles[self.seed % len(titles)] if titles else "Untitled"
+        choices, default = self._choices(row, letter), FALLBACK.get(letter, "")
+        return default if choices is None or default in choices else sorted(choices)[0]
+
+    def _force(self, row: dict, letter: str, value: str) -> None:
+        line = f"{letter}:{value}\n"
+        row["values"][letter] = value
+        ids = self.spell(line)
+        if ids is None:  # a vocabulary without this text (one token per musical symbol): added afterwards
+            row["posthoc"].append(line)
+            self._next_field(row)
+        else:
+            row["forced"], row["free"] = ids, False
 
     def _next_field(self, row: dict) -> None:
         row["field"] += 1
         if row["field"] < len(self.fields):
             letter, value = self.fields[row["field"]]
-            text = f"{letter}:{value}\n" if value is not None else f"{letter}:"
-            row["forced"], row["free"], row["used"], row["value"] = self.encode(text), value is None, 0, ""
-        else:
-            row["in_body"], row["free"] = True, False
-            row["forced"] = self.encode(self.body_prefix) if self.body_prefix else []
-            row["body"] = self.body_prefix
-            row["syntax"] = abc_feed(ABC_START, self.body_prefix)  # None: a prompt the automaton cannot
-            # follow, then the body is left to the model and abc2midi's check
+            if value is not None:
+                self._force(row, letter, value)
+                return
+            row["forced"], row["free"], row["used"], row["line"] = [], True, 0, ""
+            if not self._free_tokens(row):  # the tokenizer cannot write this field: a plausible value
+                self._force(row, letter, self._fallback(row, letter))
+            return
+        row["in_body"], row["free"] = True, False
+        row["forced"] = (self.spell(self.body_prefix) or []) if self.body_prefix else []
+        row["body"] = self.body_prefix
+        row["grammar"], row["state"] = self._body_grammar(row)
+
+    def _body_grammar(self, row: dict) -> tuple[BodyGrammar | None, Body | None]:
+        """The grammar of this tune's body (None where the header names a meter or unit it cannot read, or a
+        prompt does not follow it: then the body is left to the model and abc2midi's check)."""
+        values = row["values"]
+        rhythm = rhythm_named(values.get("R"))
+        form = self.form or ("strains" if rhythm is not None and rhythm.dance else "free")
+        try:
+            grammar = body_grammar(values.get("M") or "none", values.get("L") or "1/8", values.get("K"), form)
+        except BadInput:
+            return None, None
+        state = grammar.start(self.body_prefix)
+        return (grammar, state) if state is not None else (None, None)
 
     def start(self) -> None:
         """Begin every row at the first field (the prompt is just BOS)."""
@@ -168,58 +254,99 @@ class ABCHeader:
             self._next_field(row)
 
     def _advance(self, row: dict, token: int) -> None:
+        if token == self.eos_id:
+            row["done"] = True
+            return
         if row["forced"]:
             if token == row["forced"][0]:
                 row["forced"].pop(0)
             else:
                 row["forced"] = []
-            if not row["in_body"] and not row["forced"] and not row["free"]:
+            if not row.get("in_body") and not row["forced"] and not row["free"]:
                 self._next_field(row)
             return
-        if row["in_body"]:
+        if row.get("in_body"):
             row["body"] += self.text[token]
-            if row.get("syntax") is not None and token != self.eos_id:
-                row["syntax"] = abc_feed(row["syntax"], self.text[token])
+            if row["state"] is not None:
+                row["state"] = row["grammar"].advance(row["state"], token, self.text)
         elif row["free"]:
             row["used"] += 1
-            row["value"] += self.text[token]
+            row["line"] += self.text[token]
             if self.text[token].endswith("\n"):
+                letter = self.fields[row["field"]][0]
+                row["values"][letter] = row["line"][2:].removesuffix("\n")
                 self._next_field(row)
 
-    def _syntax_mask(self, state: tuple, scores: torch.Tensor, first: int = 64, ending: bool = False) -> torch.Tensor:
-        """Ban every token that would break the body's syntax; checks the likeliest `first` tokens (all of
-        them only when none of those fits), which keeps a step cheap. `ending`: the token budget is nearly
-        spent, so end the tune where it may end, and until then prefer tokens after which it may."""
-        if ending and abc_can_end(state):
-            banned = torch.ones_like(scores, dtype=torch.bool)
+    def _free_tokens(self, row: dict) -> list[int]:
+        """The tokens that may come next in a free header line."""
+        letter = self.fields[row["field"]][0]
+        line, spent = row["line"], row["used"] >= self.max_field_tokens
+        good = []
+        for i, text, ends in self.line_tokens:
+            if spent and not ends and (letter != "T" or " " in text):
+                continue  # the line has to come to its end: finish the word, then the line
+            if self._line_ok(row, letter, line + text, ends):
+                good.append(i)
+        return good
+
+    def complete(self, r: int) -> bool:
+        """Did row `r` follow its body grammar to an end (not cut by the budget, never stuck)?"""
+        row = self.rows[r]
+        if not row.get("in_body") or row.get("stuck"):
+            return False
+        return row["state"] is None or row["grammar"].can_end(row["state"])
+
+    def header_lines(self, r: int) -> list[str]:
+        """The header lines the tokenizer could not spell, to put into row `r`'s text (before `K:`)."""
+        return list(self.rows[r]["posthoc"])
+
+    # --------------------------------------------------------------------------------------- body
+
+    def _body_mask(self, row: dict, scores: torch.Tensor) -> torch.Tensor:
+        """Ban every token the body grammar does not allow next (True = banned).
+
+        Tokens are checked in order of their score, until the allowed ones hold 98% of the probability that
+        is left to find, or `MAX_CHECKED` tokens have been checked and some fit (each check is a few
+        characters through the grammar, cached per state): the mask is exact where it matters and a step
+        stays cheap. Near the token budget (`ending`) the tune is
+        steered to a place where it may end, and ended there.
+        """
+        grammar, state = row["grammar"], row["state"]
+        ending = self.max_tokens is not None and self.max_tokens - self.steps <= ENDING_TOKENS
+        banned = torch.ones_like(scores, dtype=torch.bool)
+        if ending and grammar.can_end(state, relaxed=True):
             banned[self.eos_id] = False
             return banned
+        probs = torch.softmax(scores.float(), -1)
         finite = int(torch.isfinite(scores).sum())
-        for k in (min(first, finite), finite):
-            good = []
-            for i in torch.topk(scores, k).indices.tolist():
+        order = torch.argsort(scores, descending=True)[:finite].tolist()
+        mass = probs[order].tolist()
+        good: list[int] = []
+        found, left = 0.0, sum(mass)
+        chunk, at = 16, 0
+        while at < len(order):
+            for i, p in zip(order[at : at + chunk], mass[at : at + chunk], strict=True):
+                left -= p
                 if i == self.eos_id:
-                    ok = abc_can_end(state)
+                    ok = grammar.can_end(state)
                 else:
-                    ok = abc_feed(state, self.text[i]) is not None
+                    ok = grammar.advance(state, i, self.text) is not None
                 if ok:
                     good.append(i)
-            if good:
+                    found += p
+            at += chunk
+            chunk *= 2
+            if good and (left <= 0.02 * found or at >= MAX_CHECKED):
                 break
         if ending:
-            closing = [i for i in good if i != self.eos_id and abc_can_end(abc_feed(state, self.text[i]))]
-            good = closing or [i for i in good if set(self.text[i]) & set("|)}:")] or good
-        banned = torch.ones_like(scores, dtype=torch.bool)
+            closing = [
+                i for i in good if i != self.eos_id and grammar.can_end(grammar.advance(state, i, self.text), True)
+            ]
+            good = closing or good
+        if not good:
+            row["stuck"] = True  # nothing fits: end the tune here (it is sampled again if abc2midi refuses it)
         banned[good or [self.eos_id]] = False
         return banned
-
-    def _value_continuations(self, letter: str, so_far: str) -> list[int]:
-        prefixes, values = _FIELD_PREFIXES[letter], FIELD_VALUES[letter]
-        return [
-            i
-            for i, text, ends in self.value_tokens
-            if ((so_far + text in values) if ends else (text and so_far + text in prefixes))
-        ]
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         new = input_ids[:, self.seen :].tolist()
@@ -232,136 +359,20 @@ class ABCHeader:
         for r, (row, tokens) in enumerate(zip(self.rows, new, strict=True)):
             for token in tokens:
                 self._advance(row, token)
+            if row.get("done"):  # this row has ended: its tokens are not used
+                mask[r] = True
+                mask[r, self.eos_id] = False
+                continue
             if row["forced"]:
                 mask[r] = True
                 mask[r, row["forced"][0]] = False
                 continue
-            mask[r, self.never] = True
-            if row["in_body"]:
-                mask[r] |= ~self.body_ok
-            if not row["in_body"] or "|" not in row["body"]:
-                mask[r, self.eos_id] = True
-            if row["in_body"] and row.get("syntax") is not None:
-                ending = self.max_tokens is not None and self.max_tokens - self.steps <= 32
-                mask[r] = self._syntax_mask(row["syntax"], scores[r].masked_fill(mask[r], NEG_INF), ending=ending)
-            if row["free"]:
-                letter = self.fields[row["field"]][0]
-                if letter in FIELD_VALUES:  # a token that keeps the value a prefix of a known one
-                    mask[r] = True
-                    mask[r, self._value_continuations(letter, row["value"])] = False
-                if row["used"] >= self.max_field_tokens:
-                    mask[r] |= ~self.newline
+            if row.get("in_body"):
+                mask[r] = ~self.body_ok
+                mask[r, self.eos_id] = "|" not in row["body"]
+                if row["state"] is not None:
+                    mask[r] = self._body_mask(row, scores[r].masked_fill(mask[r], NEG_INF))
+            elif row["free"]:
+                mask[r] = True
+                mask[r, self._free_tokens(row) or self.line_ends] = False  # (a dead end: end the line as it is)
         return scores.masked_fill(mask.to(scores.device), NEG_INF)
-
-
-# ------------------------------------------------------------------------------------- abc body syntax
-
-_LEN = __import__("re").compile(r"[1-9]\d?(/[1-9]?)?|/[1-9]?|//")
-_NOTE_LIKE = ("note", "rest", "closed")
-
-
-def abc_step(state: tuple, c: str) -> tuple | None:
-    """One character of a spaceless ABC body through a small syntax automaton; None where abc2midi would
-    stumble. state = (kind, length, need, slur, grace, bars, accidentals, repeat_open, tuplet_left,
-    in_tuplet): the last two count the notes a tuplet still takes, since abc2midi refuses nested tuplets
-    and broken rhythms (A>B) that touch one."""
-    tup, intup = state[8], state[9]
-    if c in "23456789" and state[0] == "open" and tup:
-        return None
-    if c in "<>" and intup:
-        return None
-    nxt = _abc_step(state[:8], c)
-    if nxt is None:
-        return None
-    if nxt[0] == "tuplet" and state[0] == "open":
-        return (*nxt, int(c), False)
-    if (
-        nxt[0] in ("note", "rest")
-        and state[0] not in ("note", "rest")
-        or (nxt[0] in ("note", "rest") and nxt[1] == "" and c not in ",'")
-    ):
-        # a new note or rest begins
-        return (*nxt, max(tup - 1, 0), tup > 0)
-    return (*nxt, tup, intup)
-
-
-def _abc_step(state: tuple, c: str) -> tuple | None:
-    """`abc_step` without the tuplet bookkeeping."""
-    kind, length, need, slur, grace, bars, acc, rep = state
-    if kind == "note" and need is not None and not (c.isdigit() or c == "/"):
-        if length != need:  # a broken rhythm (A>B) needs two notes of the same length
-            return None
-        need = None
-    if c.isdigit() or c == "/":
-        if kind in ("note", "rest") and (need is None or need.startswith(length + c)) and _LEN.fullmatch(length + c):
-            return (kind, length + c, need, slur, grace, bars, 0, rep)
-        if kind == "open" and c in "23456789":  # (3: a tuplet, not a slur
-            return ("tuplet", "", need, slur - 1, grace, bars, 0, rep)
-        return None  # (variant endings |1 |2 need repeat bookkeeping abc2midi is strict about: left out)
-    if c in "ABCDEFGabcdefg":
-        if kind == "colon" or (kind == "broken" and grace):
-            return None
-        return ("note", "", need if kind == "broken" else None, slur, grace, bars, 0, rep)
-    if c in ",'":
-        return state if kind == "note" and length == "" else None
-    if c in "zxZ":
-        if grace or kind in ("acc", "deco", "colon", "tuplet", "broken"):
-            return None
-        return ("rest", "", need if kind == "broken" else None, slur, grace, bars, 0, rep)
-    if c in "^_=":
-        if kind == "colon" or acc >= (1 if c == "=" else 2):
-            return None
-        return ("acc", "", need if kind == "broken" else None, slur, grace, bars, acc + 1, rep)
-    if c in "<>":
-        if kind != "note" or grace or length not in ("", "2"):
-            return None
-        return ("broken", "", length, slur, grace, bars, 0, rep)
-    if c == "(" and kind == "tuplet":
-        return None if slur else ("open", "", None, slur + 1, grace, bars, 0, rep)  # (3(AB): a slurred triplet
-    if kind in ("acc", "deco", "broken", "tuplet") or (kind == "colon" and c not in "|:"):
-        return None  # these need a note (or a bar line) next
-    if c == "(":  # slurs do not nest here (a weak model opens more than it closes)
-        return None if grace or slur else ("open", "", None, slur + 1, grace, bars, 0, rep)
-    if c == ")":
-        return ("closed", "", None, slur - 1, grace, bars, 0, rep) if slur > 0 and kind in _NOTE_LIKE else None
-    if c == "{":
-        return None if grace else ("start", "", None, slur, True, bars, 0, rep)
-    if c == "}":
-        return ("grace_done", "", None, slur, False, bars, 0, rep) if grace and kind == "note" else None
-    if c in ".~T" and not grace and kind != "grace_done":
-        return ("deco", "", None, slur, grace, bars, 0, rep)
-    if grace or kind in ("open", "grace_done"):
-        return None
-    if c == "|":
-        return ("bar", "", None, slur, grace, bars + 1, 0, rep)
-    if c == "]":
-        return ("bar", "", None, slur, grace, bars, 0, rep) if kind == "bar" else None  # |]
-    if c == ":":
-        if kind == "bar":  # |: a repeat starts (abc2midi refuses a second one before its :|)
-            return None if rep else ("bar", "", None, slur, grace, bars, 0, True)
-        if kind == "colon":  # :: ends a repeat and starts the next
-            return ("bar", "", None, slur, grace, bars + 1, 0, True)
-        return ("colon", "", None, slur, grace, bars, 0, False) if kind in _NOTE_LIKE else None
-    if c == "\\":
-        return ("cont", "", None, slur, grace, bars, 0, rep)
-    if c == "\n":
-        return ("start", "", None, slur, grace, bars, 0, rep)
-    return None
-
-
-ABC_START = ("start", "", None, 0, False, 0, 0, False, 0, False)
-
-
-def abc_can_end(state: tuple) -> bool:
-    kind, length, need, slur, grace, bars, acc, rep = state[:8]
-    if kind == "note" and need is not None and length != need:
-        return False
-    return bars > 0 and slur == 0 and not grace and not rep and kind in ("note", "rest", "closed", "bar", "start")
-
-
-def abc_feed(state: tuple | None, text: str) -> tuple | None:
-    for c in text:
-        if state is None:
-            return None
-        state = abc_step(state, c)
-    return state

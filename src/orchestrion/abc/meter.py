@@ -6,7 +6,10 @@ can cache it per state and per token (`feed` runs a whole token). It tracks the 
 read under the `L:` and `M:` in force; when a bar line ends a bar, the state that reads past the bar line
 carries that bar in `closed` (for one step). `finish` ends the text and gives the bars that completes.
 
-Durations are `Fraction`s of a whole note. What counts:
+Inside the state, durations are whole numbers of ticks, `TICKS` to a whole note (exact for units down to
+1/64, lengths down to /16, broken rhythms and tuplets of 2 to 9; anything finer falls back to a `Fraction` of
+ticks), so that a step is cheap and a state hashes fast; `Bar` gives its lengths as `Fraction`s of a whole
+note. What counts:
 
 - notes `A`, `^c'`, `_B,,` and rests `z` `x`: the unit length (`L:`) times their length, `A2` `A/2` `A/`
   `A//` `A3/2` `A3/`;
@@ -30,6 +33,7 @@ listed one after another). `¶` (the spaceless codec's newline mark) reads as a 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -48,6 +52,41 @@ _BAR_LINE = re.compile(r"(:*)(\[?\|[|:]{0,2}\]?)?(:*)")
 _LENGTH = re.compile(r"(\d*)(/*)(\d*)")
 _METER = re.compile(r"\(?(\d+(?:\+\d+)*)\)?/(\d+)")
 _FIELD_TEXT = re.compile(r"([A-Za-z+]):(.*)")
+TICKS = 2**10 * 3**2 * 5 * 7  # ticks to a whole note: exact for the durations ABC tunes use
+
+
+def ticks(length: Fraction) -> int | Fraction:
+    """A duration in whole notes as ticks (an int; a Fraction only for durations finer than ticks)."""
+    value = length * TICKS
+    return value.numerator if value.denominator == 1 else value
+
+
+def whole_notes(duration: int | Fraction) -> Fraction:
+    """Ticks back to a `Fraction` of a whole note."""
+    return Fraction(duration) / TICKS
+
+
+_FIELD_INDEX: dict[type, dict[str, int]] = {}
+
+
+def replaced(state: tuple, **changes: object) -> tuple:
+    """`NamedTuple._replace`, about twice as fast: the automata call it for every character they read."""
+    cls = type(state)
+    index = _FIELD_INDEX.get(cls)
+    if index is None:
+        index = _FIELD_INDEX[cls] = {f: i for i, f in enumerate(cls._fields)}
+    values = list(state)
+    for name, value in changes.items():
+        values[index[name]] = value
+    return tuple.__new__(cls, values)
+
+
+def scaled(base: int | Fraction, num: int, den: int) -> int | Fraction:
+    """base * num / den, an int whenever it divides."""
+    if isinstance(base, int):
+        q, r = divmod(base * num, den)
+        return q if r == 0 else Fraction(base * num, den)
+    return base * num / den
 
 
 class AbcSyntaxError(BadInput):
@@ -99,24 +138,27 @@ def _unit_length(text: str) -> Fraction | None:
     return Fraction(int(match.group(1)), int(match.group(2)))
 
 
-def _note_length(text: str) -> Fraction | None:
-    """The multiplier a length suffix gives: '' 1, '2' 2, '/2' and '/' 1/2, '//' 1/4, '3/2' 3/2; None if malformed."""
+@functools.lru_cache(maxsize=512)
+def _note_length(text: str) -> tuple[int, int] | None:
+    """The multiplier a length suffix gives, as (numerator, denominator): '' 1, '2' 2, '/2' and '/' 1/2,
+    '//' 1/4, '3/2' 3/2; None if malformed."""
     match = _LENGTH.fullmatch(text)
     if not match:
         return None
     num, slashes, den = match.group(1), len(match.group(2)), match.group(3)
     numerator = int(num) if num else 1
     if slashes == 0:
-        return Fraction(numerator) if not den and numerator > 0 else None
+        return (numerator, 1) if not den and numerator > 0 else None
     if den:
         if slashes > 1 or int(den) == 0 or numerator == 0:
             return None
-        return Fraction(numerator, int(den))
-    return Fraction(numerator, 2**slashes) if numerator > 0 else None
+        return numerator, int(den)
+    return (numerator, 2**slashes) if numerator > 0 else None
 
 
-def _tuplet(spec: str, compound: bool) -> tuple[int, Fraction] | None:
-    """(notes it takes, time factor) of a tuplet spec '3', '3:2', '3:2:3', '3::2'; None if malformed."""
+def tuplet_spec(spec: str, compound: bool) -> tuple[int, tuple[int, int]] | None:
+    """(notes it takes, time factor q/p as (q, p)) of a tuplet spec '3', '3:2', '3:2:3', '3::2'; None if
+    malformed."""
     parts = spec.split(":")
     if len(parts) > 3 or not parts[0].isdigit() or any(p and not p.isdigit() for p in parts[1:]):
         return None
@@ -128,7 +170,7 @@ def _tuplet(spec: str, compound: bool) -> tuple[int, Fraction] | None:
     r = int(parts[2]) if len(parts) > 2 and parts[2] else p
     if q == 0 or r == 0:
         return None
-    return r, Fraction(q, p)
+    return r, (q, p)
 
 
 # ----------------------------------------------------------------------------------------- bars
@@ -197,27 +239,28 @@ class MeterState(NamedTuple):
 
     mode: str = "body"  # what is being read: body, note, rest, chordlen, mrest, acc, chord, bar, ending, ...
     buf: str = ""  # the text of the token being read
-    unit: Fraction = Fraction(1, 8)  # L:
-    meter: Fraction | None = Fraction(1)  # M: as a bar length (None: free meter)
+    unit: int | Fraction = TICKS // 8  # L:, in ticks (as are all the durations below)
+    meter: int | Fraction | None = TICKS  # M: as a bar length (None: free meter)
     compound: bool = False
-    pos: Fraction = Fraction(0)  # duration of the current bar so far
+    pos: int | Fraction = 0  # duration of the current bar so far
     content: bool = False  # the current bar holds a note or rest
     opened: str = ""  # bar line(s) before the current bar
     ending: str = ""  # variant ending in force
     rests: int = 0  # multi-measure rest bars in the current bar
     in_chord: bool = False
-    chord: Fraction | None = None  # length of a chord's first note (None before it)
-    prev: Fraction = Fraction(0)  # duration of the last note or chord (0: a broken rhythm cannot follow)
-    broken: Fraction = Fraction(1)  # what a broken rhythm does to the next note
+    chord: int | Fraction | None = None  # length of a chord's first note (None before it)
+    prev: int | Fraction = 0  # duration of the last note or chord (0: a broken rhythm cannot follow)
+    broken: tuple[int, int] = (1, 1)  # what a broken rhythm does to the next note, as (num, den)
     tuplet: int = 0  # notes the tuplet in force still takes
-    ratio: Fraction = Fraction(1)  # its time factor
+    ratio: tuple[int, int] = (1, 1)  # its time factor (q, p)
     line_start: bool = True
     closed: Bar | None = None  # the bar this step completed
 
     @property
     def remaining(self) -> Fraction | None:
-        """What the current bar still lacks of the meter's length (None in a free meter; negative when over)."""
-        return None if self.meter is None else self.meter - self.pos
+        """What the current bar still lacks of the meter's length in whole notes (None in a free meter;
+        negative when over)."""
+        return None if self.meter is None else whole_notes(self.meter - self.pos)
 
 
 def initial_state(meter: str = "4/4", unit: str | None = None) -> MeterState:
@@ -230,7 +273,11 @@ def initial_state(meter: str = "4/4", unit: str | None = None) -> MeterState:
         if parsed is None:
             raise BadInput(f"cannot read the unit note length {unit!r}: write it like 1/8")
         note_unit = parsed
-    return MeterState(unit=note_unit, meter=length, compound=is_compound(meter))
+    return MeterState(unit=ticks(note_unit), meter=_bar_ticks(length), compound=is_compound(meter))
+
+
+def _bar_ticks(length: Fraction | None) -> int | Fraction | None:
+    return None if length is None else ticks(length)
 
 
 def _apply_field(s: MeterState, text: str) -> MeterState | None:
@@ -244,47 +291,58 @@ def _apply_field(s: MeterState, text: str) -> MeterState | None:
             length = meter_length(value)
         except BadInput:
             return None
-        return s._replace(meter=length, compound=is_compound(value))
+        return replaced(s, meter=_bar_ticks(length), compound=is_compound(value))
     if letter == "L":
         unit = _unit_length(value)
-        return None if unit is None else s._replace(unit=unit)
+        return None if unit is None else replaced(s, unit=ticks(unit))
     return s
 
 
 # ------------------------------------------------------------------------------------ the steps
 
 
-def _add(s: MeterState, length: Fraction) -> MeterState:
-    """A note, rest or chord of written `length` ends: it takes its time, shaped by broken rhythm and tuplet."""
-    duration = length * s.broken * (s.ratio if s.tuplet else 1)
-    return s._replace(
+def duration_of(s: MeterState, length: int | Fraction) -> int | Fraction:
+    """The time a note of written `length` (ticks) takes where `s` stands: shaped by broken rhythm and tuplet."""
+    num, den = s.broken
+    if s.tuplet:
+        num, den = num * s.ratio[0], den * s.ratio[1]
+    return length if num == den else scaled(length, num, den)
+
+
+def _add(s: MeterState, length: int | Fraction) -> MeterState:
+    """A note, rest or chord of written `length` (ticks) ends: it takes its time."""
+    duration = duration_of(s, length)
+    return replaced(
+        s,
         mode="body",
         buf="",
         pos=s.pos + duration,
         content=True,
         prev=duration,
-        broken=Fraction(1),
-        tuplet=max(s.tuplet - 1, 0),
+        broken=(1, 1),
+        tuplet=s.tuplet - 1 if s.tuplet else 0,
     )
 
 
 def _close(s: MeterState, bar_line: str) -> MeterState | None:
     """A bar line ends: the bar before it is complete (unless empty: then the bar lines merge)."""
-    if s.broken != 1 or s.in_chord:
+    if s.broken != (1, 1) or s.in_chord:
         return None  # `A>|B` or a chord left open
     section = bar_line != "|"
     if not s.content and s.pos == 0:
-        return s._replace(mode="body", buf="", opened=s.opened + bar_line, ending="" if section else s.ending)
-    bar = Bar(s.pos, s.meter, s.opened, bar_line, s.ending, s.rests)
-    return s._replace(
+        return replaced(s, mode="body", buf="", opened=s.opened + bar_line, ending="" if section else s.ending)
+    meter = None if s.meter is None else whole_notes(s.meter)
+    bar = Bar(whole_notes(s.pos), meter, s.opened, bar_line, s.ending, s.rests)
+    return replaced(
+        s,
         mode="body",
         buf="",
-        pos=Fraction(0),
+        pos=0,
         content=False,
         opened=bar_line,
         ending="" if section else s.ending,
         rests=0,
-        prev=Fraction(0),
+        prev=0,
         closed=bar,
     )
 
@@ -297,22 +355,23 @@ def _end_token(s: MeterState) -> MeterState | None:
         if length is None:
             return None
         if s.in_chord:
-            return s._replace(mode="chord", buf="", chord=s.chord if s.chord is not None else s.unit * length)
-        return _add(s, s.unit * length)
+            first = s.chord if s.chord is not None else scaled(s.unit, *length)
+            return replaced(s, mode="chord", buf="", chord=first)
+        return _add(s, scaled(s.unit, *length))
     if mode == "rest":
         length = _note_length(s.buf)
-        return None if length is None else _add(s, s.unit * length)
+        return None if length is None else _add(s, scaled(s.unit, *length))
     if mode == "chordlen":
         length = _note_length(s.buf)
         if length is None or s.chord is None:
             return None
-        return _add(s._replace(in_chord=False, chord=None), s.chord * length)
+        return _add(replaced(s, in_chord=False, chord=None), scaled(s.chord, *length))
     if mode == "mrest":
         count = int(s.buf) if s.buf else 1
         if count == 0 or s.meter is None:
             return None
-        return s._replace(
-            mode="body", buf="", pos=s.pos + s.meter * count, content=True, rests=s.rests + count, prev=Fraction(0)
+        return replaced(
+            s, mode="body", buf="", pos=s.pos + s.meter * count, content=True, rests=s.rests + count, prev=0
         )
     if mode == "bar":
         if not _BAR_LINE.fullmatch(s.buf) or (s.buf.count(":") == len(s.buf) and len(s.buf) < 2):
@@ -321,21 +380,22 @@ def _end_token(s: MeterState) -> MeterState | None:
     if mode == "ending":
         if s.content or s.pos != 0:
             return None  # an ending starts a bar
-        return s._replace(mode="body", buf="", ending=s.buf)
+        return replaced(s, mode="body", buf="", ending=s.buf)
     if mode == "tuplet":
-        spec = _tuplet(s.buf, s.compound)
+        spec = tuplet_spec(s.buf, s.compound)
         if spec is None or s.tuplet:
             return None  # malformed, or nested in another tuplet
-        return s._replace(mode="body", buf="", tuplet=spec[0], ratio=spec[1])
+        return replaced(s, mode="body", buf="", tuplet=spec[0], ratio=spec[1])
     if mode == "broken":
-        k = len(s.buf)
-        half = Fraction(1, 2**k)
-        before, after = (2 - half, half) if s.buf[0] == ">" else (half, 2 - half)
-        return s._replace(mode="body", buf="", pos=s.pos + s.prev * (before - 1), prev=Fraction(0), broken=after)
+        den = 2 ** len(s.buf)  # > makes the note before 2 - 1/den of its length and the next 1/den; < the reverse
+        short, long_ = (1, den), (2 * den - 1, den)
+        before, after = (long_, short) if s.buf[0] == ">" else (short, long_)
+        extra = scaled(s.prev, before[0] - before[1], before[1])
+        return replaced(s, mode="body", buf="", pos=s.pos + extra, prev=0, broken=after)
     if mode == "paren":
-        return s._replace(mode="body", buf="")  # a slur
+        return replaced(s, mode="body", buf="")  # a slur
     if mode == "fieldq":  # a letter at the start of a line that is not a field: read it as music
-        return _body(s._replace(mode="body", buf="", line_start=False), s.buf)
+        return _body(replaced(s, mode="body", buf="", line_start=False), s.buf)
     return None  # acc, bracket, bracketletter: the token is incomplete
 
 
@@ -343,45 +403,45 @@ def _body(s: MeterState, c: str) -> MeterState | None:
     """Read `c` between tokens (mode body, or chord inside `[...]`)."""
     if s.in_chord:
         if c in NOTE_LETTERS:
-            return s._replace(mode="note", buf="")
+            return replaced(s, mode="note", buf="")
         if c in ACCIDENTALS:
-            return s._replace(mode="acc", buf=c)
+            return replaced(s, mode="acc", buf=c)
         if c == "]":
-            return s._replace(mode="chordlen", buf="")
+            return replaced(s, mode="chordlen", buf="")
         return s if c in "-." else None
     if c == "\n":
-        return s._replace(line_start=True)
+        return replaced(s, line_start=True)
     at_line_start = s.line_start
     if at_line_start:
-        s = s._replace(line_start=False)
+        s = replaced(s, line_start=False)
         if c.isascii() and c.isalpha():
-            return s._replace(mode="fieldq", buf=c)
+            return replaced(s, mode="fieldq", buf=c)
     if c in NOTE_LETTERS:
-        return s._replace(mode="note", buf="")
+        return replaced(s, mode="note", buf="")
     if c in "zx":
-        return s._replace(mode="rest", buf="")
+        return replaced(s, mode="rest", buf="")
     if c in "ZX":
-        return s._replace(mode="mrest", buf="")
+        return replaced(s, mode="mrest", buf="")
     if c in NO_TIME:
         return s
     if c in ACCIDENTALS:
-        return s._replace(mode="acc", buf=c)
+        return replaced(s, mode="acc", buf=c)
     if c in "|:":
-        return s._replace(mode="bar", buf=c)
+        return replaced(s, mode="bar", buf=c)
     if c == "[":
-        return s._replace(mode="bracket", buf="")
+        return replaced(s, mode="bracket", buf="")
     if c == "(":
-        return s._replace(mode="paren", buf="")
+        return replaced(s, mode="paren", buf="")
     if c in "<>":
-        return s._replace(mode="broken", buf=c) if s.prev > 0 and s.broken == 1 else None
+        return replaced(s, mode="broken", buf=c) if s.prev > 0 and s.broken == (1, 1) else None
     if c == '"':
-        return s._replace(mode="quote", buf="")
+        return replaced(s, mode="quote", buf="")
     if c in "!+":
-        return s._replace(mode="deco", buf=c)
+        return replaced(s, mode="deco", buf=c)
     if c == "{":
-        return s._replace(mode="grace", buf="")
+        return replaced(s, mode="grace", buf="")
     if c == "%":
-        return s._replace(mode="comment", buf="")
+        return replaced(s, mode="comment", buf="")
     return None
 
 
@@ -391,79 +451,79 @@ def _continue(s: MeterState, c: str) -> MeterState | None:
     if mode == "note":
         if c in ",'":
             return s if not buf else None
-        return s._replace(buf=buf + c) if c.isdigit() or c == "/" else None
+        return replaced(s, buf=buf + c) if c.isdigit() or c == "/" else None
     if mode in ("rest", "chordlen"):
-        return s._replace(buf=buf + c) if c.isdigit() or c == "/" else None
+        return replaced(s, buf=buf + c) if c.isdigit() or c == "/" else None
     if mode == "mrest":
-        return s._replace(buf=buf + c) if c.isdigit() else None
+        return replaced(s, buf=buf + c) if c.isdigit() else None
     if mode == "bar":
         if (c in "|:" or (c == "]" and buf.endswith("|"))) and len(buf) < 5:
-            return s._replace(buf=buf + c)
+            return replaced(s, buf=buf + c)
         return None
     if mode == "ending":
-        return s._replace(buf=buf + c) if c.isdigit() or (c in ",-" and buf[-1].isdigit()) else None
+        return replaced(s, buf=buf + c) if c.isdigit() or (c in ",-" and buf[-1].isdigit()) else None
     if mode == "tuplet":
-        return s._replace(buf=buf + c) if c.isdigit() or (c == ":" and buf.count(":") < 2) else None
+        return replaced(s, buf=buf + c) if c.isdigit() or (c == ":" and buf.count(":") < 2) else None
     if mode == "broken":
-        return s._replace(buf=buf + c) if c == buf[0] and len(buf) < 3 else None
+        return replaced(s, buf=buf + c) if c == buf[0] and len(buf) < 3 else None
     return None
 
 
 def step(state: MeterState, c: str) -> MeterState | None:
     """Read one character of an ABC body: the next state, or None where `c` cannot follow in ABC syntax."""
-    s = state._replace(closed=None) if state.closed is not None else state
+    s = replaced(state, closed=None) if state.closed is not None else state
     if c == NEWLINE_MARK:
         c = "\n"
     mode = s.mode
     if mode == "body" or mode == "chord":
         return _body(s, c)
     if mode == "comment":
-        return s._replace(mode="body", line_start=True) if c == "\n" else s
+        return replaced(s, mode="body", line_start=True) if c == "\n" else s
     if mode == "quote":
-        return None if c == "\n" else (s._replace(mode="body") if c == '"' else s)
+        return None if c == "\n" else (replaced(s, mode="body") if c == '"' else s)
     if mode == "deco":
         if c == s.buf[0]:
-            return s._replace(mode="body", buf="")
-        return s._replace(buf=s.buf + c) if c != "\n" and len(s.buf) < 40 else None
+            return replaced(s, mode="body", buf="")
+        return replaced(s, buf=s.buf + c) if c != "\n" and len(s.buf) < 40 else None
     if mode == "grace":
         if c == "}":
-            return s._replace(mode="body")
+            return replaced(s, mode="body")
         return s if c in GRACE_CHARS else None
     if mode in ("field", "inline"):
         if (mode == "field" and c == "\n") or (mode == "inline" and c == "]"):
             done = _apply_field(s, s.buf)
-            return None if done is None else done._replace(mode="body", buf="", line_start=c == "\n")
-        return s._replace(buf=s.buf + c) if c != "\n" and len(s.buf) < 200 else None
+            return None if done is None else replaced(done, mode="body", buf="", line_start=c == "\n")
+        return replaced(s, buf=s.buf + c) if c != "\n" and len(s.buf) < 200 else None
     if mode == "acc":
         if c in NOTE_LETTERS:
-            return s._replace(mode="note", buf="")
+            return replaced(s, mode="note", buf="")
         if c == s.buf[-1] and c != "=" and len(s.buf) < 2:
-            return s._replace(buf=s.buf + c)
+            return replaced(s, buf=s.buf + c)
         return None
     if mode == "bracket":
         if c.isdigit():
-            return s._replace(mode="ending", buf=c)
+            return replaced(s, mode="ending", buf=c)
         if c == "|":
-            return s._replace(mode="bar", buf="[|")
+            return replaced(s, mode="bar", buf="[|")
         if c in ACCIDENTALS:
-            return s._replace(mode="acc", buf=c, in_chord=True, chord=None)
+            return replaced(s, mode="acc", buf=c, in_chord=True, chord=None)
         if c.isascii() and c.isalpha():
-            return s._replace(mode="bracketletter", buf=c)
+            return replaced(s, mode="bracketletter", buf=c)
         return None
     if mode == "bracketletter":
         if c == ":":
-            return s._replace(mode="inline", buf=s.buf + ":")
+            return replaced(s, mode="inline", buf=s.buf + ":")
         if s.buf in NOTE_LETTERS:  # `[C...`: a chord after all
-            chord = s._replace(mode="note", buf="", in_chord=True, chord=None)
+            chord = replaced(s, mode="note", buf="", in_chord=True, chord=None)
             return step(chord, c)
         return None
     if mode == "fieldq" and c == ":":
-        return s._replace(mode="field", buf=s.buf + ":")
+        return replaced(s, mode="field", buf=s.buf + ":")
     if mode == "paren" and c.isdigit():
-        return s._replace(mode="tuplet", buf=c)
+        return replaced(s, mode="tuplet", buf=c)
     if mode == "bar" and c.isdigit() and "|" in s.buf:  # `|1`, `:|2`: the bar ends, an ending begins
         closed = _end_token(s)
-        return None if closed is None else closed._replace(mode="ending", buf=c)
+        return None if closed is None else replaced(closed, mode="ending", buf=c)
     more = _continue(s, c)
     if more is not None:
         return more
@@ -496,7 +556,7 @@ def finish(state: MeterState) -> list[Bar] | None:
         if last is None or last.closed is None:
             return None
         done.append(last.closed)
-    elif s.broken != 1 or s.in_chord:
+    elif s.broken != (1, 1) or s.in_chord:
         return None
     return done
 

@@ -1,13 +1,15 @@
 """`sample_abc`: spaceless ABC tunes from a GPT-2, each checked with abc2midi, as a stream of events.
 
     sample_abc(model, tokenizer, request, prompt_text=None) -> Iterator[ABCEvent]
-        spaceless ABC tunes with a forced header (X:, T:, R:, M:, L:, K: from the request), continued
-        from a prompt or varied from `request.variations_of`, the body held to abc2midi's syntax by
-        `orchestrion.abc.grammar.abc_step`; every finished tune is compiled with abc2midi
+        spaceless ABC tunes with a forced header (X:, T:, R:, M:, L:, K: from the request, or written by
+        the model within known values), continued from a prompt or varied from `request.variations_of`,
+        the body held to `orchestrion.abc.body.BodyGrammar` (abc2midi's syntax, full bars, two strains for
+        dance tunes, the tonic at the end); every finished tune is compiled with abc2midi
         (`orchestrion.core.abcmidi.validate`) and resampled up to `SamplingConfig.abc_retries` times.
 
 Events: each token's text (kind "token"), each finished line ("line") and each checked tune ("tune", with
-`valid` and its report: retries, repetition traps broken, tokens). Deterministic in `request.seed`: each
+`valid` and its report: retries, repetition traps broken, tokens, and `complete`: False when the grammar
+could not be followed to its end (the token budget ran out, or nothing fitted), which is resampled too). Deterministic in `request.seed`: each
 (sample, attempt) draws from its own seeded generator, so a retry never repeats itself.
 `orchestrion.abc.encoding` turns the events into the composer's stream.
 """
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from orchestrion.abc.grammar import ABCHeader, abc_plan
+from orchestrion.abc.text import with_header_lines
 from orchestrion.core.abcmidi import validate
 from orchestrion.core.sampling import RepetitionTrap, SamplingConfig, build_processors
 from orchestrion.errors import InvalidRequest
@@ -57,8 +60,9 @@ def sample_abc(
 ) -> Iterator[ABCEvent]:
     """Sample `request.num_samples` ABC tunes with a forced header; each is checked with abc2midi.
 
-    A tune abc2midi reports errors for is sampled again (a new seed) up to `config.abc_retries` times;
-    the last attempt is yielded with `valid=False` if none compiled. Events come as tokens, lines and
+    A tune abc2midi reports errors for, or that did not reach the end its grammar asks for, is sampled
+    again (a new seed) up to `config.abc_retries` times; the last attempt is yielded with `valid=False` if
+    none compiled. Events come as tokens, lines and
     tunes; each tune's report carries its retries and the repetition traps broken.
     """
     config = config or SamplingConfig.from_request(request)
@@ -77,7 +81,10 @@ def sample_abc(
     traps = dict.fromkeys(pending, 0)
     while pending:
         B = len(pending)
-        header = ABCHeader(tokenizer, B, plan.fields, eos, bos, body_prefix=plan.body, max_tokens=max_new)
+        header = ABCHeader(
+            tokenizer, B, plan.fields, eos, bos, body_prefix=plan.body, max_tokens=max_new, form=plan.form,
+            seed=config.seed,
+        )  # fmt: skip
         header.start()
         trap = RepetitionTrap(B, config.trap_repeats, min_tokens=6, stop_ids=[eos])
         processors = build_processors(config, [header, trap])
@@ -102,9 +109,10 @@ def sample_abc(
         retry = []
         for r, i in enumerate(pending):
             traps[i] += trap.fired[r]
-            tune = texts[r].strip("\n") + "\n"
+            tune = with_header_lines(texts[r].strip("\n") + "\n", header.header_lines(r))
+            complete = header.complete(r)
             ok = validate(tune).status != "errors" if check else True
-            if not ok and attempts[i] < config.abc_retries:
+            if (not ok or (check and not complete)) and attempts[i] < config.abc_retries:
                 attempts[i] += 1
                 retry.append(i)
                 continue
@@ -113,7 +121,7 @@ def sample_abc(
                 retries=attempts[i],
                 invalid=int(not ok),
                 tokens=len(texts[r]),
-                extra={"fields": {k: v for k, v in plan.fields if v is not None}},
+                extra={"fields": {k: v for k, v in plan.fields if v is not None}, "complete": complete},
             )
             yield ABCEvent("tune", i, text=tune, valid=ok, report=report.to_dict())
         pending = retry

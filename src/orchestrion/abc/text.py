@@ -413,3 +413,12 @@ def to_readable(text: str, *, reference: int = 1) -> str:
     if not lines or not lines[0].startswith("X:"):
         lines.insert(0, f"X:{reference}")
     return "\n".join(lines) + "\n"
+
+
+def with_header_lines(tune: str, lines: list[str]) -> str:
+    """`tune` with header `lines` ("Q:1/4=200\\n") put just before its `K:` line (the header's last)."""
+    if not lines:
+        return tune
+    rows = tune.split("\n")
+    at = next((i for i, row in enumerate(rows) if row.startswith("K:")), len(rows))
+    return "\n".join(rows[:at] + [line.rstrip("\n") for line in lines] + rows[at:])

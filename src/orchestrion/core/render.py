@@ -296,21 +296,70 @@ def render_spectrogram(
 # --------------------------------------------------------------------------------------------- score
 
 
-def _musicxml_from_midi(path: Path) -> str:
-    """MIDI -> MusicXML text through music21 (verovio cannot read MIDI)."""
-    from music21 import converter
+TITLE_MARKER = "Title: "  # a MIDI marker at time 0 that names the piece (written by composers, read here)
+VOICE_CLEFS = {"soprano": "treble", "alto": "treble", "tenor": "treble8vb", "bass": "bass"}
+
+
+def midi_title(score: symusic.Score) -> str | None:
+    """The title a MIDI file carries as a `Title: ...` marker, or None."""
+    for marker in score.markers:
+        if marker.text.startswith(TITLE_MARKER):
+            return marker.text[len(TITLE_MARKER) :].strip() or None
+    return None
+
+
+def _musicxml_from_midi(path: Path, title: str | None = None) -> str:
+    """MIDI -> MusicXML text through music21 (verovio cannot read MIDI), engraved as a musician expects:
+    the title (given, else the file's `Title:` marker; never music21's 'Music21 Fragment'), the key
+    signature (the file's, else the estimated key's) and a clef per part: treble for soprano and alto, treble
+    with the octave mark below for the tenor, bass for the bass, and for other parts the clef of their range."""
+    from music21 import clef, converter, key, metadata
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
+    from orchestrion.core.music import estimate_key
+
+    notes = load_midi(path)
     try:
         parsed = converter.parse(str(path), format="midi", quantizePost=True, forceSource=True)
     except Exception as exc:  # music21 raises many error types on odd files
         raise BadInput(f"music21 could not read the MIDI file: {exc}", path) from exc
-    return GeneralObjectExporter(parsed).parse().decode("utf-8")
+    title = title or midi_title(notes)
+    parsed.metadata = metadata.Metadata()
+    if title:
+        parsed.metadata.title = title
+    estimated = None if len(notes.key_signatures) else estimate_key(notes)
+    for part in parsed.parts:
+        first = part.getElementsByClass("Measure").first()
+        if first is None:
+            continue
+        if estimated is not None:
+            for old in first.getElementsByClass("KeySignature"):
+                first.remove(old)
+            first.insert(0, key.Key(PITCH_SPELLING[estimated.tonic], estimated.mode))
+        name = VOICE_CLEFS.get((part.partName or "").strip().lower())
+        wanted = (
+            {"treble": clef.TrebleClef, "treble8vb": clef.Treble8vbClef, "bass": clef.BassClef}[name]()
+            if name
+            else clef.bestClef(part.flatten(), allowTreble8vb=True)
+        )
+        for old in first.getElementsByClass("Clef"):
+            first.remove(old)
+        first.insert(0, wanted)
+    text = GeneralObjectExporter(parsed).parse().decode("utf-8")
+    if not title:  # music21 names an untitled score "Music21 Fragment"
+        text = text.replace("<movement-title>Music21 Fragment</movement-title>", "")
+    return text
 
 
-def render_svg(source: symusic.Score | str | Path, out_svg: str | Path) -> Path:
+# Note names as key signatures spell them (flats for F, Bb, Eb, Ab; sharps otherwise).
+PITCH_SPELLING = ("C", "C#", "D", "E-", "E", "F", "F#", "G", "A-", "A", "B-", "B")
+
+
+def render_svg(source: symusic.Score | str | Path, out_svg: str | Path, *, title: str | None = None) -> Path:
     """Engrave a score as SVG with verovio, from MusicXML, ABC or MIDI (through music21 -> MusicXML).
 
+    For MIDI, `title` (else the file's `Title:` marker) heads the score, the key signature is the file's
+    (else the estimated key's) and chorale voices get their clefs (the tenor's treble with an 8 below).
     A long piece that needs several pages gets them stacked into one SVG file per page:
     `out.svg`, `out-2.svg`, ...
     """
@@ -339,7 +388,7 @@ def render_svg(source: symusic.Score | str | Path, out_svg: str | Path) -> Path:
         with tempfile.TemporaryDirectory(prefix="orchestrion-svg-") as tmp:
             midi = Path(tmp) / "piece.mid"
             source.dump_midi(str(midi))
-            return render_svg(midi, out_svg)
+            return render_svg(midi, out_svg, title=title)
     path = Path(source)
     if not path.is_file():
         raise BadInput("no such file", path)
@@ -354,7 +403,7 @@ def render_svg(source: symusic.Score | str | Path, out_svg: str | Path) -> Path:
         loaded = toolkit.loadData(text)
     else:
         load_midi(path)
-        loaded = toolkit.loadData(_musicxml_from_midi(path))
+        loaded = toolkit.loadData(_musicxml_from_midi(path, title))
     if not loaded or toolkit.getPageCount() == 0:
         raise BadInput("verovio could not read this score", path)
     for page in range(1, toolkit.getPageCount() + 1):

@@ -171,7 +171,7 @@ def write_report(report_dir: Path, models: list[dict], held, config, command: st
     report = {
         "command": command,
         "data": held.source,
-        "real_pieces": len(held.scores),
+        "real_pieces": len(held.scores) or len(held.audio),
         "data_problems": held.problems,
         "config": {k: v for k, v in config.__dict__.items() if k != "extra"},
         **{k: v for k, v in first.items() if k != "statistics"},
@@ -290,7 +290,7 @@ code {{ background: #f0f0f0; padding: 2px 4px; }} .err {{ color: #b00; }}
 </style></head><body>
 <h1>orchestrion evaluation</h1>
 <p>Command: <code>{html.escape(command)}</code></p>
-<p>Held-out data: <code>{html.escape(held.source)}</code> ({len(held.scores)} real pieces)</p>
+<p>Held-out data: <code>{html.escape(held.source)}</code> ({len(held.scores) or len(held.audio)} real pieces)</p>
 {verdicts}
 <h2>Music quality (generated against real pieces of the same length)</h2>{quality}
 <h2>Summary</h2>{summary}{baselines}

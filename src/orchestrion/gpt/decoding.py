@@ -10,6 +10,10 @@ with a preallocated key/value cache: on a CPU at batch 1 the per-step overhead o
 objects, mask building, stopping criteria) costs more than the arithmetic of a small model, so skipping it
 is where the speed comes from. `KVDecoder` is checked against the model's own forward in the tests.
 
+One-token steps run through `orchestrion.gpt.batching.forward_rows`; once a server has called
+`batching.share_steps(model)`, the steps of concurrent streams over that model run as one batched forward
+(`SHARED_STEPS`), each row with the bits it would have alone.
+
 Each step runs the processors (`orchestrion.core.sampling`, plus an encoding's grammar) over the scores and
 draws from the softmax with a generator seeded from `config.seed`; a row that has produced a stop token
 yields -1 from then on. Small steps run on one thread, whatever the machine's load, so that the same seed
@@ -18,7 +22,8 @@ gives the same tokens. The drivers are `orchestrion.mmm.sampler` and `orchestrio
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -27,6 +32,11 @@ import torch.nn.functional as F
 
 from orchestrion.core.sampling import LogitsProcessor, SamplingConfig, build_processors
 from orchestrion.errors import InvalidRequest
+from orchestrion.gpt.batching import forward_rows
+
+# model -> its StepBatcher (orchestrion.gpt.batching.share_steps): the one-token steps of every KVDecoder
+# built over that model then run together with those of the other streams.
+SHARED_STEPS: weakref.WeakKeyDictionary[torch.nn.Module, object] = weakref.WeakKeyDictionary()
 
 # ------------------------------------------------------------------------------------- the decoder
 
@@ -82,18 +92,27 @@ class KVDecoder:
         self.k = torch.zeros(shape, device=self.device, dtype=self.dtype)  # (L, B, H, Tmax, D)
         self.v = torch.zeros(shape, device=self.device, dtype=self.dtype)
         self.batch_size, self.max_len, self.length = batch_size, max_len, 0
+        batcher = SHARED_STEPS.get(model)
+        self.shared: Callable[[KVDecoder, torch.Tensor], torch.Tensor] | None = batcher.step if batcher else None
+
+    def keep(self, row: int, length: int) -> None:
+        """Every row takes row `row`'s first `length` cached positions (best-of-N: the chosen row goes on)."""
+        for cache in (self.k, self.v):
+            cache[:, : self.batch_size, :, :length] = cache[:, row : row + 1, :, :length].clone()  # (L, B, H, T, D)
+        self.length = length
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B, T) -> logits (B, V) of the last position; the T positions join the cache."""
         B, T = ids.shape
+        if T == 1:  # one token per row: shared with concurrent streams when the model has a batcher
+            return self.shared(self, ids) if self.shared is not None else forward_rows([self], [ids])[0]
         start, end = self.length, self.length + T
         if end > self.max_len:
             raise InvalidRequest("max_tokens", f"the sequence would pass the cache length of {self.max_len}")
         C, H, D = self.wte.shape[1], self.n_head, self.head_dim
         x = self.wte[ids] + self.wpe[start:end]  # (B, T, C)
-        mask = None
-        if T > 1:  # a block of new positions sees the cache and, causally, itself
-            mask = torch.ones(T, end, dtype=torch.bool, device=self.device).tril(diagonal=start)
+        # a block of new positions sees the cache and, causally, itself
+        mask = torch.ones(T, end, dtype=torch.bool, device=self.device).tril(diagonal=start)
         for layer, (l1w, l1b, aw, ab, pw, pb, l2w, l2b, fw, fb, mw, mb, scale) in enumerate(self.blocks):
             h = F.layer_norm(x, (C,), l1w, l1b, self.eps)
             qkv = torch.addmm(ab, h.view(B * T, C), aw).view(B, T, 3, H, D)  # Conv1D: x @ W + b
@@ -101,11 +120,7 @@ class KVDecoder:
             self.k[layer, :B, :, start:end] = k
             self.v[layer, :B, :, start:end] = v
             keys, values = self.k[layer, :B, :, :end], self.v[layer, :B, :, :end]  # (B, H, end, D)
-            if T == 1:  # one query: plain matmuls beat SDPA's kernel on these strided cache views
-                weights = torch.softmax((q @ keys.transpose(-1, -2)) * scale, dim=-1)  # (B, H, 1, end)
-                att = weights @ values  # (B, H, 1, D)
-            else:
-                att = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale)  # (B, H, T, D)
+            att = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale)  # (B, H, T, D)
             att = att.transpose(1, 2).reshape(B * T, C)
             x = x + torch.addmm(pb, att, pw).view(B, T, C)
             h = F.layer_norm(x, (C,), l2w, l2b, self.eps).view(B * T, C)
@@ -147,6 +162,9 @@ def _decode_threads(model: torch.nn.Module, batch_size: int) -> Iterator[None]:
     finally:
         if threads != before:
             torch.set_num_threads(before)
+
+
+decode_threads = _decode_threads  # public name: other decoding loops (mmm's best-of-N) share the policy
 
 
 def sample_next(scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

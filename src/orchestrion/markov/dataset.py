@@ -1,5 +1,8 @@
 """The events codec over many files, on the engine's workers: `orchestrion encode events` and `train markov`.
 
+MIDI files are read directly; ABC files (`.abc`, one or more tunes each) go through abc2midi
+(`orchestrion.core.abcmidi`) first, one score per tune, so folk tunes train the same chains as MIDI.
+
     orchestrion encode events INPUT... --out DIR [--workers N] [--engine local|ray] [--address HOST:PORT]
 
 DIR holds
@@ -25,20 +28,26 @@ from contextlib import closing
 from pathlib import Path
 
 from orchestrion.core.engine import Failed, Parallel, Store, file_key, imap
+from orchestrion.core.music import MIDI_SUFFIXES
 from orchestrion.markov import events as ev
 from orchestrion.markov.events import PieceEvents, encode_file
 
-CACHE_VERSION = 1  # bump when the codec changes in a way its settings below do not show
+CACHE_VERSION = 2  # bump when the codec changes in a way its settings below do not show (2: ABC files)
 CHUNK = 8  # files per engine task
+ABC_SUFFIXES = (".abc",)
+ABC_CORPORA = ("builtin:folk-abc",)
 FINGERPRINT = json.dumps(
     [CACHE_VERSION, ev.STEPS_PER_QUARTER, list(ev.DURATIONS), ev.LOWEST_PITCH, ev.MAX_CHORD_PCS, ev.REST]
 )
 
 
-def _encode_one(path: str, context: object = None) -> PieceEvents | str:
-    """Engine worker: one file's events, or why it cannot be used ('FILE: reason'; a batch reports it and goes on)."""
+def _encode_one(path: str, context: object = None) -> PieceEvents | list[PieceEvents] | str:
+    """Engine worker: one file's events (a list for an ABC file of several tunes), or why it cannot be used
+    ('FILE: reason'; a batch reports it and goes on)."""
     from orchestrion.errors import OrchestrionError
 
+    if Path(path).suffix.lower() in ABC_SUFFIXES:
+        return _encode_abc(path)
     try:
         piece = encode_file(path)
     except OrchestrionError as exc:
@@ -46,10 +55,35 @@ def _encode_one(path: str, context: object = None) -> PieceEvents | str:
     return f"{path}: no sounding notes" if piece.is_empty else piece
 
 
-def _encode_json(path: str, context: object = None) -> dict | str:
-    """Engine worker for the store: `_encode_one` with the events as JSON."""
+def _encode_abc(path: str) -> PieceEvents | list[PieceEvents] | str:
+    """Every tune of an ABC file through abc2midi into events; tunes abc2midi refuses are left out."""
+    from orchestrion.core import abcfile, abcmidi
+    from orchestrion.errors import OrchestrionError
+
+    try:
+        found = abcfile.split(abcfile.decode(Path(path).read_bytes()))
+    except OSError as exc:
+        return f"{path}: cannot read the file ({exc.strerror})"
+    pieces, reasons = [], []
+    for index, tune in enumerate(found.tunes, start=1):
+        try:
+            piece = ev.encode(abcmidi.abc_to_score(abcfile.with_fields(tune, found.fields)), name=f"{path}#{index}")
+        except OrchestrionError as exc:
+            reasons.append(getattr(exc, "reason", str(exc)))
+            continue
+        if not piece.is_empty:
+            pieces.append(piece)
+    if not pieces:
+        return f"{path}: no tune abc2midi could compile" + (f" ({reasons[0]})" if reasons else "")
+    return pieces[0] if len(pieces) == 1 else pieces
+
+
+def _encode_json(path: str, context: object = None) -> list[dict] | str:
+    """Engine worker for the store: `_encode_one` with the events as JSON (a list, one per piece)."""
     result = _encode_one(path)
-    return result if isinstance(result, str) else result.to_json()
+    if isinstance(result, str):
+        return result
+    return [p.to_json() for p in (result if isinstance(result, list) else [result])]
 
 
 def events_of(
@@ -59,8 +93,9 @@ def events_of(
     engine: str = "local",
     address: str | None = None,
     label: str = "encoding events",
-) -> Iterator[PieceEvents | str]:
-    """Every file's events, or its problem as 'FILE: reason', in input order, streamed as they are made on
+) -> Iterator[PieceEvents | list[PieceEvents] | str]:
+    """Every file's events (a list for an ABC file of several tunes), or its problem as 'FILE: reason', in
+    input order, streamed as they are made on
     `workers` processes (0 = all cores) of `engine` (local, or ray: a private Ray, or the cluster at `address`)."""
     parallel = Parallel(workers=workers, engine=engine, address=address, chunk=CHUNK)
     with closing(imap(_encode_one, [str(p) for p in paths], parallel, label=label)) as results:
@@ -68,12 +103,17 @@ def events_of(
             yield f"{path}: {result.reason}" if isinstance(result, Failed) else result
 
 
-def split_results(results: Iterable[PieceEvents | str]) -> tuple[list[PieceEvents], list[str]]:
+def split_results(results: Iterable[PieceEvents | list[PieceEvents] | str]) -> tuple[list[PieceEvents], list[str]]:
     """(pieces, problems) of `events_of`'s results, each in input order."""
     pieces: list[PieceEvents] = []
     problems: list[str] = []
     for result in results:
-        (problems if isinstance(result, str) else pieces).append(result)
+        if isinstance(result, str):
+            problems.append(result)
+        elif isinstance(result, list):
+            pieces.extend(result)
+        else:
+            pieces.append(result)
     return pieces, problems
 
 
@@ -98,12 +138,10 @@ def encode_to_dir(
 
     Files that cannot be read are listed in `out/problems.txt` and skipped; see the module docstring.
     """
-    from orchestrion.core.corpora import resolve_inputs
     from orchestrion.core.files import write_atomic
-    from orchestrion.core.music import MIDI_SUFFIXES
 
     parallel = Parallel(workers=workers, engine=engine, address=address, chunk=CHUNK)
-    paths = resolve_inputs(inputs, MIDI_SUFFIXES)
+    paths = input_files(inputs)
     out = Path(out)
     store = Store(out / ".cache")
     # The path as given is in the key too: it is in the results (sources, problems), and one file may be
@@ -118,11 +156,24 @@ def encode_to_dir(
         elif isinstance(result, str):
             problems.append(result)
         else:
-            lines.append(json.dumps(result))
+            lines.extend(json.dumps(record) for record in (result if isinstance(result, list) else [result]))
     write_atomic(out / "events.jsonl", "\n".join(lines) + ("\n" if lines else ""))
     write_atomic(out / "problems.txt", "".join(f"{p}\n" for p in problems))
     store.prune(keys)
     return out / "events.jsonl"
+
+
+def input_files(inputs: list[str]) -> list[Path]:
+    """The files of `inputs`: MIDI files in folders and MIDI corpora; ABC from `builtin:folk-abc` and from
+    .abc files named one by one (a folder gives its MIDI files only, so that a folder of MIDI with a stray
+    ABC file in it trains what its MIDI alone trains)."""
+    from orchestrion.core.corpora import resolve_inputs
+
+    paths: list[Path] = []
+    for item in inputs:
+        abc = item in ABC_CORPORA or (Path(item).suffix.lower() in ABC_SUFFIXES and Path(item).is_file())
+        paths += resolve_inputs([item], ABC_SUFFIXES if abc else MIDI_SUFFIXES)
+    return paths
 
 
 # ------------------------------------------------------------------------- train markov's resume points

@@ -15,9 +15,7 @@ from contextlib import closing
 from itertools import islice
 from pathlib import Path
 
-from orchestrion.core.corpora import resolve_inputs
 from orchestrion.core.files import write_atomic
-from orchestrion.core.music import MIDI_SUFFIXES
 from orchestrion.errors import BadInput
 from orchestrion.markov import dataset
 from orchestrion.markov import events as ev
@@ -35,7 +33,7 @@ from orchestrion.markov.counts import (
 )
 
 
-def _shard_counts(events: Iterator[ev.PieceEvents | str], device: str) -> tuple[Counts, dict]:
+def _shard_counts(events: Iterator[ev.PieceEvents | list[ev.PieceEvents] | str], device: str) -> tuple[Counts, dict]:
     """One shard's counts and what went into them, from its files' events (or problems) in file order."""
     pieces, problems = dataset.split_results(events)
     return count_pieces(pieces, device), {
@@ -53,18 +51,24 @@ def train(
     device: str = "cpu",
     engine: str = "local",
     address: str | None = None,
+    style: str = "chorale",
 ) -> MarkovComposer:
-    """Train on MIDI files, folders or builtin:CORPUS names; resumable shard by shard.
+    """Train on MIDI files, folders or builtin:CORPUS names, and ABC tunes (builtin:folk-abc, .abc files);
+    resumable shard by shard. `style` is the model's default style (`orchestrion.markov.arrange.STYLES`).
 
     `device="cuda"` counts on the GPU (same counts); reading MIDI, not counting, is what takes the time: it
     runs on `workers` processes (0 = all cores) of `engine` (local, or ray: a private Ray, or the cluster at
     `address`). Each shard's counts are kept in `out/shards/` until the model is written, so an interrupted
     run picks up where it stopped. The result does not depend on the workers, the engine or interruptions.
     """
+    from orchestrion.markov.arrange import STYLES
+
+    if style not in STYLES:
+        raise BadInput(f"unknown style {style!r}: use {' or '.join(STYLES)}")
     out = Path(out)
-    paths = sorted(resolve_inputs(inputs, MIDI_SUFFIXES), key=str)
+    paths = sorted(dataset.input_files(inputs), key=str)
     if not paths:
-        raise BadInput(f"no MIDI files found in {' '.join(inputs)}")
+        raise BadInput(f"no MIDI or ABC files found in {' '.join(inputs)}")
     shard_dir = out / "shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
     parts: list[Counts] = []
@@ -90,6 +94,7 @@ def train(
         raise BadInput(f"no usable notes in {len(paths)} file(s) of {' '.join(inputs)}: nothing to learn from")
     counts = merge_counts(*parts)
     config = MarkovConfig(
+        style=style,
         pieces=pieces,
         transitions=int(sum(counts[chain_name(m, line, ORDERS[line])][1].sum() for m in MODES for line in LINES)),
         sources=list(inputs),

@@ -1,8 +1,9 @@
 """mmm tokens as a GPT encoding: request defaults, streaming, and what config.json learns from the data.
 
-mmm is generated track by track (the order the model was trained on), so a bar of *all* tracks closes only
-when the last track's bar does: the stream yields a TextChunk of tokens for every bar of every track as it
-closes, and the Measures (all voices, bar by bar) once the piece is decoded.
+mmm is generated track by track (the order the model was trained on), window by window: the stream yields
+a TextChunk of tokens for every bar of every track as it is chosen, and the Measures (all voices, bar by
+bar) as soon as a window makes them final, so a long piece streams while it is composed. `finish` gives
+the piece its key signature and its title (a MIDI marker `Title: ...` that `core.render.render_svg` shows).
 """
 
 from __future__ import annotations
@@ -40,14 +41,37 @@ class MMMEncoding:
             if event.kind == "bar":
                 yield TextChunk(index, f"{event.instrument} bar {event.bar}: {' '.join(event.tokens)}")
                 index += 1
+            elif event.kind == "measures":
+                tempo = float(event.report.get("tempo") or request.tempo)
+                score, _ = decode(event.tokens, tempo=tempo)
+                yield from measures_from_score(score, bars=event.bars, tempo=tempo)[event.bar :]
             elif event.kind == "piece":
-                score, repairs = decode(event.tokens, tempo=request.tempo)
-                yield from measures_from_score(
-                    score, bars=int(event.report.get("bars") or request.bars or 4), tempo=request.tempo
-                )
+                _, repairs = decode(event.tokens)
                 yield PieceReport({**event.report, "decode_repairs": repairs, "tokens_text": " ".join(event.tokens)})
 
     def finish(self, piece: Piece) -> Piece:
+        """The key signature of the key the piece was written in, and its title (the request's, or
+        'Chorale in G major' for a chorale), as MIDI meta events."""
+        if piece.score is None:
+            return piece
+        import symusic
+
+        from orchestrion.core.music import parse_key
+
+        key = piece.report.get("key")
+        if key and not len(piece.score.key_signatures):
+            k = parse_key(key)
+            major = (k.tonic + 3) % 12 if k.mode == "minor" else k.tonic
+            sharps = (major * 7) % 12
+            piece.score.key_signatures.append(
+                symusic.KeySignature(0, sharps - 12 if sharps > 6 else sharps, int(k.mode == "minor"))
+            )
+        title = (piece.provenance.get("request") or {}).get("title")
+        voices = {t.name.upper() for t in piece.score.tracks}
+        if not title and key and voices and voices <= {"SOPRANO", "ALTO", "TENOR", "BASS"}:
+            title = f"Chorale in {key}"
+        if title:
+            piece.score.markers.append(symusic.TextMeta(0, f"Title: {title}"))
         return piece
 
     def check(self, piece: Piece) -> dict:
@@ -63,7 +87,9 @@ class MMMEncoding:
         return None
 
     def data_defaults(self, dataset: object, tokenizer: object) -> dict:
-        return {"default_instruments": typical_layout(dataset, tokenizer)}
+        """The usual line-up, and the DENSITY bin edges (a window's given tracks are binned with them)."""
+        edges = (getattr(dataset, "meta", None) or {}).get("density_edges")
+        return {"default_instruments": typical_layout(dataset, tokenizer), **({"density_edges": edges} if edges else {})}
 
 
 def measures_from_score(score, *, bars: int, tempo: float = 120.0) -> list[Measure]:

@@ -1,4 +1,4 @@
-"""The mmm grammar as a logits processor, and the plan that turns a request and its prompt into forced tokens.
+"""The mmm grammar as a logits processor, and cutting token sequences into tracks and bars.
 
 `MMMGrammar` is a `LogitsProcessor` (see `orchestrion.core.sampling`): called with the whole sequence so far
 (prompt included) and the next-token scores, it returns scores with the disallowed tokens at -inf. State
@@ -11,25 +11,20 @@ DENSITY= tokens, NOTE_OFF only for a sounding note after its start, TIME_DELTA n
 every note closed by the end of its track, FILL bars filled in, PIECE_END only when all that is done.
 A per-bar token cap, set from the token budget, guarantees that the piece ends inside the context.
 
-`mmm_plan` turns a request and its prompt into an `MMMPlan`: the tokens a sample starts from, the tracks
-forced token for token, and the instruments and densities to force, for each mode (compose, fill,
-harmonise, continue). `track_spans` and `split_bars` cut a token sequence into tracks and bars.
+`keep(row, length)` copies one row's state to every row (best-of-N, `orchestrion.mmm.search`).
+`track_spans` and `split_bars` cut a token sequence into tracks and bars.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from orchestrion.errors import InvalidRequest
-
-if TYPE_CHECKING:
-    from orchestrion.requests import ComposeRequest
-
 
 NEG_INF = float("-inf")
 STEPS_PER_BAR = 16
@@ -104,7 +99,6 @@ class _Row:
     step_kind: str = ""  # "", "off" or "on": what the current time step has had (canonical order)
     step_pitch: int = -1
     prev_delta: bool = False
-    forced: list[int] = field(default_factory=list)
     fills: list[_Fill] = field(default_factory=list)
     fill_index: int = 0
     fill_opened: set[int] = field(default_factory=set)
@@ -114,8 +108,9 @@ class MMMGrammar:
     """The mmm grammar as a logits mask (see the module docstring); one state machine per batch row.
 
     `instruments[k]` / `densities[k]` (token strings such as "INST=ALTO", "DENSITY=3", or None for free)
-    are forced for track k; `forced_tracks[k]` is the start of track k as token ids (TRACK_START ...,
-    a whole track up to TRACK_END or its first bars), kept verbatim, the rest composed under the grammar. `bar_cap` bounds the tokens of one bar body (closing then takes at most polyphony + 3).
+    are forced for track k. `bar_cap` bounds the tokens of one bar body (closing then takes at most polyphony + 3). `close_bars`
+    lists (track, bar) cells that must end with every note closed, as a track's last bar does: the cells
+    that a given bar follows (a window composed between given bars).
     """
 
     def __init__(
@@ -127,17 +122,17 @@ class MMMGrammar:
         tracks: int,
         instruments: Sequence[str | None] = (),
         densities: Sequence[str | None] = (),
-        forced_tracks: dict[int, list[int]] | None = None,
         bar_cap: int = 64,
         polyphony: int = 8,
+        close_bars: set[tuple[int, int]] | frozenset = frozenset(),
     ):
         if bars < 1 or tracks < 1:
             raise InvalidRequest("bars", "a piece needs at least one bar and one track")
         self.ids, self.bars, self.tracks = ids, bars, tracks
         self.instruments = [ids[t] if t else None for t in instruments] + [None] * tracks
         self.densities = [ids[t] if t else None for t in densities] + [None] * tracks
-        self.forced_tracks = forced_tracks or {}
         self.bar_cap, self.polyphony = bar_cap, polyphony
+        self.close_bars = set(close_bars)
         self.rows = [_Row() for _ in range(batch_size)]
         self.seen = 0
         self.inst_ids = [i for i in ids.prefixed("INST=")]
@@ -155,12 +150,6 @@ class MMMGrammar:
 
     def _advance(self, row: _Row, token: int, r: int) -> None:
         name, value = self.ids.kind.get(token, ("?", -1))
-        if row.forced:
-            if token == row.forced[0]:
-                row.forced.pop(0)
-            else:  # a prompt that already holds the forced tokens differently: stop forcing
-                row.forced = []
-                self.repairs[r] += 1
         if name == "PIECE_START":
             row.phase = TRACKS
         elif name == "TRACK_START":
@@ -211,17 +200,13 @@ class MMMGrammar:
                 else:
                     self.repairs[r] += 1
             row.step_kind, row.step_pitch, row.prev_delta, row.body = name[5:].lower(), value, False, row.body + 1
-        if name in ("PIECE_START", "TRACK_END") and row.track in self.forced_tracks:
-            row.forced = list(self.forced_tracks[row.track])
 
     # ------------------------------------------------------------------------------------ allowed
 
-    def allowed(self, row: _Row) -> list[int]:
+    def allowed(self, row: _Row) -> list[int] | np.ndarray:
         ids = self.ids
         if row.phase == START:
             return [ids["PIECE_START"]]
-        if row.forced:
-            return [row.forced[0]]
         if row.phase == TRACKS:
             if row.track < self.tracks:
                 return [ids["TRACK_START"]]
@@ -244,9 +229,9 @@ class MMMGrammar:
             return self._fill_body(row)
         return [ids["PIECE_END"]]
 
-    def _body(self, row: _Row) -> list[int]:
+    def _body(self, row: _Row) -> list[int] | np.ndarray:
         ids, t = self.ids, row.t
-        last_bar = row.bar + 1 >= self.bars
+        last_bar = row.bar + 1 >= self.bars or (row.track, row.bar) in self.close_bars
         closing = row.body >= self.bar_cap
         now = row.bar * STEPS_PER_BAR + t
         closable = sorted(p for p, s in row.sounding.items() if s < now) if t > 0 else []
@@ -262,16 +247,21 @@ class MMMGrammar:
             if closing:  # over the cap: end the bar now (sounding notes carry over to the next)
                 return [ids["BAR_END"]]
             out.append(ids["BAR_END"])
+        parts = [np.asarray(out, np.int64)]
         may_open = t < STEPS_PER_BAR and len(row.sounding) < self.polyphony
         if may_open and (not closing or (row.prev_delta and not closable)):
             low = row.step_pitch if row.step_kind == "on" else -1
-            out.extend(int(ids.note_on[p]) for p in range(low + 1, 128) if p not in row.sounding)
+            ons = ids.note_on[low + 1 :]
+            if row.sounding:
+                ons = np.delete(ons, [p - low - 1 for p in row.sounding if p > low])
+            parts.append(ons)
         need_time = closing and not bar_end_ok and not closable and not row.prev_delta
         if not row.prev_delta and (not closing or need_time):
             room = STEPS_PER_BAR - t
             top = room if row.sounding else room - 1  # a delta to the bar line must be followed by a NOTE_OFF
-            out.extend(int(ids.delta[d]) for d in range(1, top + 1))
-        return [i for i in out if i >= 0]
+            parts.append(ids.delta[1 : top + 1])
+        allowed = np.concatenate(parts)
+        return allowed[allowed >= 0]
 
     def _fill_body(self, row: _Row) -> list[int]:
         ids, t = self.ids, row.t
@@ -304,17 +294,23 @@ class MMMGrammar:
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         new = input_ids[:, self.seen :].tolist()
         self.seen = input_ids.shape[1]
-        mask = torch.ones(scores.shape, dtype=torch.bool)
+        mask = np.ones(scores.shape, dtype=bool)
         for r, (row, tokens) in enumerate(zip(self.rows, new, strict=True)):
             for token in tokens:
                 self._advance(row, token, r)
             allowed = self.allowed(row)
-            assert allowed, f"grammar dead end in phase {row.phase}"  # an internal invariant
+            assert len(allowed), f"grammar dead end in phase {row.phase}"  # an internal invariant
             mask[r, allowed] = False
-        return scores.masked_fill(mask.to(scores.device), NEG_INF)
+        return scores.masked_fill(torch.from_numpy(mask).to(scores.device), NEG_INF)
 
     def finished(self, row: int) -> bool:
         return self.rows[row].phase == DONE
+
+    def keep(self, row: int, length: int) -> None:
+        """Every row takes row `row`'s state, `length` tokens in (best-of-N: the chosen candidate goes on)."""
+        self.rows = [copy.deepcopy(self.rows[row]) for _ in self.rows]
+        self.repairs = [self.repairs[row]] * len(self.rows)
+        self.seen = length
 
 
 # ------------------------------------------------------------------------------------ conditioning
@@ -332,136 +328,6 @@ def track_spans(tokens: list[str]) -> list[list[str]]:
                 spans.append(current)
                 current = None
     return spans
-
-
-def _first_bars(track: list[str], bars: int) -> list[str]:
-    """A track's tokens up to and including its `bars`-th BAR_END."""
-    out, seen = [], 0
-    for token in track:
-        if seen == bars:
-            break
-        out.append(token)
-        seen += token == "BAR_END"
-    return out
-
-
-def _with_header(track: list[str], instrument: str | None, density: str | None) -> list[str]:
-    track = list(track)
-    if instrument is not None and len(track) > 1 and track[1].startswith("INST="):
-        track[1] = instrument
-    if density is not None and len(track) > 2 and track[2].startswith("DENSITY="):
-        track[2] = density
-    return track
-
-
-def _fill_in(track: list[str], fill_bars: set[int]) -> tuple[list[str], list[list[str]]]:
-    """Replace the bodies of `fill_bars` with FILL_IN; return the track and the removed bodies."""
-    out, bodies, bar, body = [], [], -1, None
-    for token in track:
-        if token == "BAR_START":
-            bar += 1
-            out.append(token)
-            if bar in fill_bars:
-                out.append("FILL_IN")
-                body = []
-            continue
-        if token == "BAR_END" and body is not None:
-            bodies.append(body)
-            body = None
-        if body is not None:
-            body.append(token)
-        else:
-            out.append(token)
-    return out, bodies
-
-
-@dataclass
-class MMMPlan:
-    """What `mmm_plan` makes of a request: the tokens a sample starts from and the grammar's settings."""
-
-    prompt: list[str]  # PIECE_START, then the prompt's tracks as the mode keeps them
-    bars: int
-    tracks: int  # tracks of the finished piece, kept ones included
-    instruments: list[str] = field(default_factory=list)  # "INST=..." to force, per track from the first
-    densities: list[str] = field(default_factory=list)  # "DENSITY=..." to force, likewise
-    forced: dict[int, list[str]] = field(default_factory=dict)  # track -> its first tokens, kept verbatim
-    mode: str = "compose"  # compose | fill | harmonise | continue
-    kept: int = 0  # harmonise: the prompt's first `kept` tracks are kept whole
-
-
-def mmm_plan(
-    request: ComposeRequest,
-    prompt_tokens: list[str] | None,
-    *,
-    default_tracks: int = 4,
-    voices: Sequence[str] = ("SOPRANO", "ALTO", "TENOR", "BASS"),
-) -> MMMPlan:
-    """Turn a request (and an encoded prompt) into a prompt, the grammar's settings and forced tracks.
-
-    - no prompt: `bars` (default 4) bars of `len(instruments)` tracks (default `default_tracks`);
-    - `fill_bars`: the prompt's bars listed are emptied (FILL_IN) and composed again, the rest kept;
-    - `keep_tracks` (or a prompt with fewer tracks than asked for): the kept tracks come first, whole,
-      and the others are composed around them (a melody harmonised in four parts);
-    - `bars` longer than the prompt (and no `keep_tracks`): the prompt is continued, each of its tracks
-      forced for its first bars and composed for the rest.
-    """
-
-    def inst_token(name: str | None) -> str | None:
-        if name is None:
-            return None
-        name = str(name).upper()
-        return name if name.startswith("INST=") else f"INST={name}"
-
-    instruments = [inst_token(i) for i in request.instruments] if request.instruments else []
-    densities = [f"DENSITY={d}" for d in request.density] if request.density else []
-    if prompt_tokens is None:
-        tracks = len(instruments) or len(densities) or default_tracks
-        return MMMPlan(["PIECE_START"], request.bars or 4, tracks, instruments, densities)
-    spans = track_spans(prompt_tokens)
-    if not spans:
-        raise InvalidRequest("prompt", "the prompt has no tracks")
-    prompt_bars = max(t.count("BAR_START") for t in spans)
-    if request.fill_bars:
-        bad = [b for b in request.fill_bars if not 0 <= b < prompt_bars]
-        if bad:
-            raise InvalidRequest("fill_bars", f"bars {bad} are outside the prompt's {prompt_bars} bars (0-based)")
-        tracks = [_fill_in(t, set(request.fill_bars))[0] for t in spans]
-        return MMMPlan(["PIECE_START", *[tok for t in tracks for tok in t]], prompt_bars, len(tracks), mode="fill")
-    total = len(instruments) or max(default_tracks, len(spans))
-    continuing = request.keep_tracks is None and request.bars is not None and request.bars > prompt_bars
-    if not continuing and (request.keep_tracks is not None or len(spans) < total):
-        keep = request.keep_tracks if request.keep_tracks is not None else list(range(len(spans)))
-        bad = [k for k in keep if not 0 <= k < len(spans)]
-        if bad:
-            raise InvalidRequest("keep_tracks", f"tracks {bad} are not in the prompt (it has {len(spans)})")
-        if not instruments and total == len(voices):
-            instruments = [f"INST={v}" for v in voices]
-        kept = [
-            _with_header(
-                spans[k], instruments[i] if i < len(instruments) else None, densities[i] if i < len(densities) else None
-            )
-            for i, k in enumerate(keep)
-        ]
-        return MMMPlan(
-            ["PIECE_START", *[tok for t in kept for tok in t]],
-            prompt_bars,
-            max(total, len(kept)),
-            instruments,
-            densities,
-            mode="harmonise",
-            kept=len(kept),
-        )
-    # Continue: every track's first bars are given and the rest of each track is composed.
-    bars = max(request.bars or prompt_bars, prompt_bars)
-    forced = {
-        k: _with_header(
-            _first_bars(t, prompt_bars),
-            instruments[k] if k < len(instruments) else None,
-            densities[k] if k < len(densities) else None,
-        )
-        for k, t in enumerate(spans)
-    }
-    return MMMPlan(["PIECE_START"], bars, len(spans), instruments, densities, forced, mode="continue")
 
 
 def split_bars(track: list[str]) -> tuple[list[str], list[list[str]]]:

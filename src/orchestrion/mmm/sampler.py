@@ -1,16 +1,21 @@
-"""`sample_mmm`: mmm pieces from a GPT-2 under the grammar, as a stream of events.
+"""`sample_mmm`: mmm pieces of any length from a GPT-2, window by window, as a stream of events.
 
     sample_mmm(model, tokenizer, request, prompt_tokens=None) -> Iterator[MMMEvent]
-        mmm tokens under `orchestrion.mmm.grammar.MMMGrammar` (exactly the requested bars and tracks,
-        instruments and DENSITY forced, given tracks kept token for token, FILL bars filled in; a
-        harmonisation longer than 4 bars is composed window by window around the whole melody). Yields
-        `MMMEvent`s: every token as it comes (kind "token"), every bar as soon as it closes (kind "bar"),
-        and one "piece" event per sample with its whole token list and the report (trap count, ...).
 
-`model` is a `transformers.GPT2LMHeadModel`, `tokenizer` a `tokenizers.Tokenizer`. The `request.num_samples`
-pieces are one batch, deterministic in `request.seed`. The plan comes from `mmm_plan`, the loop from
-`orchestrion.gpt.decoding`, the filters and the repetition trap from `orchestrion.core.sampling`;
-`orchestrion.mmm.encoding` turns the events into the composer's stream.
+1. `orchestrion.mmm.plan.plan_piece` turns the request (and its prompt) into a `PiecePlan`: the tracks,
+   the notes known, the (track, bar) cells to compose, the key.
+2. `orchestrion.mmm.windows.next_window` picks windows of 4 bars (the length the model was trained on),
+   each starting 2 bars before the first cell left to compose, so every window is conditioned on the bars
+   before it: 16, 32 or 64 bars, continuations, fills and long harmonisations all work the same way.
+3. In a window, each track's given bars are forced and its free bars sampled (`orchestrion.mmm.search`,
+   best-of-N at bar level) under the grammar (`grammar.MMMGrammar`), the chorale voice rules
+   (`voices.VoiceConstraints`) and the sampling filters; the harmony critic (`critic.Critic`) keeps one
+   candidate of each bar.
+
+Events: "bar" (a bar of one track, as soon as it is chosen), "measures" (bars `bar` .. `bars` - 1 of every
+track are final: `tokens` holds the piece so far), "piece" (the whole piece as one mmm sequence and the
+report); with `token_events`, a "token" event for each token of a chosen bar. `request.num_samples` pieces
+are made one after another; piece i is the piece of seed `request.seed + i`.
 """
 
 from __future__ import annotations
@@ -19,34 +24,61 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
-from orchestrion.core.music import load_midi
-from orchestrion.core.sampling import RepetitionTrap, SamplingConfig, build_processors
-from orchestrion.errors import InvalidRequest
-from orchestrion.gpt.decoding import Report, generate_tokens
-from orchestrion.mmm.codec import encode
-from orchestrion.mmm.grammar import MMMGrammar, MMMIds, MMMPlan, mmm_plan, split_bars, track_spans
+from orchestrion.core.music import Key
+from orchestrion.core.sampling import SamplingConfig, build_processors
+from orchestrion.gpt.decoding import Report
+from orchestrion.mmm.critic import Critic, CriticWeights
+from orchestrion.mmm.grammar import MMMGrammar, MMMIds
+from orchestrion.mmm.plan import plan_piece, prompt_of
+from orchestrion.mmm.search import Choice, Unit, best_of_n
+from orchestrion.mmm.vocabulary import DEFAULT_DENSITY_EDGES, STEPS_PER_BAR, VOICES
+from orchestrion.mmm.voices import TrackSpec, VoiceConstraints
+from orchestrion.mmm.windows import PiecePlan, bar_tokens, density_token, next_window, piece_tokens, track_notes
 
 if TYPE_CHECKING:
     from orchestrion.requests import ComposeRequest
 
-
-# ------------------------------------------------------------------------------------------- mmm
+DEFAULT_CANDIDATES = 8  # best-of-N per bar; the measured trade-off is in docs/sampling.md
+CLOSING_RESERVE = 4  # tokens a monophonic bar may need past its budget to close (delta, off, BAR_END)
+MAX_BAR_TOKENS = 96
 
 
 @dataclass
 class MMMEvent:
-    """What `sample_mmm` yields: a token, a closed bar of one track, or a finished piece."""
+    """What `sample_mmm` yields: a token, a chosen bar of one track, final measures, or a finished piece."""
 
-    kind: str  # "token" | "bar" | "piece"
-    sample: int  # row of the batch (sample i of num_samples)
+    kind: str  # "token" | "bar" | "measures" | "piece"
+    sample: int  # piece i of num_samples
     token: str = ""
     track: int = -1
-    bar: int = -1
+    bar: int = -1  # "bar": the bar; "measures": the first final bar not given before
     instrument: str = ""
-    tokens: list[str] = field(default_factory=list)  # bar: its tokens; piece: the whole sequence
+    tokens: list[str] = field(default_factory=list)  # bar: its tokens; measures, piece: the piece so far
     report: dict = field(default_factory=dict)
+    bars: int = 0  # "measures": bars 0 .. bars - 1 are final
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How a piece is searched: candidates per bar, the voice rules, the pull towards the key, the critic."""
+
+    candidates: int = DEFAULT_CANDIDATES
+    rules: bool = True
+    crossing: bool = False
+    key_strength: float = 2.0
+    weights: CriticWeights = field(default_factory=CriticWeights)
+
+    @classmethod
+    def from_request(cls, request: ComposeRequest, **overrides: object) -> SearchSettings:
+        values: dict = {}
+        if getattr(request, "candidates", None):
+            values["candidates"] = request.candidates
+        if getattr(request, "crossing", None) is not None:
+            values["crossing"] = request.crossing
+        return cls(**{**values, **overrides})
 
 
 def sample_mmm(
@@ -56,149 +88,212 @@ def sample_mmm(
     prompt_tokens: list[str] | None = None,
     *,
     default_tracks: int = 4,
-    window_bars: int = 4,
     config: SamplingConfig | None = None,
+    settings: SearchSettings | None = None,
     token_events: bool = True,
 ) -> Iterator[MMMEvent]:
-    """Sample `request.num_samples` mmm pieces as one batch under the grammar (see the module docstring).
+    """Compose `request.num_samples` pieces (see the module docstring).
 
-    `prompt_tokens` is an encoded prompt (`orchestrion.mmm.codec.encode`); when None and
-    `request.prompt` names a MIDI file, that file is encoded. A harmonisation longer than `window_bars`
-    (the length the models are trained on) is composed window by window around the given tracks, which
-    are kept whole, note for note.
+    `prompt_tokens` is an encoded prompt (`orchestrion.mmm.codec.encode`); when None and `request.prompt`
+    names a MIDI file, that file is read. `settings` defaults to `SearchSettings.from_request(request)`.
     """
     config = config or SamplingConfig.from_request(request)
-    if prompt_tokens is None and request.prompt:
-        prompt_tokens = encode(load_midi(request.prompt))
-    plan = mmm_plan(request, prompt_tokens, default_tracks=default_tracks)
-    if plan.mode == "harmonise" and plan.bars > window_bars:
-        yield from _harmonise_windows(model, tokenizer, plan, config, window_bars, token_events)
-    else:
-        yield from _sample_plan(model, tokenizer, plan, config, token_events, fill_bars=len(request.fill_bars or []))
+    settings = settings or SearchSettings.from_request(request)
+    prompt = prompt_of(request, prompt_tokens)
+    default = list(getattr(model.config, "default_instruments", None) or VOICES[:default_tracks])
+    for sample in range(config.num_samples):
+        seed = config.seed + sample
+        plan = plan_piece(request, prompt, default_instruments=default, seed=seed)
+        yield from _compose(
+            model, tokenizer, plan, replace(config, seed=seed, num_samples=1), settings, sample, token_events
+        )
 
 
-def _harmonise_windows(
-    model: torch.nn.Module, tokenizer: object, plan: MMMPlan, config: SamplingConfig, window: int, token_events: bool
-) -> Iterator[MMMEvent]:
-    """Compose the free tracks `window` bars at a time; the kept tracks come back whole and untouched."""
-    kept = track_spans(plan.prompt)
-    heads = [split_bars(t) for t in kept]  # (header, bars) per kept track
-    bars, free = plan.bars, plan.tracks - plan.kept
-    composed: list[list[tuple[list[str], list[str]]]] = [[] for _ in range(config.num_samples)]  # per row: windows
-    report = [Report() for _ in range(config.num_samples)]
-    for w, start in enumerate(range(0, bars, window)):
-        stop = min(start + window, bars)
-        prompt = ["PIECE_START"]
-        for header, track_bars in heads:
-            prompt += [*header, *[tok for bar in track_bars[start:stop] for tok in bar], "TRACK_END"]
-        sub = replace(plan, prompt=prompt, bars=stop - start)
-        sub_config = SamplingConfig(**{**config.__dict__, "seed": config.seed + 104729 * w})
-        for event in _sample_plan(model, tokenizer, sub, sub_config, token_events):
-            if event.kind == "bar":
-                event.bar += start
-                yield event
-            elif event.kind == "token":
-                yield event
-            elif event.kind == "piece":
-                tracks = track_spans(event.tokens)[plan.kept :]
-                composed[event.sample].append([split_bars(t) for t in tracks])
-                r = report[event.sample]
-                r.traps += event.report["repetition_traps"]
-                r.tokens += event.report["tokens"]
-    for row, windows in enumerate(composed):
-        tokens = ["PIECE_START", *[tok for t in kept for tok in t]]
-        for k in range(free):
-            header = windows[0][k][0]
-            tokens += [*header, *[tok for win in windows for bar in win[k][1] for tok in bar], "TRACK_END"]
-        tokens.append("PIECE_END")
-        report[row].extra = {"mode": "harmonise", "bars": bars, "tracks": plan.tracks, "windows": len(windows[0:])}
-        yield MMMEvent("piece", row, tokens=tokens, report=report[row].to_dict())
-
-
-def _sample_plan(
+def _compose(
     model: torch.nn.Module,
     tokenizer: object,
-    plan: MMMPlan,
+    plan: PiecePlan,
     config: SamplingConfig,
+    settings: SearchSettings,
+    sample: int,
     token_events: bool,
-    fill_bars: int = 0,
 ) -> Iterator[MMMEvent]:
-    """One batch under the grammar for a plan made by `grammar.mmm_plan`."""
     vocab = tokenizer.get_vocab()
     ids = MMMIds.from_vocab(vocab)
     names = {i: t for t, i in vocab.items()}
-
-    def to_ids(tokens: list[str]) -> list[int]:
-        missing = sorted({t for t in tokens if t not in vocab})
-        if missing:
-            raise InvalidRequest("prompt", f"tokens not in the model's vocabulary: {', '.join(missing[:5])}")
-        return [vocab[t] for t in tokens]
-
-    B = config.num_samples
-    prompt = to_ids(plan.prompt)
-    forced = {k: to_ids(v) for k, v in plan.forced.items()}
-    bars, tracks = plan.bars, plan.tracks
-    context = int(model.config.n_positions)
-    free = context - len(prompt) - sum(len(v) for v in forced.values())
-    composed_bars = bars * (tracks - plan.kept) if plan.mode != "fill" else fill_bars * tracks
-    structure = MMMGrammar.budget(bars, tracks - plan.kept) if plan.mode != "fill" else composed_bars * 24 + 1
-    if config.max_new_tokens is not None:
-        free = min(free, config.max_new_tokens)
-    bar_cap = (free - structure) // max(composed_bars, 1)
-    if bar_cap < 4:
-        raise InvalidRequest(
-            "bars",
-            f"{bars} bars of {tracks} tracks do not fit the model's context of {context} tokens "
-            f"(with a prompt of {len(prompt)}); ask for fewer bars or tracks",
-        )
-    bar_cap = min(bar_cap, 96)
-    grammar = MMMGrammar(
-        ids,
-        B,
-        bars=bars,
-        tracks=tracks,
-        instruments=[None] * plan.kept + plan.instruments[plan.kept :],
-        densities=[None] * plan.kept + plan.densities[plan.kept :],
-        forced_tracks=forced,
-        bar_cap=bar_cap,
-    )
-    trap = RepetitionTrap(B, config.trap_repeats, config.trap_min_tokens, stop_ids=[ids["PIECE_END"]])
-    processors = build_processors(config, [grammar, trap])
-    prompt_ids = torch.tensor([prompt] * B, dtype=torch.long)
-    max_new = min(context - len(prompt), structure + composed_bars * bar_cap + sum(len(v) for v in forced.values()))
-    sequences = [list(plan.prompt) for _ in range(B)]
-    bar_tokens: list[list[str]] = [[] for _ in range(B)]
-    track_of = [plan.kept] * B if plan.mode == "harmonise" else [0] * B
-    bar_of, inst_of = [-1] * B, [""] * B
-    stop = [ids["PIECE_END"]]
-    for step in generate_tokens(model, prompt_ids, config, processors, stop, max_new):
-        for r, token_id in enumerate(step.tolist()):
-            if token_id < 0:
-                continue
-            token = names[token_id]
-            sequences[r].append(token)
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(config.seed)
+    specs = [_spec(track, plan, settings) for track in plan.tracks]
+    critic = Critic(settings.weights, plan.key)
+    report = Report(extra={"relaxed": 0})
+    emitted = 0
+    windows = 0
+    while (window := next_window(plan.todo)) is not None:
+        start, end = window
+        chosen: dict[tuple[int, int], list[str]] = {}
+        for choice in _search_window(model, ids, plan, window, specs, critic, config, settings, generator, report):
+            tokens = [names[t] for t in choice.tokens]
+            chosen[choice.cell] = tokens
+            report.tokens += len(tokens)
+            k, bar = choice.cell
             if token_events:
-                yield MMMEvent("token", r, token=token)
-            if token.startswith("INST="):
-                inst_of[r] = token
-            elif token == "BAR_START":
-                bar_of[r] += 1
-                bar_tokens[r] = []
-            elif token == "TRACK_END":
-                track_of[r] += 1
-                bar_of[r] = -1
-            bar_tokens[r].append(token)
-            if token == "BAR_END":
-                yield MMMEvent(
-                    "bar", r, track=track_of[r], bar=bar_of[r], instrument=inst_of[r], tokens=list(bar_tokens[r])
-                )
-            if token == "PIECE_END":
-                report = Report(
-                    traps=trap.fired[r],
-                    tokens=len(sequences[r]) - len(prompt),
-                    extra={"mode": plan.mode, "bars": bars, "tracks": tracks, "prompt_repairs": grammar.repairs[r]},
-                )
-                yield MMMEvent("piece", r, tokens=sequences[r], report=report.to_dict())
-    for r in range(B):
-        if sequences[r][-1] != "PIECE_END":  # cannot happen under the grammar's budget; say so loudly if it does
-            raise InvalidRequest("max_tokens", f"sample {r} did not finish within {max_new} tokens")
+                for token in tokens:
+                    yield MMMEvent("token", sample, token=token)
+            body = tokens[tokens.index("BAR_START") :] if "BAR_START" in tokens else ["BAR_START", *tokens]
+            yield MMMEvent("bar", sample, track=k, bar=start + bar, instrument=f"INST={plan.tracks[k].instrument}",
+                           tokens=body)  # fmt: skip
+        _apply(plan, start, end, chosen)
+        windows += 1
+        done = plan.done_bars()
+        if done > emitted:
+            yield MMMEvent(
+                "measures", sample, bar=emitted, bars=done, tokens=piece_tokens(plan, done), report={"tempo": plan.tempo}
+            )
+            emitted = done
+    report.extra.update(
+        mode=plan.mode,
+        bars=plan.bars,
+        tracks=len(plan.tracks),
+        windows=windows,
+        candidates=settings.candidates,
+        key=Key((plan.key.tonic - plan.shift) % 12, plan.key.mode).name,  # the key of the piece as written
+        tempo=plan.tempo,
+        shift=plan.shift,
+        warnings=list(plan.warnings),
+    )
+    yield MMMEvent("piece", sample, tokens=piece_tokens(plan), report=report.to_dict())
+
+
+def _search_window(
+    model: torch.nn.Module,
+    ids: MMMIds,
+    plan: PiecePlan,
+    window: tuple[int, int],
+    specs: list[TrackSpec],
+    critic: Critic,
+    config: SamplingConfig,
+    settings: SearchSettings,
+    generator: torch.Generator,
+    report: Report,
+) -> Iterator[Choice]:
+    """Best-of-N over one window: its units, the grammar and voice rules for it, the critic as judge."""
+    start, end = window
+    edges = tuple(getattr(model.config, "density_edges", None) or DEFAULT_DENSITY_EDGES)
+    units, free, close = _units(plan, start, end, edges)
+    final = plan.bars - 1 - start if start <= plan.bars - 1 < end else None
+    n = settings.candidates
+    grammar = MMMGrammar(ids, n, bars=end - start, tracks=len(plan.tracks), close_bars=close)
+    rules = VoiceConstraints(
+        ids,
+        n,
+        bars=end - start,
+        tracks=specs,
+        free=free,
+        key=plan.key if settings.rules else None,
+        final_bar=final if settings.rules else None,
+        key_strength=settings.key_strength,
+    )
+    voices = [not spec.drums for spec in specs]
+
+    def judge(row: int, cell: tuple[int, int], tokens: list[int], logprob: float) -> tuple[float, dict]:
+        k, bar = cell
+        if not voices[k]:
+            return logprob / max(len(tokens), 1), {}
+        pitch, onset = rules.lines(row)
+        return critic.score(
+            pitch, onset, k, bar, voices=voices, logprob=logprob, tokens=len(tokens), final=bar == final
+        )
+
+    yield from best_of_n(
+        model,
+        [Unit([ids[t] for t in u.forced], u.cell, u.draw) for u in units],
+        n=n,
+        processors=build_processors(config, [grammar, rules]),
+        stateful=[grammar, rules],
+        judge=judge,
+        bar_end=ids["BAR_END"],
+        pad=ids.vocab.get("<pad>", 0),
+        generator=generator,
+        reserve=CLOSING_RESERVE,
+        max_cap=MAX_BAR_TOKENS,
+        on_cap=lambda cap: setattr(grammar, "bar_cap", cap),
+    )
+    report.extra["relaxed"] += rules.relaxed[0]
+
+
+def _spec(track, plan: PiecePlan, settings: SearchSettings) -> TrackSpec:
+    if not settings.rules:
+        return TrackSpec(drums=track.instrument == "DRUMS")
+    spec = TrackSpec.for_instrument(track.instrument, settings.crossing)
+    if not spec.harmony and plan.mode == "fill":  # a fill keeps the track's own range
+        spec = replace(spec, low=track.low, high=track.high)
+    return spec
+
+
+def _units(plan: PiecePlan, start: int, end: int, edges: tuple[float, ...]) -> tuple[list, set, set]:
+    """The window as units of token strings: forced runs, each maybe followed by a free cell."""
+    units: list[Unit] = []
+    free: set[tuple[int, int]] = set()
+    close: set[tuple[int, int]] = set()
+    pending = ["PIECE_START"]
+    bars = end - start
+    for k, track in enumerate(plan.tracks):
+        todo = plan.todo[k, start:end]
+        pending += ["TRACK_START", f"INST={track.instrument}"]
+        density = track.density
+        if density is None and track.kept:
+            density = density_token(track.notes, start, bars, edges)
+        elif density is None and (not todo[0] or len(track.notes)):
+            density = _known_density(plan, k, edges)
+            track.density = density
+        if density is not None:
+            pending.append(density)
+        bodies = bar_tokens(track.notes, start, bars)
+        for i in range(bars):
+            if todo[i]:
+                free.add((k, i))
+                if i + 1 < bars and not todo[i + 1]:
+                    close.add((k, i))
+                if density is None and i == 0:  # the model draws the track's DENSITY; the critic does not pick it
+                    units.append(Unit(pending, (k, i), draw=1))
+                else:
+                    units.append(Unit([*pending, "BAR_START"], (k, i)))
+                pending = []
+            else:
+                pending += ["BAR_START", *bodies[i], "BAR_END"]
+        pending.append("TRACK_END")
+    return units, free, close
+
+
+def _known_density(plan: PiecePlan, k: int, edges: tuple[float, ...]) -> str:
+    """A track's DENSITY from its notes in the bars it has (the bins of the model's dataset)."""
+    known = np.flatnonzero(~plan.todo[k])
+    notes = plan.tracks[k].notes
+    if not len(known) or not len(notes):
+        return "DENSITY=0"
+    bar_of = notes[:, 0] // STEPS_PER_BAR
+    count = int(np.isin(bar_of, known).sum())
+    return f"DENSITY={int(np.searchsorted(np.asarray(edges, float), count / len(known), side='right'))}"
+
+
+def _apply(plan: PiecePlan, start: int, end: int, chosen: dict) -> None:
+    """Put the chosen bars of a window into the plan: their notes, the sampled densities; cells done."""
+    bars = end - start
+    for k, track in enumerate(plan.tracks):
+        todo = plan.todo[k, start:end]
+        if not todo.any():
+            continue
+        bodies = bar_tokens(track.notes, start, bars)
+        tokens: list[str] = []
+        for i in range(bars):
+            cell = chosen.get((k, i))
+            if cell is None:
+                tokens += ["BAR_START", *bodies[i], "BAR_END"]
+                continue
+            if track.density is None and any(t.startswith("DENSITY=") for t in cell):
+                track.density = next(t for t in cell if t.startswith("DENSITY="))
+            tokens += cell[cell.index("BAR_START") :] if "BAR_START" in cell else ["BAR_START", *cell]
+        notes = track_notes(tokens, start)
+        new = notes[np.isin(notes[:, 0] // STEPS_PER_BAR, np.flatnonzero(todo) + start)] if len(notes) else notes
+        track.notes = np.concatenate([track.notes, new]) if len(track.notes) else new
+        track.notes = track.notes[np.lexsort((track.notes[:, 2], track.notes[:, 0]))]
+        plan.todo[k, start:end] = False

@@ -1,0 +1,215 @@
+"""Concurrent streams of one GPT model share their decoding steps: one batched forward for all of them.
+
+    forward_rows(decoders, ids)   one step of several KVDecoders (ids (B_i, 1) each) as one forward
+    StepBatcher                   coalesces the one-token steps of every KVDecoder over one model
+    share_steps(model)            install a model's StepBatcher (what `GPTComposer.share_steps` calls)
+
+A server composes many pieces at once, each stream on its own thread with its own `KVDecoder` (its own
+key/value cache, length and number of rows). Once a model has a batcher, a one-token step of any decoder
+over it goes through `StepBatcher.step`: the thread that finds no batch running takes every step waiting
+(itself included), runs them as one `forward_rows` and hands each decoder its logits; steps that arrive
+meanwhile wait for the next batch. Streams join and leave between steps, and no batch waits for a stream
+that is busy elsewhere (running its grammar, or paced to its listener).
+
+    for each layer:                                    N = the rows of all decoders
+        h = layer_norm(x)                              (N, C)     one matmul for all rows
+        q, k, v = split(h @ W_qkv)                     per decoder: its rows, its cache, its length
+        att = softmax(q k^T) v                         per decoder
+        x = x + att @ W_proj ; x = x + mlp(x)          (N, C)     one matmul each for all rows
+
+Same seed, same piece: a row gets the same bits in a batch as alone. Every one-token step runs through
+`forward_rows`, alone as a batch of one decoder, and its matmuls always see at least `MIN_ROWS` rows:
+MKL's sgemm gives a row the same bits for any number of rows from 4 on (not from 1 to 3), and the
+attention of a decoder is the same computation in both cases. `tests/gpt/test_batching.py` checks it on
+the built-in models; on a GPU the rows agree to rounding only (cuBLAS picks kernels by shape).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from orchestrion.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from orchestrion.gpt.decoding import KVDecoder
+
+MIN_ROWS = 4  # matmuls of fewer rows take another path through the BLAS, with other rounding
+MAX_ROWS = 4096  # rows in one batched step; steps past it wait for the next one
+
+
+def _mm(bias: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """bias + x @ weight (GPT-2's Conv1D), over at least MIN_ROWS rows."""
+    n = x.shape[0]
+    if n >= MIN_ROWS:
+        return torch.addmm(bias, x, weight)
+    return torch.addmm(bias, F.pad(x, (0, 0, 0, MIN_ROWS - n)), weight)[:n]
+
+
+def _mm_t(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x @ weight.T (the tied LM head), over at least MIN_ROWS rows."""
+    n = x.shape[0]
+    if n >= MIN_ROWS:
+        return x @ weight.T
+    return (F.pad(x, (0, 0, 0, MIN_ROWS - n)) @ weight.T)[:n]
+
+
+def forward_rows(decoders: Sequence[KVDecoder], ids: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """One step of each decoder (all over the same model): ids[i] (B_i, 1) -> logits (B_i, V), caches extended."""
+    d0 = decoders[0]
+    rows = [int(t.shape[0]) for t in ids]
+    for d, t in zip(decoders, ids, strict=True):
+        if t.dim() != 2 or t.shape[1] != 1:
+            raise ValueError(f"forward_rows takes one token per row, not {tuple(t.shape)}")
+        if d.length + 1 > d.max_len:
+            raise InvalidRequest("max_tokens", f"the sequence would pass the cache length of {d.max_len}")
+    C, H, D, N = d0.wte.shape[1], d0.n_head, d0.head_dim, sum(rows)
+    x = torch.cat([d.wte[t[:, 0]] + d.wpe[d.length] for d, t in zip(decoders, ids, strict=True)])  # (N, C)
+    for layer, (l1w, l1b, aw, ab, pw, pb, l2w, l2b, fw, fb, mw, mb, scale) in enumerate(d0.blocks):
+        h = F.layer_norm(x, (C,), l1w, l1b, d0.eps)
+        qkv = _mm(ab, h, aw)  # (N, 3C)
+        parts, r = [], 0
+        for d, n in zip(decoders, rows, strict=True):
+            q, k, v = qkv[r : r + n].view(n, 1, 3, H, D).permute(2, 0, 3, 1, 4)  # each (n, H, 1, D)
+            end = d.length + 1
+            d.k[layer, :n, :, d.length : end] = k
+            d.v[layer, :n, :, d.length : end] = v
+            keys, values = d.k[layer, :n, :, :end], d.v[layer, :n, :, :end]  # (n, H, end, D)
+            weights = torch.softmax((q @ keys.transpose(-1, -2)) * scale, dim=-1)  # (n, H, 1, end)
+            parts.append((weights @ values).transpose(1, 2).reshape(n, C))  # (n, C)
+            r += n
+        att = torch.cat(parts) if len(parts) > 1 else parts[0]  # (N, C)
+        x = x + _mm(pb, att, pw)
+        h = F.layer_norm(x, (C,), l2w, l2b, d0.eps)
+        x = x + _mm(mb, F.gelu(_mm(fb, h, fw), approximate=d0.approximate), mw)
+    for d in decoders:
+        d.length += 1
+    logits = _mm_t(F.layer_norm(x, (C,), *d0.ln_f, d0.eps), d0.lm_head)  # (N, V)
+    if d0.lm_bias is not None:
+        logits = logits + d0.lm_bias
+    return list(logits.split(rows))
+
+
+@dataclass
+class _Step:
+    decoder: KVDecoder
+    ids: torch.Tensor
+    logits: torch.Tensor | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+@dataclass
+class StepStats:
+    """How the steps were shared: batched forwards run, steps (one decoder's) and rows they held."""
+
+    batches: int = 0
+    steps: int = 0
+    rows: int = 0
+    largest: int = 0  # the most decoders in one batch
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, steps: int, rows: int) -> None:
+        with self.lock:
+            self.batches += 1
+            self.steps += steps
+            self.rows += rows
+            self.largest = max(self.largest, steps)
+
+    def to_json(self) -> dict:
+        with self.lock:
+            return {
+                "batches": self.batches,
+                "steps": self.steps,
+                "rows": self.rows,
+                "largest": self.largest,
+                "steps_per_batch": round(self.steps / self.batches, 2) if self.batches else 0.0,
+            }
+
+
+class StepBatcher:
+    """Runs the one-token steps of concurrent decoders over one model together (module docstring).
+
+    No thread of its own: the first waiting thread that finds no batch running runs the next one, for all.
+    """
+
+    def __init__(self, model: torch.nn.Module, max_rows: int = MAX_ROWS):
+        self.model = model
+        self.max_rows = max_rows
+        self.stats = StepStats()
+        self._cond = threading.Condition()
+        self._waiting: list[_Step] = []
+        self._busy = False
+
+    def step(self, decoder: KVDecoder, ids: torch.Tensor) -> torch.Tensor:
+        """`decoder.forward(ids)` for ids (B, 1), run in the next batch."""
+        mine = _Step(decoder, ids)
+        with self._cond:
+            self._waiting.append(mine)
+        while True:
+            with self._cond:
+                while not mine.done and self._busy:
+                    self._cond.wait()
+                if mine.done:
+                    break
+                batch = self._take()
+                self._busy = True
+            try:
+                self._run(batch)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+        if mine.error is not None:
+            raise mine.error
+        assert mine.logits is not None
+        return mine.logits
+
+    def _take(self) -> list[_Step]:
+        batch, rows = [], 0
+        while self._waiting and (not batch or rows + self._waiting[0].ids.shape[0] <= self.max_rows):
+            step = self._waiting.pop(0)
+            batch.append(step)
+            rows += int(step.ids.shape[0])
+        return batch
+
+    def _run(self, batch: list[_Step]) -> None:
+        from orchestrion.gpt.decoding import decode_threads
+
+        ready = []
+        for step in batch:  # a decoder whose cache is full fails alone; the others go on
+            if step.decoder.length + 1 > step.decoder.max_len:
+                step.error = InvalidRequest(
+                    "max_tokens", f"the sequence would pass the cache length of {step.decoder.max_len}"
+                )
+            else:
+                ready.append(step)
+        try:
+            if ready:
+                rows = sum(int(s.ids.shape[0]) for s in ready)
+                with torch.inference_mode(), decode_threads(self.model, rows):
+                    logits = forward_rows([s.decoder for s in ready], [s.ids for s in ready])
+                for step, out in zip(ready, logits, strict=True):
+                    step.logits = out
+                self.stats.add(len(ready), rows)
+        except BaseException as exc:  # handed to every stream of the batch, each ends with it
+            for step in ready:
+                step.error = exc
+        finally:
+            for step in batch:
+                step.done = True
+
+
+def share_steps(model: torch.nn.Module) -> StepBatcher:
+    """The model's StepBatcher, installed on first call: decoders built from then on share their steps."""
+    from orchestrion.gpt.decoding import SHARED_STEPS
+
+    batcher = SHARED_STEPS.get(model)
+    if batcher is None:
+        batcher = SHARED_STEPS[model] = StepBatcher(model)
+    return batcher

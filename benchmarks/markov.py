@@ -11,6 +11,9 @@
    step, take the state's dense row (657 wide for melodies, 22,621 for chords), normalise it, draw with
    `Generator.choice(p=...)`; rows come from the same counts, built on first use and cached (the
    reference kept all 40 GB in memory, which is not possible here; its per-step cost is what we copy).
+   Then what the musical constraints cost (phrases and cadences, clash and parallel checks, the hold cap,
+   the repetition penalty, voice leading): the composer's time per note against the same voices drawn from
+   the chains alone, and the lively style.
 4. Latency: loading a model (which builds its sampling tables), then the first measure of a stream, and
    the first measure at a temperature not used before (tables re-weighed).
 """
@@ -127,6 +130,24 @@ def peer_generate(counts: mk.Counts, voices: list[int], bars: int, seed: int = 0
     return out
 
 
+def chains_only(composer: mk.MarkovComposer, voices: list[int], bars: int, seed: int = 1) -> int:
+    """The unconstrained sampler: each melodic voice drawn from its chain alone and one chord per beat, as the
+    composer did before this issue; returns the number of events drawn."""
+    import random
+
+    rng, drawn = random.Random(seed), 0
+    for kind in set(voices):
+        chain = composer.chain("major", mk.KIND_LINES[kind])
+        for _ in range(voices.count(kind) if kind != 2 else 1):
+            history, steps = (chain.size - 1,) * chain.top, 0
+            while steps < bars * (4 if kind == 2 else ev.MEASURE_STEPS):
+                event = chain.draw(history, rng.random())
+                history = (*history[1:], event)
+                steps += 1 if kind == 2 else ev.DURATIONS[event % ev.N_DURATIONS]
+                drawn += 1
+    return drawn
+
+
 # ------------------------------------------------------------------------------------------- main
 
 
@@ -187,6 +208,18 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"   melodic voices only ({len(melodic)}): ours {ours_mel * 1e3:.1f} ms, peer {peer_mel * 1e3:.1f} ms, ratio {ratio_mel:.1f}x"
     )
+    # What the musical constraints cost: the same number of events drawn from the chains alone (a dict lookup
+    # and a bisection each, as the composer did before phrases, cadences, clash and parallel checks, the hold
+    # cap, the repetition penalty and voice leading), against the composer's time per note.
+    request = composer.validate(ComposeRequest(voices=VOICES, bars=args.bars, seed=1, key="C major"))
+    notes = sum(len(m) for m in composer.raw_measures(request))
+    plain_s, _ = best_of(lambda: chains_only(composer, VOICES, args.bars), repeat=3)
+    lively = request.model_copy(update={"style": "lively"})
+    lively_s, _ = best_of(lambda: composer.compose(lively), repeat=3)
+    print(f"   notes composed: {notes:,}; {ours_gen / notes * 1e6:.1f} us per note (compose)")
+    print(f"   the chains alone, same voices and measures: {plain_s * 1e3:.1f} ms: the constraints cost "
+          f"{ours_gen / plain_s:.1f}x")  # fmt: skip
+    print(f"   lively style, same request: {lively_s * 1e3:.1f} ms")
 
     # 4. latency of the first measure
     import tempfile

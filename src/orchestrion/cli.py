@@ -332,6 +332,8 @@ def generate(
     top_p: Annotated[float | None, typer.Option(help="nucleus sampling mass")] = None,
     top_k: Annotated[int | None, typer.Option(help="sample among the k most likely tokens")] = None,
     repetition_penalty: Annotated[float | None, typer.Option(help="penalty for repeated tokens (>1)")] = None,
+    style: Annotated[str | None, typer.Option(help="markov: chorale or lively")] = None,
+    max_hold_bars: Annotated[float | None, typer.Option(help="markov: longest one pitch is held, in bars")] = None,
     seed: Annotated[int | None, typer.Option(help="same seed, same piece")] = None,
     num_samples: Annotated[int | None, typer.Option("--num-samples", "-n", help="pieces to make")] = None,
     instruments: Annotated[
@@ -363,6 +365,8 @@ def generate(
         "top_p": top_p,
         "top_k": top_k,
         "repetition_penalty": repetition_penalty,
+        "style": style,
+        "max_hold_bars": max_hold_bars,
         "seed": seed,
         "num_samples": num_samples,
         "prompt": prompt,

@@ -35,7 +35,8 @@ ENCODINGS = {
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 BUILTIN_MODELS = {
-    "markov": "Markov chains (melody 2nd order, chords 1st order) trained on the Bach chorales and Palestrina",
+    "markov": "Markov chains (melody 2nd order, chords 1st order) trained on the Bach chorales: chorale style",
+    "markov-folk": "Markov chains trained on the folk tunes and the Bach chorales: lively style (game music)",
     "chorales": "GPT-2 on mmm tokens, trained on the Bach chorales",
     "folk": "GPT-2 on spaceless ABC, trained on the built-in folk tunes",
     "piano": "SaShiMi on 16 kHz mu-law piano audio rendered from the chorales",

@@ -26,7 +26,7 @@ from orchestrion.markov import harmony, voicing
 from orchestrion.markov.lines import BAR, BEAT, Beats, Chain, Line, LineRules, NoteTuple
 
 VELOCITY = {0: 84, 1: 76, 2: 60}
-REGISTERS = {0: (72, 84, 60, 96, 48), 1: (47, 59, 71)}  # target centres (MIDI) of the 1st, 2nd, ... voice of a kind
+REGISTERS = {0: (72, 84, 60), 1: (47, 59)}  # target centres (MIDI) of the 1st, 2nd, ... voice of a kind, in turn
 LOWEST, HIGHEST = 28, 108  # melodic voices are folded by octaves into this range
 BAND = (40, 84)  # where the chord parts' homes lie
 
@@ -65,6 +65,7 @@ class Arrangement:
                  chains: dict[int, Chain], harmony_matrix: np.ndarray, plan_matrix: np.ndarray, rules: LineRules, temperature: float,
                  penalty: float, top_k: int, top_p: float):  # fmt: skip
         self.kinds, self.bars, self.tonic, self.mode, self.style = kinds, bars, tonic, mode, style
+        self.pull = rules.chord_pull  # chords fitted to the leads' notes, and the other lines to the chords
         self.beats = Beats(bars * 4)
         self.progression = harmony.Progression(
             harmony_matrix, plan_matrix, mode, bars, style.slots, random.Random(f"markov:{seed}:chords"),
@@ -73,8 +74,9 @@ class Arrangement:
         self.slots: list[list[voicing.Slot]] = []  # per measure made so far
         shift = tonic if tonic <= 6 else tonic - 12
         self.lines: dict[int, Line] = {}
-        self.patterns: dict[int, tuple[str, list[int]]] = {}  # low voice (lively) -> (pattern, [last root])
+        self.patterns: dict[int, tuple[str, list[int], int]] = {}  # low voice (lively) -> (pattern, [last note], low)
         self.textures: dict[int, str] = {}
+        self.held: dict[int, tuple[int, int]] = {}  # lively chord voice -> (its top pitch, since when)
         seen = {0: 0, 1: 0, 2: 0}
         for i, kind in enumerate(kinds):
             rng = random.Random(f"markov:{seed}:voice:{i}")
@@ -82,13 +84,19 @@ class Arrangement:
             seen[kind] += 1
             if kind == 2:
                 if style.lively:
-                    options = ("arpeggio", "arpeggio down") if nth % 3 == 0 else ("pah", "offbeat") if nth % 3 == 1 else ("pad",)
+                    options = (
+                        ("arpeggio", "arpeggio down")
+                        if nth % 3 == 0
+                        else ("pah", "offbeat")
+                        if nth % 3 == 1
+                        else ("pad",)
+                    )
                     self.textures[i] = options[rng.randrange(len(options))]
                 continue
             if kind == 1 and style.lively:
                 pattern = voicing.BASS_PATTERNS[(rng.randrange(3) + nth) % 3]
-                self.patterns[i] = (pattern, [voicing.bass_root(43 + 12 * (nth % 2), tonic, 36 + 12 * (nth % 2),
-                                                                55 + 12 * (nth % 2))])  # fmt: skip
+                low = 36 + 12 * (nth % 2)  # the second bass voice an octave up
+                self.patterns[i] = (pattern, [voicing.bass_root(low + 7, tonic, low, low + 19)], low)
                 continue
             chain = chains[kind]
             centre = ev.LOWEST_PITCH + chain.mean_tone() + shift
@@ -98,7 +106,9 @@ class Arrangement:
             self.lines[i] = Line(chain, rng, i, bass=kind == 1, pitch_of=pitch_of, velocity=VELOCITY[kind],
                                  beats=self.beats, rules=rules, bars=bars)  # fmt: skip
         # The leads, drawn before the chords (which are fitted to them): the first high and the first low line.
-        self.leads = [min(v for v in self.lines if kinds[v] == k) for k in (0, 1) if k in (kinds[v] for v in self.lines)]
+        self.leads = [
+            min(v for v in self.lines if kinds[v] == k) for k in (0, 1) if k in (kinds[v] for v in self.lines)
+        ]
         for i in self.leads:
             self.lines[i].ties = True  # a lead may hold a note over the bar line; the chords follow it
         chord_voices = [i for i, k in enumerate(kinds) if k == 2]
@@ -110,8 +120,8 @@ class Arrangement:
         self.per_voice = 1 if style.lively or n >= 3 else 2 if n == 2 or bass_line else 3
         parts = max(1, n * self.per_voice)
         # Homes a few semitones apart around the middle of the range (G3 for the chorale's inner parts,
-        # A3 for the lively style's chords), squeezed into BAND when there are many.
-        centre, wide = (59, 7 if parts == 2 else 5 if parts <= 4 else 4) if not style.lively else (57, 6)
+        # F3 for the lively style's chords), squeezed into BAND when there are many.
+        centre, wide = (59, 7 if parts == 2 else 5 if parts <= 4 else 4) if not style.lively else (53, 6)
         spacing = min(wide, (BAND[1] - BAND[0]) / max(parts - 1, 1))
         low = round(min(max(BAND[0], centre - spacing * (parts - 1) / 2), BAND[1] - spacing * (parts - 1)))
         spacing = round(spacing) if spacing >= 1 else 1
@@ -143,7 +153,7 @@ class Arrangement:
             start = index * BAR + s * steps
             length = BAR if index == self.bars - 1 and self.bars > 1 else steps  # the last chord: held a bar
             sounding = [self.beats.sounding[b] for b in range(start // BEAT, (start + length) // BEAT)]
-            sym = self.progression.next(harmony.fit(sounding, self.tonic))
+            sym = self.progression.next(harmony.fit(sounding, self.tonic, self.pull))
             pcs = harmony.transpose_pcs(sym, self.tonic)
             mask = harmony.transpose_mask(sym, self.tonic)
             for beat in range(start // BEAT, (start + length) // BEAT):
@@ -173,11 +183,12 @@ class Arrangement:
         final = index == self.bars - 1
         for i in range(len(self.kinds)):
             if i in self.patterns:
-                pattern, last = self.patterns[i]
+                pattern, last, low = self.patterns[i]
                 if final:
-                    made[i] = [(i, voicing.bass_root(last[0], slots[0][2][0]), slots[0][0], BAR, VELOCITY[1] + 6)]
+                    root = voicing.bass_root(last[0], slots[0][2][0], low, low + 19)
+                    made[i] = [(i, root, slots[0][0], BAR, VELOCITY[1] + 6)]
                 else:
-                    made[i], last[0] = voicing.bass(i, pattern, slots, (), last[0], VELOCITY[1])
+                    made[i], last[0] = voicing.bass(i, pattern, slots, (), last[0], VELOCITY[1], low)
             elif i not in self.lines:
                 made[i] = self._chord_voice(i, slots, final)
             else:
@@ -194,11 +205,21 @@ class Arrangement:
         lo, hi = n * self.per_voice, (n + 1) * self.per_voice
         mine = [(start, steps, pcs, pitches[lo:hi]) for start, steps, pcs, pitches in slots]
         texture = self.textures.get(voice, "pad")
-        if self.style.lively and not final and texture != "pad":
-            return voicing.lively_chords(voice, texture, mine, VELOCITY[2])
-        if self.style.lively:  # a pad (or the last chord) of the lively style: a close chord on the base
-            mine = [(s, d, pcs, voicing.close_chord(p[0], pcs, 3)) for s, d, pcs, p in mine]
+        if self.style.lively:  # a close chord on the voice's base, its top note under the hold cap too
+            mine = [(s, d, pcs, self._close(voice, p[0], pcs, s, d)) for s, d, pcs, p in mine]
+            if not final and texture != "pad":
+                return voicing.lively_chords(voice, texture, mine, VELOCITY[2])
         return voicing.block(voice, mine, VELOCITY[2])
+
+    def _close(self, voice: int, base: int, pcs: tuple[int, ...], start: int, steps: int) -> list[int]:
+        """A close chord from `base` whose top note moves up a chord tone when it would be held past the cap."""
+        tones = voicing.close_chord(base, pcs, 3)
+        top, since = self.held.get(voice, (-1, 0))
+        if tones[-1] == top and start + steps - since > self.parts.cap:
+            tones[-1] = voicing.next_up(tones[-1], pcs)
+        if tones[-1] != top:
+            self.held[voice] = (tones[-1], start)
+        return tones
 
     def _home(self, notes: list[NoteTuple]) -> list[NoteTuple]:
         """The last chord with the tonic as its lowest note: the lowest note sounding at the last onset

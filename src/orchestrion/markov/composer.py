@@ -40,7 +40,6 @@ from orchestrion.markov.counts import (
     CHORD_BOS,
     KIND_LINES,
     KIND_NAMES,
-    LINES,
     MELODY_BOS,
     MODES,
     ORDERS,
@@ -306,4 +305,3 @@ class MarkovComposer(Composer):
 
     def likelihood(self, held: HeldOut, config: EvalConfig) -> dict:
         return markov_likelihood(self, held.scores)
-

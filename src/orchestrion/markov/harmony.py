@@ -62,25 +62,28 @@ FIT_OUTSIDE, FIT_CLASH = 0.3, 0.02  # weight of a chord per sounding note outsid
 # hard (a clash weighs 0); BOS weighs 0.
 _SOFT = [np.where(_MASKS >> pc & 1, 1.0, np.where(_CLASHES >> pc & 1, FIT_CLASH, FIT_OUTSIDE)) for pc in range(12)]
 _HARD = [np.where(_CLASHES >> pc & 1, 0.0, w) for pc, w in enumerate(_SOFT)]
-for _w in (*_SOFT, *_HARD):
+_SOFT_ANY = [np.where(_CLASHES >> pc & 1, FIT_CLASH, 1.0) for pc in range(12)]  # without chord_pull
+_HARD_ANY = [np.where(_CLASHES >> pc & 1, 0.0, 1.0) for pc in range(12)]
+for _w in (*_SOFT, *_HARD, *_SOFT_ANY, *_HARD_ANY):
     _w[BOS] = 0.0
-_FITS: dict[tuple[tuple[int, ...], int], tuple[np.ndarray, np.ndarray] | None] = {}
+_FITS: dict[tuple[tuple[int, ...], int, bool], tuple[np.ndarray, np.ndarray] | None] = {}
 
 
-def fit(sounding: list[int], tonic: int) -> tuple[np.ndarray, np.ndarray] | None:
+def fit(sounding: list[int], tonic: int, pull: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
     """How well each chord fits the notes already sounding on its beats (pitch-class masks in the key), as
     (hard, soft) weights per symbol: the product over the notes of 1 for a chord tone, FIT_OUTSIDE for a
-    note outside the chord, and for a note a semitone from a chord tone 0 (hard) or FIT_CLASH (soft).
-    None when nothing sounds."""
-    key = (tuple(sounding), tonic)
+    note outside the chord (1 without `pull`), and for a note a semitone from a chord tone 0 (hard) or
+    FIT_CLASH (soft). None when nothing sounds."""
+    key = (tuple(sounding), tonic, pull)
     if key not in _FITS:
         hard = soft = None
+        hards, softs = (_HARD, _SOFT) if pull else (_HARD_ANY, _SOFT_ANY)
         for mask in sounding:
             for pc in range(12):
                 if mask >> pc & 1:
                     c = (pc - tonic) % 12  # the symbols are in C
-                    hard = _HARD[c] if hard is None else hard * _HARD[c]
-                    soft = _SOFT[c] if soft is None else soft * _SOFT[c]
+                    hard = hards[c] if hard is None else hard * hards[c]
+                    soft = softs[c] if soft is None else soft * softs[c]
         if len(_FITS) > 20_000:
             _FITS.clear()
         _FITS[key] = None if hard is None else (hard, soft)
@@ -213,8 +216,10 @@ def slot_matrix(beat_counts: np.ndarray, mode: str, beats: int, temperature: flo
     counts = beat_counts + PRIOR_WEIGHT * prior_matrix(mode)
     totals = counts.sum(axis=1, keepdims=True)
     step = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-    matrix = np.linalg.matrix_power(step, beats) if beats > 1 else step
+    matrix = np.linalg.matrix_power(step, beats) if beats > 1 else step.copy()
     matrix[:, BOS] = 0.0
+    totals = matrix.sum(axis=1, keepdims=True)
+    matrix = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
     if temperature != 1.0:
         hold = np.diag(matrix).copy()
         moves = matrix.copy()
@@ -251,7 +256,7 @@ def phrase_end(bar: int, bars: int, phrase_bars: int = 4) -> str | None:
 
 
 def slot_target(bar: int, slot: int, slots: int, bars: int, phrase_bars: int = 4) -> str | None:
-    """"I", "V" or None: what the plan asks of one slot (`slots` per bar)."""
+    """ "I", "V" or None: what the plan asks of one slot (`slots` per bar)."""
     second_half = slot >= slots // 2
     if bar == 0 and slot == 0:
         return "I"

@@ -55,6 +55,16 @@ def event_of(tone: int, steps: int) -> int:
     return tone * ev.N_DURATIONS + index
 
 
+def _choose(items: list[int], weights: list[float], u: float) -> int:
+    """The item at `u` (0-1) of the cumulative weights."""
+    target, acc = u * sum(weights), 0.0
+    for item, w in zip(items, weights, strict=True):
+        acc += w
+        if target < acc:
+            return item
+    return items[-1]
+
+
 def adjacent(mask: int) -> int:
     """The pitch classes a semitone from those of `mask`."""
     return ((mask << 1) | (mask >> 11) | (mask >> 1) | (mask << 11)) & 0xFFF
@@ -184,23 +194,14 @@ class Beats:
         for start in sorted(tops):
             self.onset(voice, tops[start][0], start, tops[start][1])
 
-    def parallels(self, before: int, start: int) -> tuple[int, int] | None:
-        """The pitch classes a voice moving from `before` at `start` would reach in parallel fifths or octaves
-        with a voice already placed, as masks (moving down, moving up); None when there are none."""
+    def parallels(self, before: int, start: int) -> list[tuple[bool, int, int]] | None:
+        """The moves a voice leaving `before` at `start` must not follow in parallel fifths or octaves, as
+        (upwards, the other voice's new pitch, the interval class); None when there are none."""
         moves = self.onsets.get(start)
         if not moves or before < 0:
             return None
-        down = up = 0
-        for b, p in moves:
-            interval = abs(before - b) % 12
-            if interval == 0 or interval == 7:
-                # |x - p| % 12 == interval: x's pitch class is p + interval or p - interval
-                bits = (1 << ((p + interval) % 12)) | (1 << ((p - interval) % 12))
-                if p > b:
-                    up |= bits
-                else:
-                    down |= bits
-        return (down, up) if down or up else None
+        found = [(p > b, p, i) for b, p in moves if (i := abs(before - b) % 12) == 0 or i == 7]
+        return found or None
 
     def parallel(self, before: int, pitch: int, start: int) -> bool:
         """Would a voice moving from `before` to `pitch` at `start` move in parallel fifths or octaves
@@ -292,8 +293,11 @@ class Line:
                     f = outside
             if parallels:
                 pitch = pitch_of[tone]
-                if pitch != before and (parallels[pitch > before] >> (pitch % 12)) & 1:
-                    return 0.0
+                if pitch != before:
+                    up = pitch > before
+                    for upwards, p, interval in parallels:
+                        if upwards == up and abs(pitch - p) % 12 == interval:
+                            return 0.0
             return f * pen[min(recent.count(tone), window)]
 
         return accept
@@ -332,11 +336,7 @@ class Line:
                 weights.append(w)
                 events.append(cols[i])
         if any(EVENT_TONE[e] != ev.REST for e in events):  # a rest only where a note could have come
-            u, acc = random_() * sum(weights), 0.0
-            for w, event in zip(weights, events, strict=True):
-                acc += w
-                if u < acc:
-                    break
+            event = _choose(events, weights, random_())
             return event, min(EVENT_STEPS[event], room)
         steps = min(EVENT_STEPS[first] if EVENT_TONE[first] != ev.REST else BEAT, room)
         return self._stand_in(pos, steps), steps
@@ -390,9 +390,14 @@ class Line:
         steps = until - pos
         chain = self.chain
         r = chain.rows[2].get(self.a * chain.size + self.b) or chain.rows[1].get(self.b) or chain.unigram
+        lo, hi = chain.lo[r], min(chain.hi[r], chain.lo[r] + EXACT_ENTRIES)
+        if self.rules.top_k:
+            hi = min(hi, lo + self.rules.top_k)
+        if self.rules.top_p < 1.0:
+            hi = min(hi, bisect_left(chain.cums, self.rules.top_p * chain.totals[r], lo, chain.hi[r]) + 1)
         weights: dict[int, float] = {}
         previous = 0.0
-        for i in range(chain.lo[r], min(chain.hi[r], chain.lo[r] + EXACT_ENTRIES)):
+        for i in range(lo, hi):
             w, previous = chain.cums[i] - previous, chain.cums[i]
             tone = EVENT_TONE[chain.cols[i]]
             if tone == ev.REST or not self.pcbit[tone] & wanted or (self.last >= 0 and abs(tone - self.last) > 7):
@@ -403,11 +408,7 @@ class Line:
                 continue
             weights[tone] = weights.get(tone, 0.0) + w
         if weights:
-            u, acc = self.rng.random() * sum(weights.values()), 0.0
-            for tone, w in weights.items():
-                acc += w
-                if u < acc:
-                    break
+            tone = _choose(list(weights), list(weights.values()), self.rng.random())
         else:
             tone = self._nearest(wanted, pos, steps)
             if tone < 0:  # the cap forbids the root: another chord tone

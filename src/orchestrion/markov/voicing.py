@@ -78,8 +78,11 @@ class ChordParts:
             have = [p % 12 for p in new]
             if pc in have:
                 continue
-            moves = [(abs(q - new[k]), k, q) for k, p in enumerate(new)
-                     if (have.count(p % 12) > 1 or p % 12 not in wanted) and (q := place(k, pc)) is not None]
+            moves = [
+                (abs(q - new[k]), k, q)
+                for k, p in enumerate(new)
+                if (have.count(p % 12) > 1 or p % 12 not in wanted) and (q := place(k, pc)) is not None
+            ]
             if moves:
                 _, k, q = min(moves)
                 new[k] = q
@@ -87,9 +90,10 @@ class ChordParts:
         new.sort()
         for k in range(1, len(new)):
             while new[k] <= new[k - 1] or new[k] in banned:
-                new[k] = _next_up(max(new[k], new[k - 1]), pcs)
+                new[k] = next_up(max(new[k], new[k - 1]), pcs)
         if self.pitches:
             self._out_of_parallels(new, old, pcs, now, banned, parallel)
+        _cover(new, pcs[:2], pcs, banned)
         self.since = {p: self.since.get(p, now) if p in self.pitches else now for p in new}
         self.pitches = new
         return new
@@ -117,6 +121,24 @@ class ChordParts:
             fixed.append(k)
 
 
+def _cover(new: list[int], needed: tuple[int, ...], pcs: tuple[int, ...], banned: set[int]) -> None:
+    """Put a needed pitch class (root, third) that no part sounds on a part whose class another part doubles,
+    between its neighbours, where one fits."""
+    for pc in needed:
+        have = [p % 12 for p in new]
+        if pc in have or len(new) < len(needed):
+            continue
+        for k in sorted(range(len(new)), key=lambda j: -have.count(have[j])):
+            if have.count(have[k]) < 2:
+                break
+            low, high = (new[k - 1] if k else -1), (new[k + 1] if k + 1 < len(new) else 200)
+            options = [q for q in (nearest(new[k], pc), nearest(new[k], pc) + 12, nearest(new[k], pc) - 12)
+                       if low < q < high and q not in banned]  # fmt: skip
+            if options:
+                new[k] = min(options, key=lambda q: abs(q - new[k]))
+                break
+
+
 def _parallel(a0: int, a1: int, b0: int, b1: int) -> bool:
     """Do two voices moving a0 -> a1 and b0 -> b1 go in parallel fifths or octaves (unisons too)?"""
     if a0 == a1 or b0 == b1 or (a1 > a0) != (b1 > b0):
@@ -125,7 +147,7 @@ def _parallel(a0: int, a1: int, b0: int, b1: int) -> bool:
     return interval in (0, 7) and abs(a1 - b1) % 12 == interval
 
 
-def _next_up(pitch: int, pcs: tuple[int, ...]) -> int:
+def next_up(pitch: int, pcs: tuple[int, ...]) -> int:
     return min(nearest(pitch, pc) + (12 if nearest(pitch, pc) <= pitch else 0) for pc in pcs)
 
 
@@ -133,7 +155,7 @@ def close_chord(base: int, pcs: tuple[int, ...], size: int = 3) -> list[int]:
     """`size` chord tones from `base` upwards (base first)."""
     notes = [base]
     while len(notes) < size:
-        notes.append(_next_up(notes[-1], pcs))
+        notes.append(next_up(notes[-1], pcs))
     return notes
 
 
@@ -158,22 +180,21 @@ def block(voice: int, slots: list[Slot], velocity: int) -> list[NoteTuple]:
 
 
 def lively_chords(voice: int, texture: str, slots: list[Slot], velocity: int) -> list[NoteTuple]:
-    """A chord voice of the lively style over its slots; each slot's first part pitch is the voice's base."""
+    """A chord voice of the lively style over its slots; each slot's pitches are the chord it plays (a close
+    chord, lowest first): broken in 8ths, struck on the off-beats, or on beats 2 and 4."""
     notes: list[NoteTuple] = []
-    for start, steps, pcs, pitches in slots:
-        base = pitches[0]
+    for start, steps, _, tones in slots:
         if texture.startswith("arpeggio"):
-            tones = close_chord(base, pcs, 3)
             order = [2, 1, 0, 1] if texture.endswith("down") else [0, 1, 2, 1]
             for j, t in enumerate(range(start, start + steps, 6)):
-                notes.append((voice, tones[order[j % 4]], t, 6, velocity - (0 if j % 2 else -6)))
+                notes.append((voice, tones[order[j % 4] % len(tones)], t, 6, velocity + (0 if j % 2 else 6)))
         elif texture == "pah":
             for t in range(start, start + steps, 24):
                 if t + 12 < start + steps:
-                    notes += [(voice, p, t + 12, 10, velocity) for p in close_chord(base, pcs, 3)]
+                    notes += [(voice, p, t + 12, 10, velocity) for p in tones]
         else:  # offbeat
             for t in range(start + 6, start + steps, 12):
-                notes += [(voice, p, t, 5, velocity) for p in close_chord(base, pcs, 3)]
+                notes += [(voice, p, t, 5, velocity) for p in tones]
     return notes
 
 
@@ -186,15 +207,18 @@ def bass_root(previous: int, pc: int, low: int = 36, high: int = 55) -> int:
     return p
 
 
-def bass(voice: int, pattern: str, slots: list[Slot], after: tuple[int, ...], last: int, velocity: int
-         ) -> tuple[list[NoteTuple], int]:  # fmt: skip
-    """A bass pattern over one measure's slots: (notes, the last root, for the next measure).
+def bass(voice: int, pattern: str, slots: list[Slot], after: tuple[int, ...], last: int, velocity: int,
+         low: int = 36) -> tuple[list[NoteTuple], int]:  # fmt: skip
+    """A bass pattern over one measure's slots, its roots in `low`..`low` + 19: (notes, the last note, for
+    the next measure). Each root is the one nearest to the note before (to the lower octave of a note above
+    the range), so the line moves by steps and fifths, an octave at most.
 
     `after` is the chord that follows the measure (for the walking line's last step into it).
     """
     notes: list[NoteTuple] = []
+    high = low + 19
     for n, (start, steps, pcs, _) in enumerate(slots):
-        root = bass_root(last, pcs[0])
+        root = bass_root(last - 12 if last > high else last, pcs[0], low, high)
         fifth = nearest(root + 7, pcs[2]) if len(pcs) > 2 else root
         following = slots[n + 1][2] if n + 1 < len(slots) else after
         same_as_before = n > 0 and slots[n - 1][2] == pcs
@@ -205,15 +229,17 @@ def bass(voice: int, pattern: str, slots: list[Slot], after: tuple[int, ...], la
         elif pattern == "walking":
             approach = fifth
             if following and following[0] != pcs[0]:  # the chord tone nearest to the next root
-                target = bass_root(root, following[0])
+                target = bass_root(root, following[0], low, high)
                 approach = min((nearest(target, pc) for pc in pcs if nearest(target, pc) != target),
                                key=lambda p: abs(p - target), default=root)  # fmt: skip
             beats = list(range(start, start + steps, 12))
             line = [root, nearest(root + 4, pcs[1]), fifth, approach] if len(beats) >= 4 else [root, approach]
             for j, t in enumerate(beats):
                 notes.append((voice, line[j % len(line)], t, 11, velocity))
-        else:  # octaves
+        else:  # octaves, starting on whichever octave lies nearer the note before
+            high_first = abs(root + 12 - last) < abs(root - last)
             for j, t in enumerate(range(start, start + steps, 6)):
-                notes.append((voice, root + (12 if j % 2 else 0), t, 5, velocity + (4 if j % 4 == 0 else 0)))
-        last = root
+                notes.append((voice, root + (12 if (j % 2 == 0) == high_first else 0), t, 5,
+                              velocity + (4 if j % 4 == 0 else 0)))  # fmt: skip
+        last = notes[-1][1] if notes else root
     return notes, last

@@ -46,8 +46,9 @@ test-slow: install
 test-fuzz: install
 	$(PY) -m pytest -q -m slow tests/test_fuzz.py -s
 
+# Every browser test, the slow ones (each model end to end) included; `make test` runs the quick ones.
 test-browser: install
-	$(PY) -m pytest -q -m browser
+	$(PY) -m pytest -q -m browser --durations=10
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

@@ -9,6 +9,13 @@ have to wait without the websocket; its "first measure" is the full response. Pr
     .venv/bin/python benchmarks/serve_load.py                 # 50 clients x 32 measures
     .venv/bin/python benchmarks/serve_load.py --clients 10 --bars 8
 
+GPT models: `--batching` runs the same clients twice, on a server whose concurrent streams each run their
+own model steps (ORCHESTRION_SHARED_STEPS=0: the peer) and on one that batches them (the default), and
+prints both side by side with the ratio (no POST peer: a whole chorale per client would double the run):
+
+    .venv/bin/python benchmarks/serve_load.py --model builtin:chorales --bars 4 --batching
+    .venv/bin/python benchmarks/serve_load.py --model builtin:chorales --bars 4 --batching --extra '{"candidates": 1}'
+
 Two robustness modes:
 
     .venv/bin/python benchmarks/serve_load.py --mixed         # 200 clients, half of them misbehaving
@@ -47,7 +54,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: str, port: int, max_jobs: int, data_dir: str | None = None) -> subprocess.Popen:
+def start_server(
+    model: str, port: int, max_jobs: int, data_dir: str | None = None, env: dict | None = None
+) -> subprocess.Popen:
+    import os
+
     exe = Path(sys.executable).with_name("orchestrion")
     extra = ["--data-dir", data_dir] if data_dir else []
     log = tempfile.TemporaryFile()
@@ -68,6 +79,7 @@ def start_server(model: str, port: int, max_jobs: int, data_dir: str | None = No
         stdout=subprocess.DEVNULL,
         # A file, not a pipe: a pipe nobody reads fills up and then blocks the server on its next log line.
         stderr=log,
+        env={**os.environ, **(env or {})},
     )
     proc.log = log  # type: ignore[attr-defined]
     deadline = time.monotonic() + 90
@@ -118,13 +130,18 @@ async def ws_client(url: str, request: dict, go: asyncio.Event, bars: int, resul
     result["total"] = arrivals[-1] - sent
 
 
-async def run_streaming(port: int, clients: int, bars: int, model: str, timeout: float) -> dict:
+async def run_streaming(
+    port: int, clients: int, bars: int, model: str, timeout: float, extra: dict | None = None
+) -> dict:
     url = f"ws://127.0.0.1:{port}/stream"
     go = asyncio.Event()
     results = [{} for _ in range(clients)]
     tasks = [
         asyncio.create_task(
-            asyncio.wait_for(ws_client(url, {"model": model, "bars": bars, "seed": i}, go, bars, results[i]), timeout)
+            asyncio.wait_for(
+                ws_client(url, {"model": model, "bars": bars, "seed": i, **(extra or {})}, go, bars, results[i]),
+                timeout,
+            )
         )
         for i in range(clients)
     ]
@@ -433,7 +450,11 @@ def main() -> None:
     parser.add_argument("--mixed", action="store_true", help="half the clients misbehave (default 200 clients)")
     parser.add_argument("--cycles", type=int, help="this many connect/disconnect cycles, the server's RSS sampled")
     parser.add_argument("--seeds", type=int, default=64, help="--cycles: pieces cycle through this many seeds")
+    parser.add_argument("--batching", action="store_true", help="GPT: steps of concurrent streams batched vs not")
+    parser.add_argument("--extra", type=json.loads, default={}, help="more request fields, as JSON")
     args = parser.parse_args()
+    if args.batching:
+        return batching(args)
     if args.mixed or args.cycles:
         if args.port:
             parser.error("--mixed and --cycles start their own server (they read its memory)")
@@ -480,6 +501,47 @@ def main() -> None:
     print(f"ratio (peer p99 / ours p99, time to first measure): {figures['ratio_p99_first_measure']:.1f}x")
     target = figures["stream_errors"] == 0 and p99_ours < 250
     print(f"target (0 errors, p99 first measure < 250 ms): {'met' if target else 'NOT met'}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def batching(args: argparse.Namespace) -> None:
+    """The same burst of clients against a server without and with batched steps (module docstring)."""
+    runs = {}
+    for label, shared in (("each stream alone", "0"), ("batched steps", "1")):
+        port = free_port()
+        with tempfile.TemporaryDirectory(prefix="orchestrion-load-") as data_dir:
+            server = start_server(
+                args.model, port, max(64, args.clients), data_dir, env={"ORCHESTRION_SHARED_STEPS": shared}
+            )
+            try:
+                asyncio.run(run_streaming(port, 2, args.bars, args.model, args.timeout, args.extra))  # warm-up
+                run = asyncio.run(run_streaming(port, args.clients, args.bars, args.model, args.timeout, args.extra))
+                run["shared"] = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=10).json()["shared_steps"]
+            finally:
+                stop_server(server)
+        runs[label] = run
+    alone, ours = runs["each stream alone"], runs["batched steps"]
+    request = {"bars": args.bars, **args.extra}
+    print(f"{args.clients} concurrent clients streaming {args.model} {request}, server on 127.0.0.1")
+    print(f"{'':34}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    figures: dict = {"clients": args.clients, "model": args.model, "request": request}
+    for label, run in runs.items():
+        for what, key in (("first measure", "first"), ("whole piece", "total")):
+            row = {"p50": pct(run[key], 50), "p99": pct(run[key], 99)}
+            figures[f"{label}: {what}"] = row
+            print(f"{label + ': ' + what:34}{row['p50']:10.1f}{row['p99']:10.1f}{len(run['errors']):8d}")
+        for err in run["errors"][:3]:
+            print("  ", err)
+    stats = ours["shared"].get(args.model, {})
+    figures["shared_steps"] = stats
+    figures["errors"] = {label: len(run["errors"]) for label, run in runs.items()}
+    ratio = pct(alone["first"], 99) / pct(ours["first"], 99) if ours["first"] else float("nan")
+    figures["ratio_p99_first_measure"] = ratio
+    print(f"batched steps: {stats}")
+    print(f"ratio (alone p99 / batched p99, time to first measure): {ratio:.2f}x")
+    target = not ours["errors"] and pct(ours["first"], 99) < 1000
+    print(f"target (0 errors, p99 first measure < 1 s): {'met' if target else 'NOT met'}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 

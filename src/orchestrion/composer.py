@@ -10,7 +10,7 @@ code talk only to this interface.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -235,6 +235,14 @@ class Composer(ABC):
         """This model's options and limits, for `GET /api/models` and the web client."""
         return {"name": self.name, "kind": self.kind}
 
+    def share_steps(self) -> Callable[[], dict] | None:
+        """Let the concurrent streams of this model compute together (a server asks once, at start).
+
+        Returns a function that reports how the work was shared, or None when this model cannot (the
+        default): its streams then each run on their own. Each stream's piece stays what it is alone.
+        """
+        return None
+
     def provenance(self, request: ComposeRequest, **extra: object) -> dict:
         return make_provenance(self.name, self.checkpoint_hash, request.model_dump(exclude_none=True), dict(extra))
 
@@ -273,7 +281,7 @@ class Composer(ABC):
             abc="\n\n".join(text) if text else None,
             report=report,
         )
-        return self.finish(piece, request)
+        return _with_programs(self.finish(piece, request), request.programs)
 
     def finish(self, piece: Piece, request: ComposeRequest) -> Piece:
         """Complete a piece built from chunks with what only this composer knows (default: nothing)."""
@@ -290,6 +298,18 @@ class Composer(ABC):
     def trained_on(self) -> list[str]:
         """What the model was trained on (corpus names, folders, dataset directories), as recorded."""
         return []
+
+
+def _with_programs(piece: Piece, programs: list[int] | None) -> Piece:
+    """A request's `programs` (General MIDI, one per voice, or one for all) as the instruments of the piece's
+    pitched tracks, for a composer that did not set them itself (an ABC tune: abc2midi plays a piano)."""
+    if not programs or piece.score is None:
+        return piece
+    tracks = [t for t in piece.score.tracks if not t.is_drum and len(t.notes)]
+    for i, track in enumerate(tracks):
+        if len(programs) == 1 or i < len(programs):
+            track.program = programs[0] if len(programs) == 1 else programs[i]
+    return piece
 
 
 def check_score(piece: Piece) -> dict:

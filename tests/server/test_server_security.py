@@ -105,7 +105,7 @@ def test_static_files_stay_in_the_static_directory(env):
     from orchestrion.server.app import STATIC_DIR
 
     client, secret, data = env
-    static_files = {p.read_bytes() for p in STATIC_DIR.iterdir()}
+    static_files = {p.read_bytes() for p in STATIC_DIR.rglob("*") if p.is_file()}
     with Watch() as touched:
         for name in traversals(secret, data):
             for url in (f"/{quote(name, safe='%/')}", f"/{quote(name, safe='%')}", f"/static/{quote(name, safe='%/')}"):

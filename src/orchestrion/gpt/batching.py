@@ -27,6 +27,7 @@ the built-in models; on a GPU the rows agree to rounding only (cuBLAS picks kern
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -41,22 +42,8 @@ if TYPE_CHECKING:
 
 MIN_ROWS = 4  # matmuls of fewer rows take another path through the BLAS, with other rounding
 MAX_ROWS = 4096  # rows in one batched step; steps past it wait for the next one
-
-
-def _mm(bias: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """bias + x @ weight (GPT-2's Conv1D), over at least MIN_ROWS rows."""
-    n = x.shape[0]
-    if n >= MIN_ROWS:
-        return torch.addmm(bias, x, weight)
-    return torch.addmm(bias, F.pad(x, (0, 0, 0, MIN_ROWS - n)), weight)[:n]
-
-
-def _mm_t(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """x @ weight.T (the tied LM head), over at least MIN_ROWS rows."""
-    n = x.shape[0]
-    if n >= MIN_ROWS:
-        return x @ weight.T
-    return (F.pad(x, (0, 0, 0, MIN_ROWS - n)) @ weight.T)[:n]
+LINGER = 0.004  # seconds a batch waits for the decoders that stepped lately and are not waiting yet
+RECENT = 0.05  # a decoder that stepped this recently is counted on for the next batch
 
 
 def forward_rows(decoders: Sequence[KVDecoder], ids: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -69,10 +56,12 @@ def forward_rows(decoders: Sequence[KVDecoder], ids: Sequence[torch.Tensor]) -> 
         if d.length + 1 > d.max_len:
             raise InvalidRequest("max_tokens", f"the sequence would pass the cache length of {d.max_len}")
     C, H, D, N = d0.wte.shape[1], d0.n_head, d0.head_dim, sum(rows)
-    x = torch.cat([d.wte[t[:, 0]] + d.wpe[d.length] for d, t in zip(decoders, ids, strict=True)])  # (N, C)
+    x = [d.wte[t[:, 0]] + d.wpe[d.length] for d, t in zip(decoders, ids, strict=True)]
+    pad = [x[0].new_zeros(MIN_ROWS - N, C)] if N < MIN_ROWS else []  # rows that only fill the matmuls
+    x = torch.cat(x + pad) if len(x) + len(pad) > 1 else x[0]  # (P, C), P = max(N, MIN_ROWS)
     for layer, (l1w, l1b, aw, ab, pw, pb, l2w, l2b, fw, fb, mw, mb, scale) in enumerate(d0.blocks):
         h = F.layer_norm(x, (C,), l1w, l1b, d0.eps)
-        qkv = _mm(ab, h, aw)  # (N, 3C)
+        qkv = torch.addmm(ab, h, aw)  # (P, 3C): Conv1D, x @ W + b
         parts, r = [], 0
         for d, n in zip(decoders, rows, strict=True):
             q, k, v = qkv[r : r + n].view(n, 1, 3, H, D).permute(2, 0, 3, 1, 4)  # each (n, H, 1, D)
@@ -83,16 +72,20 @@ def forward_rows(decoders: Sequence[KVDecoder], ids: Sequence[torch.Tensor]) -> 
             weights = torch.softmax((q @ keys.transpose(-1, -2)) * scale, dim=-1)  # (n, H, 1, end)
             parts.append((weights @ values).transpose(1, 2).reshape(n, C))  # (n, C)
             r += n
-        att = torch.cat(parts) if len(parts) > 1 else parts[0]  # (N, C)
-        x = x + _mm(pb, att, pw)
+        att = torch.cat(parts + pad) if len(parts) + len(pad) > 1 else parts[0]  # (P, C)
+        x = x + torch.addmm(pb, att, pw)
         h = F.layer_norm(x, (C,), l2w, l2b, d0.eps)
-        x = x + _mm(mb, F.gelu(_mm(fb, h, fw), approximate=d0.approximate), mw)
+        x = x + torch.addmm(mb, F.gelu(torch.addmm(fb, h, fw), approximate=d0.approximate), mw)
     for d in decoders:
         d.length += 1
-    logits = _mm_t(F.layer_norm(x, (C,), *d0.ln_f, d0.eps), d0.lm_head)  # (N, V)
+    logits = F.layer_norm(x, (C,), *d0.ln_f, d0.eps) @ d0.lm_head.T  # (P, V)
     if d0.lm_bias is not None:
         logits = logits + d0.lm_bias
-    return list(logits.split(rows))
+    return [logits[:N]] if len(rows) == 1 else list(logits[:N].split(rows))
+
+
+class StepsCancelled(Exception):
+    """Raised in a stream's thread whose `stop_event` is set: its client left, its steps end."""
 
 
 @dataclass
@@ -136,29 +129,40 @@ class StepBatcher:
     """Runs the one-token steps of concurrent decoders over one model together (module docstring).
 
     No thread of its own: the first waiting thread that finds no batch running runs the next one, for all.
+    Before it starts, it waits up to `linger` seconds for the decoders that stepped in the last `RECENT`
+    seconds and are not waiting yet (they are running their grammar between two steps): one batch of all
+    of them costs little more than a batch of a few.
     """
 
-    def __init__(self, model: torch.nn.Module, max_rows: int = MAX_ROWS):
+    def __init__(self, model: torch.nn.Module, max_rows: int = MAX_ROWS, linger: float = LINGER):
         self.model = model
         self.max_rows = max_rows
+        self.linger = linger
         self.stats = StepStats()
         self._cond = threading.Condition()
         self._waiting: list[_Step] = []
         self._busy = False
+        self._seen: dict[int, float] = {}  # id(decoder) -> when it last asked for a step
 
     def step(self, decoder: KVDecoder, ids: torch.Tensor) -> torch.Tensor:
         """`decoder.forward(ids)` for ids (B, 1), run in the next batch."""
+        stop = getattr(threading.current_thread(), "stop_event", None)
+        if stop is not None and stop.is_set():  # a server's stream whose client left: no more steps
+            raise StepsCancelled("the stream was stopped")
         mine = _Step(decoder, ids)
         with self._cond:
             self._waiting.append(mine)
+            self._seen[id(decoder)] = time.monotonic()
+            self._cond.notify_all()
         while True:
             with self._cond:
                 while not mine.done and self._busy:
                     self._cond.wait()
                 if mine.done:
                     break
-                batch = self._take()
                 self._busy = True
+                self._gather()
+                batch = self._take()
             try:
                 self._run(batch)
             finally:
@@ -169,6 +173,14 @@ class StepBatcher:
             raise mine.error
         assert mine.logits is not None
         return mine.logits
+
+    def _gather(self) -> None:
+        """Wait (lock held, released while waiting) for the recently seen decoders to ask for their step."""
+        now = time.monotonic()
+        self._seen = {k: t for k, t in self._seen.items() if now - t < RECENT}
+        deadline = now + self.linger
+        while len(self._waiting) < len(self._seen) and (left := deadline - time.monotonic()) > 0:
+            self._cond.wait(left)
 
     def _take(self) -> list[_Step]:
         batch, rows = [], 0
@@ -206,9 +218,16 @@ class StepBatcher:
 
 
 def share_steps(model: torch.nn.Module) -> StepBatcher:
-    """The model's StepBatcher, installed on first call: decoders built from then on share their steps."""
+    """The model's StepBatcher, installed on first call: decoders built from then on share their steps.
+
+    On a CPU the process keeps one intra-op thread from then on: how MKL splits a matmul's rows over threads
+    depends on the rows of the whole batch, and with it the rounding of each row; a server gets its
+    parallelism from its concurrent streams instead.
+    """
     from orchestrion.gpt.decoding import SHARED_STEPS
 
+    if next(model.parameters()).device.type == "cpu":
+        torch.set_num_threads(1)
     batcher = SHARED_STEPS.get(model)
     if batcher is None:
         batcher = SHARED_STEPS[model] = StepBatcher(model)

@@ -8,7 +8,7 @@ turns sampled tokens into music. This class holds no knowledge of mmm or ABC.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,7 +79,15 @@ class GPTComposer(Composer):
             "context": self.context,
             "vocab_size": int(self.model.config.vocab_size),
             "val_loss": self.card.get("val_loss"),
+            # what config.json learned from the training data (Encoding.data_defaults): a page's defaults
+            "data_defaults": {k: v for k, v in self.model.config.to_dict().items() if k.startswith("default_")},
         }
+
+    def share_steps(self) -> Callable[[], dict]:
+        """Concurrent streams run their one-token steps as one batched forward (`orchestrion.gpt.batching`)."""
+        from orchestrion.gpt.batching import share_steps
+
+        return share_steps(self.model).stats.to_json
 
     def validate(self, request: ComposeRequest) -> ComposeRequest:
         request = self.encoding.validate(self.model.config, request.with_seed())
@@ -101,6 +109,8 @@ class GPTComposer(Composer):
         return [self.card["data"]] if self.card.get("data") else []
 
     def likelihood(self, held: HeldOut, config: EvalConfig) -> dict:
-        if held.form != "tokens":
-            return {"skipped": "a GPT likelihood needs a token dataset (orchestrion encode) as --data"}
-        return gpt_likelihood(self, held.root, windows=config.windows, context=config.context)
+        if held.form == "tokens":
+            return gpt_likelihood(self, held.root, windows=config.windows, context=config.context)
+        if held.tunes and hasattr(self.encoding, "token_ids"):  # text files: tokenised the model's way
+            return gpt_likelihood(self, texts=held.tunes, windows=config.windows, context=config.context)
+        return {"skipped": "a GPT likelihood needs a token dataset (orchestrion encode) or text files as --data"}

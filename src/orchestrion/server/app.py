@@ -1,4 +1,10 @@
-"""Build the FastAPI app: routers, static client, error answers, and models loaded once in `lifespan`."""
+"""Build the FastAPI app: routers, static client, error answers, and models loaded once in `lifespan`.
+
+Models that can share their steps (`Composer.share_steps`: GPT) are told to at start, so that concurrent
+streams of one model run one batched forward per step (`ORCHESTRION_SHARED_STEPS=0` turns it off, for
+comparison). Requests from other sites are refused (`security.py`); the API reference at /docs is served
+from the app's own files (Swagger UI in static/vendor/), nothing from another host.
+"""
 
 from __future__ import annotations
 
@@ -13,23 +19,25 @@ from typing import IO
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrion import __version__
 from orchestrion.errors import OrchestrionError
 from orchestrion.registry import BUILTIN_MODELS, available_builtins, load_composer
-from orchestrion.server import routes_api, routes_stream
+from orchestrion.server import routes_api, routes_pieces, routes_stream
 from orchestrion.server.errors import ApiError, api_error_from
 from orchestrion.server.routes_api import MAX_UPLOAD_BYTES
-from orchestrion.server.scheduler import ChunkScheduler
-from orchestrion.server.state import MAX_JSON_BYTES, JobLimiter, ServerState
+from orchestrion.server.scheduler import ChunkScheduler, PriorityGate
+from orchestrion.server.security import SameOriginMiddleware
+from orchestrion.server.state import MAX_JSON_BYTES, JobLimiter, ServerState, scrub
 from orchestrion.server.stores import PieceStore, PromptStore
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_JOBS = 64  # above the 50 concurrent streams the load benchmark asks of one 2-core machine
-DEFAULT_WORKERS = 4  # composition threads; chunks of all jobs interleave on them, so a few suffice
+DEFAULT_WORKERS = 4  # threads for short jobs, and slots for streams of models that cannot share their steps
 DEFAULT_MAX_PIECES = 128
 DEFAULT_MAX_PIECE_BYTES = 256 * 2**20  # on disk
 
@@ -91,13 +99,17 @@ def create_app(
     max_upload_bytes: dict[str, int] | None = None,
     max_pieces: int = DEFAULT_MAX_PIECES,
     max_piece_bytes: int = DEFAULT_MAX_PIECE_BYTES,
+    share_steps: bool | None = None,
 ) -> FastAPI:
     """The web app. `models` defaults to every built-in model present; they load when the app starts.
 
     Finished pieces and uploaded prompts live in `data_dir` (`pieces/`, `prompts/`), and a server started
     again on the same directory serves them all. Without one, a temporary directory is used and removed
-    when the app stops. `prompt_dir` puts the prompts elsewhere.
+    when the app stops. `prompt_dir` puts the prompts elsewhere. `share_steps` (default: on, unless
+    $ORCHESTRION_SHARED_STEPS is 0) lets concurrent streams of a GPT model run batched steps.
     """
+    if share_steps is None:
+        share_steps = os.environ.get("ORCHESTRION_SHARED_STEPS", "1") != "0"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -111,6 +123,11 @@ def create_app(
         if not owned_dir:
             log.info("data directory %s: %d pieces, %d prompts", root, len(pieces), len(prompts.kinds))
         scheduler = ChunkScheduler(workers)
+        shared = {}
+        for ref, composer in composers.items():
+            stats = composer.share_steps() if share_steps else None
+            if stats is not None:
+                shared[ref] = stats
         app.state.hub = ServerState(
             composers=composers,
             descriptions=descriptions,
@@ -120,6 +137,8 @@ def create_app(
             prompts=prompts,
             pieces=pieces,
             max_upload_bytes=dict(max_upload_bytes or MAX_UPLOAD_BYTES),
+            gate=PriorityGate(workers),
+            shared=shared,
         )
         try:
             yield
@@ -130,9 +149,29 @@ def create_app(
                 shutil.rmtree(root, ignore_errors=True)
 
     # Bodies are bounded before they are read: JSON requests are small; uploads have their own route limit.
-    app = FastAPI(title="orchestrion", version=__version__, lifespan=lifespan, max_body_size=MAX_JSON_BYTES)
+    app = FastAPI(
+        title="orchestrion",
+        version=__version__,
+        lifespan=lifespan,
+        max_body_size=MAX_JSON_BYTES,
+        docs_url=None,  # the default pages load their scripts from a CDN: /docs below is served from static/
+        redoc_url=None,
+    )
+    app.add_middleware(SameOriginMiddleware)
     app.include_router(routes_api.router)
+    app.include_router(routes_pieces.router)
     app.include_router(routes_stream.router)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="orchestrion API",
+            swagger_js_url="/vendor/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/vendor/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/vendor/swagger-ui/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None, "tryItOutEnabled": False},
+        )
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -144,7 +183,7 @@ def create_app(
             field = "file" if request.url.path.endswith("/prompts") else "body"
             err = ApiError(413, field, "the request is too large (see upload_limits in GET /api/models)")
         else:
-            err = ApiError(exc.status_code, "request", str(exc.detail))
+            err = ApiError(exc.status_code, "request", scrub(str(exc.detail)))
         return JSONResponse(err.to_json(), status_code=err.status, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
@@ -159,7 +198,7 @@ def create_app(
         # Whatever goes wrong in one request is that request's 500 (or 4xx for our own types), never the server's end.
         log.exception("error answering %s", request.url.path)
         err = api_error_from(exc)
-        return JSONResponse(err.to_json(), status_code=err.status)
+        return JSONResponse({**err.to_json(), "message": scrub(err.message)}, status_code=err.status)
 
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
     return app

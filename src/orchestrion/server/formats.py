@@ -11,7 +11,7 @@ from pathlib import Path
 
 from orchestrion.composer import Piece
 from orchestrion.core.abcmidi import abc_to_midi
-from orchestrion.core.render import render_svg, render_wav
+from orchestrion.core.render import midi_title, render_svg, render_wav
 from orchestrion.server.errors import ApiError
 
 FORMATS = {
@@ -90,13 +90,62 @@ def piece_json(piece: Piece, piece_id: str | None = None) -> dict:
     return body
 
 
+def summarize(piece: Piece) -> dict:
+    """What the history and the page's text summary say of a piece: its length, voices, key, tempo, title."""
+    request = public_provenance(piece)["request"]
+    out: dict = {"model": piece.provenance.get("model", request.get("model", "")), "seed": request.get("seed")}
+    title = request.get("title")
+    if piece.abc is not None:
+        out["kind"] = "tune"
+        title = title or next((line[2:].strip() for line in piece.abc.splitlines() if line.startswith("T:")), None)
+        meter = next((line[2:].strip() for line in piece.abc.splitlines() if line.startswith("M:")), None)
+        out["meter"] = meter
+    if piece.score is not None and piece.score.end() > 0:
+        score = piece.score
+        tpq = score.ticks_per_quarter
+        tempo = float(score.tempos[0].qpm) if len(score.tempos) else float(request.get("tempo", 120.0))
+        quarters = score.end() / tpq
+        pitches = [int(p) for t in score.tracks for p in t.notes.numpy()["pitch"]]
+        out.update(
+            kind=out.get("kind", "notes"),
+            measures=int(-(-quarters // 4)),
+            seconds=round(quarters * 60 / tempo, 1),
+            tempo=round(tempo, 1),
+            notes=len(pitches),
+            voices=[t.name or f"voice {i + 1}" for i, t in enumerate(score.tracks)],
+            low=min(pitches) if pitches else None,
+            high=max(pitches) if pitches else None,
+        )
+        title = title or midi_title(score)
+    if piece.audio is not None:
+        out.update(kind="audio", seconds=round(len(piece.audio) / piece.sample_rate, 2))
+    key = piece.report.get("key") or request.get("key")
+    if key:
+        out["key"] = key
+    if title:
+        out["title"] = title
+    return out
+
+
+def svg_title(piece: Piece) -> str | None:
+    """A title for an engraved MIDI piece that carries none (never music21's 'Music21 Fragment')."""
+    request = public_provenance(piece)["request"]
+    if request.get("title"):
+        return request["title"]
+    if piece.score is None or midi_title(piece.score):
+        return None
+    name = str(piece.provenance.get("model", "")).removeprefix("builtin:")
+    key = piece.report.get("key") or request.get("key")
+    return f"{name.capitalize()} piece{f' in {key}' if key else ''} (seed {request.get('seed')})"
+
+
 def render_piece(piece: Piece, fmt: str) -> bytes:
     """The piece's bytes in `fmt` (not JSON). Blocking: call it from a worker thread."""
     with tempfile.TemporaryDirectory(prefix="orchestrion-render-") as tmp:
         tmp = Path(tmp)
         if fmt == "abc":
             if piece.abc is None:
-                raise ApiError(406, "format", "this piece has no ABC text (ask for mid, wav or json)")
+                raise ApiError(406, "format", "this piece has no ABC text (ask for mid, wav, svg or json)")
             return piece.abc.encode()
         if fmt == "mid":
             if piece.score is not None:
@@ -123,7 +172,7 @@ def render_piece(piece: Piece, fmt: str) -> bytes:
             else:
                 raise ApiError(406, "format", "this piece is audio and has no score (ask for wav)")
             out = tmp / "piece.svg"
-            render_svg(source, out)
+            render_svg(source, out, title=svg_title(piece) if piece.abc is None else None)
             return out.read_bytes()
     raise ApiError(422, "format", f"unknown format {fmt!r}")
 

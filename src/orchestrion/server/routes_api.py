@@ -1,4 +1,4 @@
-"""The REST API: models, compose, prompt upload, finished pieces, health."""
+"""The REST API: health, models, compose, prompt upload (finished pieces are in `routes_pieces.py`)."""
 
 from __future__ import annotations
 
@@ -13,23 +13,21 @@ from orchestrion import __version__
 from orchestrion.core.music import load_midi, note_count
 from orchestrion.errors import BadInput
 from orchestrion.requests import ComposeRequest
+from orchestrion.server.catalog import describe, prompt_kinds
 from orchestrion.server.errors import ApiError
-from orchestrion.server.formats import FORMATS, pick_format, piece_json, render_piece
+from orchestrion.server.formats import FORMATS, pick_format
+from orchestrion.server.routes_pieces import piece_response
+from orchestrion.server.security import is_json
 from orchestrion.server.state import ServerState
+from orchestrion.server.streams import StreamRunner, collect
 
 router = APIRouter(prefix="/api")
 
-# Which request fields the client shows for each kind of model, unless the model's options() lists its own.
-DEFAULT_FIELDS = {
-    "markov": ["voices", "programs", "key", "tempo", "bars", "temperature", "chord_pull", "seed"],
-    "gpt": ["bars", "temperature", "top_p", "top_k", "seed", "prompt"],
-    "gpt:abc": ["temperature", "top_p", "top_k", "seed", "title", "meter", "rhythm", "prompt"],
-    "sashimi": ["seconds", "temperature", "top_p", "seed", "prompt"],
-}
 MAX_UPLOAD_BYTES = {".mid": 2 * 2**20, ".abc": 256 * 2**10, ".wav": 16 * 2**20}
 MAX_PROMPT_SECONDS = 60.0  # a longer WAV prompt is refused: the audio model continues from its last seconds only
 MULTIPART_SLACK = 64 * 2**10  # form boundaries and headers around the file
 UPLOAD_SUFFIXES = {".mid": ".mid", ".midi": ".mid", ".abc": ".abc", ".txt": ".abc", ".wav": ".wav", ".wave": ".wav"}
+KIND_NAMES = {"mid": "a MIDI file", "abc": "an ABC tune", "wav": "a WAV recording"}
 
 
 def hub(request: Request) -> ServerState:
@@ -45,42 +43,30 @@ async def health(request: Request) -> dict:
         "models": list(state.composers),
         "unavailable": list(state.load_errors),
         "jobs": state.jobs.to_json(),
+        "streams": StreamRunner.live,
         "pieces": len(state.pieces),
+        "shared_steps": {ref: stats() for ref, stats in state.shared.items()},
     }
 
 
 @router.get("/models")
 async def models(request: Request) -> dict:
-    """Each served model with its options and limits (from Composer.options()), and the request's limits."""
+    """Each served model with the fields the page shows, their defaults, limits, choices and help
+    (`catalog.describe`, from Composer.options()), and the request's own limits."""
     state = hub(request)
-    listing = []
-    for ref, composer in state.composers.items():
-        options = composer.options()
-        listing.append(
-            {
-                "ref": ref,
-                "kind": composer.kind,
-                "description": state.descriptions.get(ref, ""),
-                "fields": options.get("fields") or default_fields(composer.kind, options),
-                "options": options,
-            }
-        )
-    unavailable = [{"ref": ref, "error": err} for ref, err in state.load_errors.items()]
+    limits = request_limits(ComposeRequest.model_json_schema())
+    listing = [
+        describe(ref, composer, state.descriptions.get(ref, ""), limits) for ref, composer in state.composers.items()
+    ]
     return {
         "models": listing,
-        "unavailable": unavailable,
-        "limits": request_limits(ComposeRequest.model_json_schema()),
+        "unavailable": [{"ref": ref, "error": err} for ref, err in state.load_errors.items()],
+        "limits": limits,
         "request_schema": ComposeRequest.model_json_schema(),
         "formats": list(FORMATS),
         "upload_limits": state.max_upload_bytes,
         "upload_max_seconds": MAX_PROMPT_SECONDS,
     }
-
-
-def default_fields(kind: str, options: dict) -> list[str]:
-    """The request fields a model uses, by its kind (and, for GPT, its encoding: ABC tunes have no bar count)."""
-    encoding = options.get("encoding")
-    return DEFAULT_FIELDS.get(f"{kind}:{encoding}") or DEFAULT_FIELDS.get(kind) or ["seed"]
 
 
 def request_limits(schema: dict) -> dict:
@@ -106,6 +92,9 @@ def request_limits(schema: dict) -> dict:
 
 
 async def _json_body(request: Request) -> object:
+    if not is_json(request.headers.get("content-type")):
+        # Another site's page can post text/plain or a form without asking first; it cannot post JSON.
+        raise ApiError(415, "body", "send the request as JSON, with the header Content-Type: application/json")
     try:
         raw = await request.body()
     except ClientDisconnect as exc:  # a client that left mid-body: routine, answered (to no one) without a traceback
@@ -123,45 +112,41 @@ async def compose(request: Request, format: str | None = None) -> Response:
     fmt = pick_format(format, request.headers.get("accept"))
     composer, req = state.prepare(await _json_body(request))
     with state.jobs.slot():
-        piece = await state.scheduler.run(0, composer.compose, req)
+        try:
+            chunks = await collect(state.runner(composer, req))
+            piece = await state.scheduler.run(0, composer.piece, req, chunks)
+        except ApiError:
+            raise
+        except Exception as exc:  # logged by the stream; the client gets a message without server paths
+            raise state.client_error(exc) from exc
         # On disk before its id goes out; the answer is made from what was stored, so it is byte for byte what
         # GET /api/pieces/{id} serves, now or after a restart.
         piece_id = await state.scheduler.run(0, state.pieces.add, piece)
-        return await _piece_response(state, piece_id, fmt)
-
-
-@router.get("/pieces/{piece_id}")
-async def get_piece(request: Request, piece_id: str, format: str | None = None) -> Response:
-    """A piece made earlier (streamed or composed), in any format: what the client's download links use."""
-    state = hub(request)
-    fmt = pick_format(format, request.headers.get("accept"))
-    return await _piece_response(state, piece_id, fmt)
-
-
-async def _piece_response(state: ServerState, piece_id: str, fmt: str) -> Response:
-    piece = await state.scheduler.run(0, state.pieces.get, piece_id)
-    if fmt == "json":
-        return JSONResponse(await state.scheduler.run(0, piece_json, piece, piece_id))
-    data = await state.scheduler.run(0, render_piece, piece, fmt)
-    return _file_response(data, fmt, piece_id)
-
-
-def _file_response(data: bytes, fmt: str, piece_id: str) -> Response:
-    return Response(
-        data,
-        media_type=FORMATS[fmt],
-        headers={"Content-Disposition": f'attachment; filename="orchestrion-{piece_id}.{fmt}"', "X-Piece-Id": piece_id},
-    )
+        return await piece_response(state, piece_id, fmt)
 
 
 @router.post("/prompts", max_body_size=max(MAX_UPLOAD_BYTES.values()) + MULTIPART_SLACK)
-async def upload_prompt(request: Request, file: UploadFile) -> JSONResponse:
-    """Upload a prompt (MIDI, ABC or WAV) within its size limit; answer its server-side id."""
+async def upload_prompt(request: Request, file: UploadFile, model: str | None = None) -> JSONResponse:
+    """Upload a prompt (MIDI, ABC or WAV) within its size limit; answer its server-side id.
+
+    With `?model=REF` the prompt is checked against that model now (the kind of file it continues, and a
+    request with this prompt), so a wrong file is refused at once rather than when Generate is pressed.
+    """
     state = hub(request)
-    name = file.filename or "upload"
+    name = Path(file.filename or "upload").name[:120]
     suffix = UPLOAD_SUFFIXES.get(Path(name).suffix.lower())
     if suffix is None:
         raise ApiError(415, "file", f"{name}: unknown prompt type; upload a MIDI (.mid), ABC (.abc) or WAV (.wav) file")
+    kind = suffix.lstrip(".")
+    if model is not None:
+        composer = state.composers.get(model)
+        if composer is None:
+            raise ApiError(422, "model", f"model {model[:64]!r} is not served here")
+        kinds = prompt_kinds(composer)
+        if kind not in kinds:
+            takes = " or ".join(f"{KIND_NAMES[k]} (.{k})" for k in kinds)
+            continues = f"continues {takes}" if kinds else "takes no prompt"
+            raise ApiError(422, "file", f"{name}: {model} {continues}, not {KIND_NAMES[kind]}")
     limit = state.max_upload_bytes[suffix]
     # Read one byte past the limit so an oversized upload is refused without holding all of it.
     data = await file.read(limit + 1)
@@ -169,7 +154,13 @@ async def upload_prompt(request: Request, file: UploadFile) -> JSONResponse:
         raise ApiError(413, "file", f"{name}: the file is over the {_size(limit)} limit for {suffix} prompts")
     info = await state.scheduler.run(0, check_prompt, data, suffix, name)
     prompt_id = await state.scheduler.run(0, state.prompts.add, data, suffix)  # fsync: off the event loop
-    return JSONResponse({"id": prompt_id, "name": name, "kind": suffix.lstrip("."), "bytes": len(data), **info}, 201)
+    if model is not None:
+        try:
+            await state.scheduler.run(0, state.prepare, {"model": model, "prompt": prompt_id})
+        except ApiError as exc:
+            state.prompts.discard(prompt_id)
+            raise ApiError(422, "file", f"{name}: {exc.message}") from exc
+    return JSONResponse({"id": prompt_id, "name": name, "kind": kind, "bytes": len(data), **info}, 201)
 
 
 def check_prompt(data: bytes, suffix: str, name: str) -> dict:

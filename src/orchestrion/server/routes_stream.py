@@ -4,13 +4,15 @@ Protocol (JSON text messages):
   client -> {"model": "builtin:markov", "bars": 8, "seed": 3}   (a ComposeRequest; "type": "compose" optional)
   server -> {"type": "start", "request": {...with the concrete seed...}}
             {"type": "measure" | "audio" | "text", ...}          (Chunk.to_json(), one per chunk)
-            {"type": "end", "piece": ID, "chunks": N, "seconds": S, "provenance": {...}}
+            {"type": "notes" | "restart", ...}                   (ABC tunes: notes so far, `preview.py`)
+            {"type": "end", "piece": ID, "chunks": N, "seconds": S, "provenance": {...}, "summary": {...}}
          or {"type": "error", "field": ..., "message": ...}      (bad request, busy, or a failed composer)
   client -> {"type": "stop"} ends the piece early (answered by "end" with "stopped": true).
 A request may carry "lead": N (seconds): the server then composes at most N seconds of music ahead of the
 listener (the web client plays as it goes and asks for this); without it, chunks go out as fast as they are made.
-One connection can make several pieces in turn. Composition runs on the scheduler's threads, one chunk per call, and a
-stop or a closed connection ends it between two chunks: no work goes on for a client that left.
+One connection can make several pieces in turn. Each piece is composed on a thread of its own
+(`streams.StreamRunner`), and a stop or a closed connection ends it at the next chunk or model step: no
+work goes on for a client that left.
 """
 
 from __future__ import annotations
@@ -18,53 +20,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
-from collections.abc import Iterator
-from concurrent.futures import Future
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from orchestrion.composer import AudioBlock, Chunk, Composer, Measure
 from orchestrion.requests import ComposeRequest
-from orchestrion.server.errors import ApiError, api_error_from
+from orchestrion.server.errors import ApiError
 from orchestrion.server.formats import public_provenance
-from orchestrion.server.scheduler import URGENT, ChunkScheduler
+from orchestrion.server.security import websocket_refusal
 from orchestrion.server.state import MAX_JSON_BYTES, ServerState
 
 router = APIRouter()
+log = logging.getLogger("orchestrion.server")
 
-_END = object()
 MAX_LEAD = 3600.0
-
-
-def _pull(stream: Iterator[Chunk]) -> tuple[object, str]:
-    """One chunk and its JSON text, made in a worker thread (encoding there keeps the event loop free)."""
-    chunk = next(stream, _END)
-    if chunk is _END:
-        return _END, ""
-    return chunk, json.dumps(chunk.to_json(), separators=(",", ":"))
-
-
-def _close_when_idle(scheduler: ChunkScheduler, pending: Future | None, generator: Iterator[Chunk]) -> None:
-    """Close the composer's generator (running its cleanup) once its last next() has returned.
-
-    A generator cannot be closed while another thread runs it, so a still-running pull closes it when done.
-    """
-
-    def close(_: object = None) -> None:
-        scheduler.submit(URGENT, generator.close)
-
-    if pending is not None and not pending.done():
-        pending.add_done_callback(close)
-    else:
-        close()
 
 
 @router.websocket("/stream")
 async def stream(websocket: WebSocket) -> None:
-    if not _same_origin(websocket):
+    if (refusal := websocket_refusal(websocket)) is not None:
         # Browsers let any page open a websocket to 127.0.0.1; only this app's own page may use this one.
-        await websocket.close(code=1008, reason="cross-origin websocket refused")
+        await websocket.close(code=1008, reason=refusal)
         return
     await websocket.accept()
     state: ServerState = websocket.app.state.hub
@@ -110,16 +88,6 @@ async def stream(websocket: WebSocket) -> None:
         return
 
 
-def _same_origin(websocket: WebSocket) -> bool:
-    """No Origin header (scripts, tests) or the page's own host:port."""
-    origin = websocket.headers.get("origin")
-    if origin is None:
-        return True
-    from urllib.parse import urlsplit
-
-    return urlsplit(origin).netloc == websocket.headers.get("host", "")
-
-
 def _lead(value: object) -> float | None:
     if value is None:
         return None
@@ -144,9 +112,10 @@ async def _compose(
 ) -> bool:
     """Stream one piece; True when the client went away (so the connection is done).
 
-    With `lead`, composing stays at most that many seconds of music ahead of the listener's playback (counted
-    from the first chunk), as a player wants: no flood of notes it cannot use yet, and no work wasted on a
-    piece the listener stops early. Without it, chunks go out as fast as they are made.
+    The composer runs on a thread of its own (`streams.StreamRunner`), one chunk per credit. With `lead`,
+    composing stays at most that many seconds of music ahead of the listener's playback (counted from the
+    first chunk), as a player wants: no flood of notes it cannot use yet, and no work wasted on a piece the
+    listener stops early. Without it, chunks go out as fast as they are made.
     """
     stop = asyncio.Event()
     gone = False
@@ -173,42 +142,54 @@ async def _compose(
     listener = asyncio.create_task(listen())
     began = time.perf_counter()
     chunks: list[Chunk] = []
-    generator = composer.stream(request)
-    pending: Future | None = None
+    runner = state.runner(composer, request)
     first_sent = 0.0
     failure: ApiError | None = None
     finished = False
+    stopping = asyncio.create_task(stop.wait())
     try:
         await websocket.send_json({"type": "start", "request": state.public_request(request)})
+        runner.start().want()
         while not stop.is_set():
-            pending = state.scheduler.submit(len(chunks), _pull, generator)
-            try:
-                chunk, text = await asyncio.wrap_future(pending)
-            except Exception as exc:  # a composer that fails ends this piece, not the server
-                failure = api_error_from(exc)
+            pull = asyncio.ensure_future(runner.next())
+            await asyncio.wait({pull, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not pull.done():
+                pull.cancel()
                 break
-            if chunk is _END or stop.is_set():
+            event = pull.result()
+            if event[0] == "end":
                 break
+            if event[0] == "error":  # a composer that fails ends this piece, not the server
+                failure = state.client_error(event[1])
+                break
+            _, chunk, text, extras = event
             state.jobs.count_chunk()
             chunks.append(chunk)
-            try:
-                await websocket.send_text(text)
-            except (WebSocketDisconnect, RuntimeError):
-                gone = True
-                break
             end = _music_end(chunk)
+            ahead = 0.0
             if lead is not None and end is not None:
                 first_sent = first_sent or time.perf_counter()
                 ahead = end - (time.perf_counter() - first_sent) - lead
-                if ahead > 0:
-                    # Wait for the listener to catch up, but wake at once for a stop or a closed connection.
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=ahead)
+            if ahead <= 0:
+                runner.want()  # the next chunk is made while this one goes out
+            try:
+                await websocket.send_text(text)
+                for extra in extras:
+                    await websocket.send_text(extra)
+            except (WebSocketDisconnect, RuntimeError):
+                gone = True
+                break
+            if ahead > 0:
+                # Wait for the listener to catch up, but wake at once for a stop or a closed connection.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=ahead)
+                runner.want()
         finished = True
     finally:
         # This runs without awaiting, so it also runs when the server cancels this task (client gone).
         listener.cancel()
-        _close_when_idle(state.scheduler, pending, generator)
+        stopping.cancel()
+        runner.stop()
         if not finished or gone or (stop.is_set() and failure is None):
             state.jobs.count_cancel()
     await asyncio.wait({listener})  # let the cancelled listener finish before anyone else reads the socket
@@ -218,11 +199,15 @@ async def _compose(
         await websocket.send_json(failure.to_json())
         return False
     stopped = stop.is_set()
-    piece = await state.scheduler.run(len(chunks), composer.piece, request, chunks)
     try:
+        piece = await state.scheduler.run(len(chunks), composer.piece, request, chunks)
         piece_id = await state.scheduler.run(len(chunks), state.pieces.add, piece)  # on disk before the id goes out
     except OSError as exc:  # a full or read-only disk: this piece has no id to give, the connection goes on
         await websocket.send_json(ApiError(500, "server", f"the piece could not be saved: {exc.strerror}").to_json())
+        return False
+    except Exception as exc:
+        log.exception("building the piece of %s failed", request.model)
+        await websocket.send_json(state.client_error(exc).to_json())
         return False
     await websocket.send_json(
         {
@@ -232,6 +217,7 @@ async def _compose(
             "stopped": stopped,
             "seconds": round(time.perf_counter() - began, 4),
             "provenance": public_provenance(piece),
+            "summary": state.pieces.summary(piece_id),
         }
     )
     return False

@@ -98,6 +98,13 @@ class PromptStore:
             self._evict()
         return prompt_id
 
+    def discard(self, prompt_id: str) -> None:
+        """Forget a prompt (one refused after it was stored) and delete its file."""
+        with self._lock:
+            suffix = self.kinds.pop(prompt_id, None)
+        if suffix is not None:
+            (self.directory / f"{prompt_id}{suffix}").unlink(missing_ok=True)
+
     def _evict(self) -> None:
         while len(self.kinds) > self.capacity:
             old_id, old_suffix = self.kinds.popitem(last=False)
@@ -144,6 +151,7 @@ class PieceStore:
         self.capacity = capacity
         self.max_bytes = max_bytes
         self._items: OrderedDict[str, int] = OrderedDict()  # id -> bytes on disk, oldest first
+        self._summaries: dict[str, dict] = {}  # id -> what the history shows (formats.summarize)
         self._bytes = 0
         self._lock = threading.Lock()
         self.stray = self._index()
@@ -162,10 +170,11 @@ class PieceStore:
                 (self.directory / f"{match[1]}.{ext}").stat().st_size == meta["bytes"] for ext, meta in files.items()
             ):
                 size = entry.stat().st_size + sum(meta["bytes"] for meta in files.values())
-                found.append((record["created"], match[1], size))
+                found.append((record["created"], match[1], size, _listing(match[1], record)))
                 keep |= {entry.name, *(f"{match[1]}.{ext}" for ext in files)}
-        for _, piece_id, size in sorted(found):
+        for _, piece_id, size, listing in sorted(found, key=lambda f: f[:3]):
             self._items[piece_id] = size
+            self._summaries[piece_id] = listing
             self._bytes += size
         return _remove_strays(self.directory, keep)
 
@@ -192,6 +201,8 @@ class PieceStore:
         import hashlib
         import time
 
+        from orchestrion.server.formats import summarize
+
         piece_id = secrets.token_hex(8)
         files = {}
         if piece.score is not None:
@@ -207,6 +218,7 @@ class PieceStore:
             "created": time.time_ns(),
             "sample_rate": piece.sample_rate,
             "provenance": piece.provenance,
+            "summary": summarize(piece),
             "files": {
                 ext: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()} for ext, data in files.items()
             },
@@ -215,13 +227,25 @@ class PieceStore:
         write_atomic(self.directory / f"{piece_id}.json", text, durable=True)
         with self._lock:
             self._items[piece_id] = len(text) + sum(len(d) for d in files.values())
+            self._summaries[piece_id] = _listing(piece_id, record)
             self._bytes += self._items[piece_id]
             self._evict()
         return piece_id
 
+    def summary(self, piece_id: str) -> dict | None:
+        with self._lock:
+            return self._summaries.get(piece_id)
+
+    def listing(self, limit: int | None = None) -> list[dict]:
+        """The pieces kept, newest first: what GET /api/pieces answers and the page's history shows."""
+        with self._lock:
+            ids = list(reversed(self._items))[:limit]
+            return [self._summaries[i] for i in ids if i in self._summaries]
+
     def _evict(self) -> None:
         while len(self._items) > 1 and (len(self._items) > self.capacity or self._bytes > self.max_bytes):
             old_id, size = self._items.popitem(last=False)
+            self._summaries.pop(old_id, None)
             self._bytes -= size
             # The record goes first: from then on the piece is gone as a whole, whatever is left of its data.
             for ext in ("json", "mid", "abc", "wav"):
@@ -248,6 +272,22 @@ class PieceStore:
                 log.error("piece %s: %s.%s does not match its record", piece_id, piece_id, ext)
                 raise ApiError(500, "piece", f"piece {piece_id!r} is damaged on the server's disk; compose it again")
         return _piece_from_files(record, data)
+
+
+def _listing(piece_id: str, record: dict) -> dict:
+    """A piece as the history lists it; records written before summaries existed get what their request says."""
+    provenance = record.get("provenance") or {}
+    request = dict(provenance.get("request") or {})
+    if "prompt" in request:
+        request["prompt"] = Path(str(request["prompt"])).stem
+    summary = record.get("summary") or {"model": provenance.get("model", ""), "seed": request.get("seed")}
+    return {
+        "id": piece_id,
+        "created": int(record.get("created", 0)) // 1_000_000,  # milliseconds since the epoch
+        "formats": sorted(record.get("files", {})),
+        **summary,
+        "request": request,
+    }
 
 
 def _float_wav(audio: Any, sample_rate: int) -> bytes:

@@ -90,25 +90,37 @@ def encode_mmm(
     transpose: Annotated[str, typer.Option(help="semitone range LO:HI (HI exclusive), e.g. -5:6")] = "0:1",
     fill: Annotated[bool, typer.Option("--fill", help="bar infilling (FILL_IN ... FILL_START/FILL_END)")] = False,
     permute_tracks: Annotated[bool, typer.Option("--permute-tracks", help="shuffle track order")] = False,
+    voices: Annotated[
+        bool, typer.Option("--voices", help="a sung corpus: parts named soprano..bass are voices, whatever program")
+    ] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="refuse damaged files instead of repairing them")] = False,
     workers: Workers = 0,
     engine: Annotated[str, typer.Option(help="local or ray")] = "local",
     address: Annotated[str | None, typer.Option(help="Ray cluster address (with --engine ray)")] = None,
     chunk: Annotated[int, typer.Option(help="files per worker task", hidden=True)] = 32,
 ) -> None:
     """Encode MIDI into an mmmtrack token dataset (parallel, resumable, deterministic)."""
-    from orchestrion.mmm.dataset import PipelineConfig, encode_mmm_dataset, parse_transpose
+    from orchestrion.errors import BadInput
+    from orchestrion.mmm.dataset import Limits, PipelineConfig, encode_mmm_dataset, parse_transpose
     from orchestrion.mmm.vocabulary import MMMOptions
 
     options = MMMOptions(
-        bars=bars, hop=hop, transpose=parse_transpose(transpose), fill=fill, permute_tracks=permute_tracks
+        bars=bars, hop=hop, transpose=parse_transpose(transpose), fill=fill, permute_tracks=permute_tracks,
+        voices=voices,
+    )  # fmt: skip
+    config = PipelineConfig(
+        options=options, limits=Limits(strict=strict), workers=workers, engine=engine, address=address, chunk=chunk
     )
-    config = PipelineConfig(options=options, workers=workers, engine=engine, address=address, chunk=chunk)
     stats = encode_mmm_dataset(inputs, out, config)
     files = stats["files"]
-    print(
-        f"{out}: {stats['windows']} sequences, {stats['tokens']} tokens from {files['ok']} files "
-        f"({files['skipped']} skipped, {files['failed']} failed; see manifest.jsonl)"
+    summary = (
+        f"{stats['windows']} sequences, {stats['tokens']} tokens from {files['ok']} files "
+        f"({files['skipped']} skipped, {files['failed']} failed; see {out / 'manifest.jsonl'})"
     )
+    if stats["windows"] == 0:  # a dataset with nothing in it is a failure, whatever was written
+        why = "; ".join(stats["problems"])
+        raise BadInput(f"no window to train on: {summary}{'; for example ' + why if why else ''}", out)
+    print(f"{out}: {summary}")
 
 
 @encode_app.command("abc")
@@ -121,8 +133,12 @@ def encode_abc(
     address: Annotated[str | None, typer.Option(help="Ray cluster address (with --engine ray)")] = None,
     skip: Annotated[list[str] | None, typer.Option("--skip", help="a cleaning step to switch off (repeatable)")] = None,
     abc2abc: Annotated[bool, typer.Option("--abc2abc", help="also re-layout every tune through abc2abc")] = False,
+    vocab: Annotated[
+        str,
+        typer.Option(help="the tokens: bpe (byte-level BPE, 2,048), bpe-N (N = 256 ... 4096) or folk (one per symbol)"),
+    ] = "bpe",
 ) -> None:
-    """Clean ABC tunes into a spaceless dataset with a BPE tokenizer."""
+    """Clean ABC tunes into a spaceless dataset with a BPE or folk-symbol tokenizer."""
     from orchestrion.abc.dataset import encode_abc as run
     from orchestrion.abc.text import STEPS
     from orchestrion.errors import InvalidRequest
@@ -131,7 +147,7 @@ def encode_abc(
     if unknown:
         raise InvalidRequest("skip", f"unknown cleaning steps {unknown}; known: {', '.join(s.name for s in STEPS)}")
     steps = [s.name for s in STEPS if (s.default or (abc2abc and s.name == "abc2abc")) and s.name not in (skip or [])]
-    run(inputs, out, keep=keep, workers=workers, steps=steps, engine=engine, address=address)
+    run(inputs, out, keep=keep, workers=workers, steps=steps, engine=engine, address=address, vocab=vocab)
 
 
 @encode_app.command("events")
@@ -188,7 +204,8 @@ def decode_mmm(
     out: Annotated[Path, typer.Option("--out", "-o", help="output .mid")],
 ) -> None:
     """Decode mmm tokens into a MIDI file, repairing malformed model output."""
-    from orchestrion.core.music import save_midi
+    from orchestrion.core.files import write_atomic
+    from orchestrion.core.music import midi_bytes
     from orchestrion.errors import BadInput
     from orchestrion.mmm.codec import decode
 
@@ -203,8 +220,9 @@ def decode_mmm(
     else:
         raise BadInput("neither a file nor a line of mmm tokens", source)
     score, repairs = decode(text)
-    save_midi(score, out)
-    for repair in repairs:
+    data, channels = midi_bytes(score)  # channels given out properly: drums on 10, one program per channel
+    write_atomic(out, data)
+    for repair in repairs + channels:
         _console().print(f"[yellow]repaired:[/yellow] {repair}")
     print(out)
 
@@ -214,20 +232,29 @@ def decode_abc(
     source: Annotated[Path, typer.Argument(help="an ABC file")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output .mid")],
 ) -> None:
-    """Compile ABC into MIDI with abc2midi (a spaceless or one-line generated tune is made readable first)."""
-    from orchestrion.abc.text import to_readable
-    from orchestrion.core.abcmidi import abc_to_midi, validate
+    """Compile ABC into MIDI with abc2midi, each tune of the file on its own (OUT-1.mid, OUT-2.mid, ... when
+    there are several); a spaceless or one-line generated tune is made readable first."""
+    from rich.markup import escape
+
+    from orchestrion.abc.text import NEWLINE_MARK, to_readable
+    from orchestrion.core import abcfile
+    from orchestrion.core.abcmidi import compile_tunes
     from orchestrion.errors import BadInput
 
     if not source.is_file():
         raise BadInput("no such file", source)
-    text = to_readable(source.read_text(encoding="utf-8", errors="replace"))
-    validity = validate(text)
-    try:
-        abc_to_midi(text, out)
-    except BadInput as exc:
-        raise BadInput(exc.reason, source) from exc  # name the user's file, not the output
-    _console().print(f"{source} -> {out} ({validity.status}{': ' + validity.messages[0] if validity.messages else ''})")
+    text = abcfile.decode(source.read_bytes())
+    if NEWLINE_MARK in text or not abcfile.split(text).tunes:  # a generated tune, one line, maybe without X:
+        text = to_readable(text)
+    written, failed = compile_tunes(abcfile.tunes_of(text), out, source)
+    console = _console()
+    for tune, path, validity in written:
+        note = f"{validity.status}{': ' + validity.messages[0] if validity.messages else ''}"
+        console.print(f"{escape(str(source))} {escape(tune.label)} -> {escape(str(path))} ({escape(note)})")
+    for problem in failed:
+        console.print(f"[red]not compiled:[/red] {escape(problem)}", soft_wrap=True)
+    if not written:
+        raise BadInput(f"no tune could be compiled ({len(failed)} tried; the reasons are above)", source)
 
 
 # -------------------------------------------------------------------------------------------- train
@@ -289,18 +316,25 @@ def train_gpt(
 def train_sashimi(
     data: Annotated[Path, typer.Argument(help="a dataset written by 'encode audio'")],
     out: OutDir,
-    layers: Annotated[int, typer.Option(help="S4 blocks per stage: 2 or 8")] = 2,
+    preset: Annotated[str, typer.Option(help="named settings: reference (the first builtin:piano) or piano")] = (
+        "reference"
+    ),
+    layers: Annotated[int | None, typer.Option(help="S4 blocks per stage: 2 or 8")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in --out")] = False,
     steps: Annotated[int | None, typer.Option(help="optimizer steps")] = None,
-    seq_len: Annotated[int, typer.Option(help="training window in samples (a multiple of 16)")] = 4096,
-    batch_size: Annotated[int, typer.Option(help="windows per step")] = 4,
-    lr: Annotated[float, typer.Option(help="peak learning rate")] = 2e-3,
+    seq_len: Annotated[int | None, typer.Option(help="training window in samples (a multiple of 16)")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="windows per step")] = None,
+    lr: Annotated[float | None, typer.Option(help="peak learning rate")] = None,
 ) -> None:
     """Train the SaShiMi raw-audio composer; prints the metric table (loss, bits per byte, accuracy@k)."""
     from orchestrion.sashimi import training as sashimi
 
-    settings = sashimi.SashimiTraining(layers=layers, seq_len=seq_len)
-    settings.train.update(batch_size=batch_size, lr=lr)
+    settings = sashimi.preset(preset)
+    if layers is not None:
+        settings.layers = layers
+    if seq_len is not None:
+        settings.seq_len = seq_len
+    settings.train.update({k: v for k, v in (("batch_size", batch_size), ("lr", lr)) if v is not None})
     card = sashimi.train_sashimi(data, out, settings, resume=resume, steps=steps)
     print(sashimi.metric_table(card["metrics"]))
 
@@ -403,12 +437,22 @@ def render(
     png: Annotated[Path | None, typer.Option(help="write a piano roll here")] = None,
     svg: Annotated[Path | None, typer.Option(help="write a score here (verovio)")] = None,
     sample_rate: Annotated[int, typer.Option(help="audio sample rate")] = 44100,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="refuse a damaged MIDI file instead of repairing it")
+    ] = False,
 ) -> None:
-    """Render a piece to audio (WAV), a piano roll (PNG) and a score (SVG)."""
+    """Render a piece to audio (WAV), a piano roll (PNG) and a score (SVG); each tune of an ABC file on its own."""
+    from rich.markup import escape
+
     from orchestrion.core.render import render_file
 
-    for path in render_file(source, wav=wav, png=png, svg=svg, sample_rate=sample_rate):
+    problems: list[str] = []
+    for path in render_file(
+        source, wav=wav, png=png, svg=svg, sample_rate=sample_rate, strict=strict, problems=problems
+    ):
         print(path)
+    for problem in problems:
+        _console().print(f"[yellow]not rendered:[/yellow] {escape(problem)}", soft_wrap=True)
 
 
 # --------------------------------------------------------------------------------------------- eval

@@ -186,3 +186,28 @@ def test_ray_engine_is_byte_identical(
         ray.shutdown()
     assert on_ray == local
     assert _dataset_bytes(tmp_path / "ray") == _dataset_bytes(tmp_path / "local")
+
+
+def test_folk_vocabulary_dataset(inputs: Path, dataset, tmp_path: Path) -> None:
+    from tokenizers import Tokenizer
+
+    out, _ = dataset
+    shutil.copytree(out / "cache", tmp_path / "cache")  # the abc2midi results: nothing to compile again
+    report = abc_dataset.encode_abc([str(inputs)], tmp_path, workers=1, vocab="folk")
+    data = TokenDataset(tmp_path)
+    assert data.meta["vocab"] == "folk" and report["tokenizer"]["default"] == "folk"
+    assert (
+        report["tokenizer"]["sizes"]["folk"]["tokens_per_tune"]
+        > report["tokenizer"]["sizes"]["2048"]["tokens_per_tune"]
+    )
+    tok = Tokenizer.from_file(str(data.tokenizer_path))
+    assert tok.get_vocab_size() == data.meta["vocab_size"]
+    lines = (tmp_path / "text" / "train-00000.txt").read_text(encoding="utf-8").splitlines()
+    train = data.split("train")
+    for i in range(len(train)):
+        assert tok.decode(train[i].tolist(), skip_special_tokens=True) == abc.unescape_newlines(lines[i])
+
+
+def test_vocab_is_checked(inputs: Path, tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequest, match="vocab"):
+        abc_dataset.encode_abc([str(inputs)], tmp_path, vocab="bpe-300")

@@ -152,3 +152,18 @@ def test_resume_without_checkpoint_and_bad_precision_are_clear_errors(tmp_path) 
             resume=True,
             quiet=True,
         )
+
+
+def test_keep_best_keeps_the_weights_of_the_lowest_validation_loss(tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    config = TrainConfig(**{**CONFIG.to_dict(), "keep_best": True, "eval_every": 2})
+    train(toy_model(), ToyTask(), config, tmp_path, quiet=True)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    evals = [(r["val_loss"], r["step"]) for r in records if "val_loss" in r]
+    best = json.loads((tmp_path / "best" / "state.json").read_text())
+    assert (best["val_loss"], best["step"]) == min(evals)
+    assert set(load_file(tmp_path / "best" / "model.safetensors")) == set(toy_model().state_dict())
+    # Off by default: a plain run writes no best/.
+    train(toy_model(), ToyTask(), CONFIG, tmp_path / "plain", quiet=True)
+    assert not (tmp_path / "plain" / "best").exists()

@@ -263,7 +263,39 @@ def make_tokenizer(texts: list[str], vocab_size: int):
     return tok
 
 
-def tokenizer_report(train: list[str], validation: list[str], out_dir: Path) -> tuple[dict, object]:
+def _parse_vocab(vocab: str) -> int | None:
+    """The BPE size a `vocab` name asks for (None for the folk vocabulary)."""
+    if vocab == "folk":
+        return None
+    if vocab == "bpe":
+        return DEFAULT_VOCAB
+    if vocab.startswith("bpe-") and vocab[4:].isdigit() and int(vocab[4:]) in VOCAB_SIZES:
+        return int(vocab[4:])
+    sizes = ", ".join(f"bpe-{n}" for n in VOCAB_SIZES)
+    raise InvalidRequest("vocab", f"must be bpe, {sizes} or folk, not {vocab!r}")
+
+
+def folk_report(train: list[str], validation: list[str], out_dir: Path, tok_report: dict):
+    """Fit the folk-symbol tokenizer on the train split, add its row to the tokenizer report, return it."""
+    from orchestrion.abc.folkvocab import make_folk_tokenizer
+
+    tok = make_folk_tokenizer(train)
+    held_out = validation or train
+    chars = float(np.mean([len(t) for t in held_out]))
+    per_tune = float(np.mean([len(e.ids) for e in tok.encode_batch(held_out)]))
+    tok_report["sizes"]["folk"] = {
+        "tokens_per_tune": round(per_tune, 1),
+        "ratio": round(chars / per_tune, 3),
+        "vocab_size": tok.get_vocab_size(),
+    }
+    tok_report["default"] = "folk"
+    write_atomic(out_dir / "tokenizers" / "folk.json", tok.to_str(pretty=True))
+    return tok
+
+
+def tokenizer_report(
+    train: list[str], validation: list[str], out_dir: Path, chosen_size: int = DEFAULT_VOCAB
+) -> tuple[dict, object]:
     """Tokens per tune at character level and per vocabulary size; returns the report and the default tokenizer."""
     from rich.progress import track
 
@@ -281,9 +313,9 @@ def tokenizer_report(train: list[str], validation: list[str], out_dir: Path) -> 
             "vocab_size": tok.get_vocab_size(),
         }
         write_atomic(out_dir / "tokenizers" / f"bpe-{size}.json", tok.to_str(pretty=True))
-        if size == DEFAULT_VOCAB:
+        if size == chosen_size:
             chosen = tok
-    return {"measured_on": "validation" if validation else "train", "default": DEFAULT_VOCAB, "sizes": rows}, chosen
+    return {"measured_on": "validation" if validation else "train", "default": chosen_size, "sizes": rows}, chosen
 
 
 # ------------------------------------------------------------------------------------------ the pipeline
@@ -325,11 +357,14 @@ def encode_abc(
     timeout: float = 10.0,
     engine: str = "local",
     address: str | None = None,
+    vocab: str = "bpe",
 ) -> dict:
     """Build an ABC token dataset in `out`; returns the report (also written to out/report.json).
 
     abc2midi runs on `workers` processes (0 = all cores) of `engine` (local, or ray: a private Ray, or the
-    cluster at `address`); the dataset is the same whatever they are.
+    cluster at `address`); the dataset is the same whatever they are. `vocab`: "bpe" (the byte-level BPE
+    of DEFAULT_VOCAB tokens), "bpe-N" (N one of VOCAB_SIZES) or "folk" (one token per musical symbol,
+    `abc.folkvocab`).
     """
     from rich.console import Console
 
@@ -338,6 +373,7 @@ def encode_abc(
 
     if keep not in KEEP:
         raise InvalidRequest("keep", f"must be one of {', '.join(KEEP)}, not {keep!r}")
+    vocab_size = _parse_vocab(vocab)
     parallel = Parallel(workers=workers, engine=engine, address=address, chunk=CHUNK)
     console = Console(stderr=True)
     out = Path(out)
@@ -368,6 +404,8 @@ def encode_abc(
     console.print(
         f"spaceless equivalence: {len(clean_spaced) - len(mismatches):,} of {len(clean_spaced):,} "
         f"cleanly compiling tunes give the same notes without spaces ({100 * equal_share:.2f}%)"
+        if clean_spaced
+        else "spaceless equivalence: not measured (no tune compiles cleanly with its spaces)"
     )
 
     kept, seen, duplicates = [], set(), 0
@@ -387,8 +425,12 @@ def encode_abc(
         raise BadInput(f"no tune survived cleaning and --keep {keep}; see {out / 'report.json'}")
 
     tok_report, tokenizer = tokenizer_report(
-        [r.text for r in by_split["train"]], [r.text for r in by_split["validation"]], out
+        [r.text for r in by_split["train"]], [r.text for r in by_split["validation"]], out, vocab_size or DEFAULT_VOCAB
     )
+    if vocab == "folk":
+        tokenizer = folk_report(
+            [r.text for r in by_split["train"]], [r.text for r in by_split["validation"]], out, tok_report
+        )
     write_atomic(out / "tokenizer.json", tokenizer.to_str(pretty=True))
     bos, eos = (tokenizer.token_to_id(SPECIAL_TOKENS[k]) for k in ("bos", "eos"))
     splits_meta: dict[str, dict] = {}
@@ -474,6 +516,7 @@ def encode_abc(
             "newline_mark": abccodec.NEWLINE_MARK,
             "sequence": "<s> + spaceless tune (real newlines) + </s>; text files write newlines as newline_mark",
             "keep": keep,
+            "vocab": vocab,
             "novelty_index": "novelty.npz",
         },
     )

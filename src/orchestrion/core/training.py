@@ -59,6 +59,7 @@ class TrainConfig:
     eval_every: int = 200
     eval_batches: int = 20
     checkpoint_every: int = 200
+    keep_best: bool = False  # also keep the weights of the best validation loss so far in best/ (long runs)
     log_every: int = 10
     seed: int = 0
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast where the hardware has it)
@@ -260,6 +261,24 @@ def save_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, st
     tmp_dir.rename(final)
     _discard(old)
     return final
+
+
+BEST = "best"
+
+
+def save_best(model: torch.nn.Module, state: dict, out_dir: Path) -> Path:
+    """The weights of the best validation loss so far: best/model.safetensors and best/state.json.
+
+    A long run on a small corpus overfits at some point; its last checkpoint is then worse than an earlier
+    one. Each file is written whole (`core.files`): the weights first, then their step.
+    """
+    from safetensors.torch import save_model
+
+    best = out_dir / BEST
+    with atomic_path(best / "model.safetensors") as weights:
+        save_model(_unwrap(model), str(weights))
+    write_atomic(best / "state.json", json.dumps(state) + "\n")
+    return best
 
 
 def load_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, directory: Path) -> dict:
@@ -472,6 +491,8 @@ def train(
                     progress.update(bar, completed=done, loss=train_loss, tps=tps)
             if done % config.eval_every == 0 or done == config.steps:
                 val_loss = evaluate(model, task, config, device, autocast, dist_info)
+                if config.keep_best and dist_info.main and val_loss < best_val:
+                    save_best(model, {"step": done, "val_loss": val_loss}, out_dir)
                 best_val = min(best_val, val_loss)
                 record = {"step": done, **record, "val_loss": val_loss}
                 if extra_eval is not None and dist_info.main:

@@ -2,7 +2,8 @@
 
     GPTConfig, PRESETS, preset()   a GPT-2 shape (layers, heads, width, context) with its training settings;
                                    presets by name: "seed" (the reference size, for a GPU), "small" (the
-                                   shipped models, on a CPU) and "tiny" (tests)
+                                   shipped models, on a CPU), "chorale" (small, with mmm's bar positions)
+                                   and "tiny" (tests)
     build_model                    a fresh `GPT2LMHeadModel` for a tokenizer (bos/eos/pad from dataset.json)
     vocab_union                    fine-tuning on data with new tokens: they join the model's tokenizer
     MODEL_FILES                    what a shipped model directory holds
@@ -18,7 +19,7 @@ and its config.json carries two extra fields, "composer": "gpt" and "encoding": 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -50,10 +51,45 @@ class GPTConfig:
     context: int = 1024  # training window length (<= n_positions)
     dropout: float = 0.1
     align: float = 0.5  # share of training windows that start at a sequence start (generation starts there)
+    token_types: str | None = None  # a feature the encoding gives every token (mmm: "bar-steps"), or None
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "train": self.train.to_dict()}
+
+
+def _cpu_preset(
+    layers: int,
+    width: int,
+    context: int,
+    dropout: float = 0.1,
+    steps: int = 4000,
+    eval_every: int = 250,
+    keep_best: bool = False,
+    eval_batches: int | None = None,
+    checkpoint_every: int = 50,
+) -> GPTConfig:
+    """A GPT for one CPU thread: about 2,048 tokens a step (batch x window)."""
+    return GPTConfig(
+        layers,
+        max(2, width // 64),
+        width,
+        context,
+        context,
+        dropout,
+        train=TrainConfig(
+            steps=steps,
+            batch_size=max(1, 2048 // context),
+            lr=2e-3 if width <= 128 else 1e-3,
+            min_lr=1e-4,
+            warmup_steps=100,
+            eval_every=eval_every,
+            eval_batches=eval_batches or 48 * 256 // context,
+            checkpoint_every=checkpoint_every,
+            keep_best=keep_best,
+            weight_decay=0.1,
+        ),
+    )
 
 
 PRESETS: dict[str, GPTConfig] = {
@@ -88,6 +124,22 @@ PRESETS: dict[str, GPTConfig] = {
             weight_decay=0.05,
         ),
     ),
+    # The folk sweep (1 CPU thread; FOLK_NOTES.md): folk-{layers}x{width}-c{training window}, dropout 0.1.
+    **{
+        f"folk-{L}x{D}-c{C}": _cpu_preset(L, D, C)
+        for L, D, C in ((4, 128, 256), (4, 256, 256), (6, 256, 256), (4, 384, 256), (4, 256, 512), (6, 192, 256))
+    },
+    # The long run of builtin:folk (FOLK_NOTES.md): folk-symbol vocabulary, 384-token window (98.7% of reels fit
+    # whole, against 86% at 256), ~10 passes over the 1.86M training tokens, best validation weights kept.
+    "folk-long": _cpu_preset(
+        4, 256, 384, dropout=0.1, steps=10_000, eval_every=200, keep_best=True, checkpoint_every=200
+    ),
+    # The same on the BPE 2,048 dataset (a tune is 2.3x fewer tokens: 25 passes, so more dropout).
+    "folk-long-bpe": _cpu_preset(
+        4, 256, 256, dropout=0.2, steps=10_000, eval_every=200, keep_best=True, checkpoint_every=200
+    ),
+    # The many-passes probe (a 1/16 subset of the train split, FOLK_NOTES.md): evaluated every 50 steps.
+    "folk-4x256-c256-probe": _cpu_preset(4, 256, 256, eval_every=50, keep_best=True, eval_batches=16),
     # For tests and smoke runs: seconds on a CPU.
     "tiny": GPTConfig(
         2,
@@ -109,6 +161,10 @@ PRESETS: dict[str, GPTConfig] = {
         ),
     ),
 }
+
+
+# `small` reading mmm's bar positions beside each token (orchestrion.mmm.timing): the shipped chorale model.
+PRESETS["chorale"] = replace(PRESETS["small"], token_types="bar-steps")
 
 
 def preset(name: str) -> GPTConfig:

@@ -44,7 +44,7 @@ test-slow: install
 
 # The long fuzz runs alone (100,000 inputs per reader; part of test-slow too).
 test-fuzz: install
-	$(PY) -m pytest -q -m slow tests/test_fuzz.py -s
+	$(PY) -m pytest -q -m slow tests/system/test_fuzz.py -s
 
 # Every browser test, the slow ones (each model end to end) included; `make test` runs the quick ones.
 test-browser: install

@@ -210,13 +210,13 @@ def decode_mmm(
     from orchestrion.mmm.codec import decode
 
     path = Path(source)
-    if path.is_file():
+    if "PIECE_START" in source or "TRACK_START" in source or "NOTE_ON=" in source:
+        text = source  # tokens (a long line is no file name: asking the file system would fail)
+    elif path.is_file():
         lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
         if not lines:
             raise BadInput("the file holds no tokens", path)
         text = lines[0]
-    elif "PIECE_START" in source or "TRACK_START" in source or "NOTE_ON=" in source:
-        text = source
     else:
         raise BadInput("neither a file nor a line of mmm tokens", source)
     score, repairs = decode(text)
@@ -246,13 +246,18 @@ def decode_abc(
     text = abcfile.decode(source.read_bytes())
     if NEWLINE_MARK in text or not abcfile.split(text).tunes:  # a generated tune, one line, maybe without X:
         text = to_readable(text)
-    written, failed = compile_tunes(abcfile.tunes_of(text), out, source)
+    tunes = abcfile.tunes_of(text)
+    if not tunes:
+        raise BadInput("no tune (no X: line, and no block with a K: field)", source)
+    written, failed = compile_tunes(tunes, out)
+    if len(tunes) == 1 and failed:
+        raise BadInput(failed[0][1], source)  # name the user's file, not the output
     console = _console()
     for tune, path, validity in written:
         note = f"{validity.status}{': ' + validity.messages[0] if validity.messages else ''}"
         console.print(f"{escape(str(source))} {escape(tune.label)} -> {escape(str(path))} ({escape(note)})")
-    for problem in failed:
-        console.print(f"[red]not compiled:[/red] {escape(problem)}", soft_wrap=True)
+    for tune, reason in failed:
+        console.print(f"[red]not compiled:[/red] {escape(f'{source}: {tune.label}: {reason}')}", soft_wrap=True)
     if not written:
         raise BadInput(f"no tune could be compiled ({len(failed)} tried; the reasons are above)", source)
 

@@ -9,7 +9,6 @@ import pytest
 
 from orchestrion.abc.meter import (
     AbcSyntaxError,
-    TICKS,
     MeterState,
     bar_lengths,
     bars,
@@ -19,6 +18,7 @@ from orchestrion.abc.meter import (
     meter_length,
     step,
 )
+from orchestrion.abc.ticks import TICKS
 from orchestrion.errors import BadInput
 
 

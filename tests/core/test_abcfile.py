@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from orchestrion.core import abcfile
 
 
@@ -39,3 +41,30 @@ def test_title_and_binary() -> None:
 def test_decode_falls_back_to_latin1() -> None:
     assert abcfile.decode("T:Café".encode()) == "T:Café"
     assert abcfile.decode("T:Café".encode("latin-1")) == "T:Café"
+
+
+def test_tunes_of_a_file_as_found() -> None:
+    from orchestrion.testing.real_world import abc_collection
+
+    tunes = abcfile.tunes_of(abc_collection())
+    assert [(t.number, t.title) for t in tunes] == [(1, "Spaced Polka"), (2, "Spaced Jig"), (3, "Nested Chords")]
+    assert all(t.text.startswith(f"X:{t.number}\nR:polka\n") for t in tunes)  # the file header's field, given
+    assert "%abc-2.1" not in tunes[0].text and "collected for the tests" not in tunes[0].text
+    assert tunes[2].label == 'tune 3 ("Nested Chords")'
+
+
+@pytest.mark.parametrize(
+    ("meter", "unit"),
+    [("2/4", "1/16"), ("3/8", "1/16"), ("2+2/8", "1/16"), ("3/4", "1/8"), ("6/8", "1/8"), ("4/4", "1/8"),
+     ("C", "1/8"), ("C|", "1/8"), ("none", "1/8"), ("", "1/8")],
+)  # fmt: skip
+def test_a_missing_unit_length_is_resolved_as_the_standard_says(meter: str, unit: str) -> None:
+    assert abcfile.default_unit(meter) == unit
+    tune = f"X:1\nM:{meter}\nK:G\nG A B c |\n"
+    assert abcfile.with_unit(tune) == f"X:1\nM:{meter}\nL:{unit}\nK:G\nG A B c |\n"
+    assert abcfile.with_unit("X:1\nL:1/4\nM:2/4\nK:G\nG|\n") == "X:1\nL:1/4\nM:2/4\nK:G\nG|\n"
+
+
+def test_an_empty_x_field_gets_the_tune_number() -> None:
+    (tune,) = abcfile.tunes_of("%abc-2.1\nX:\nT:t\nL:1/8\nK:C\nC|\n")
+    assert tune.text == "X:1\nT:t\nL:1/8\nK:C\nC|\n"

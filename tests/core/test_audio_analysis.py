@@ -140,3 +140,36 @@ def test_a_signal_shorter_than_a_frame() -> None:
     verdict = aa.classify(sine()[:300], SR)
     assert verdict.label in ("tonal", "silence", "noise")  # defined, whatever it is
     assert aa.classify(np.zeros(0), SR).label == "silence"
+
+
+def tones(*pitches: int, seconds: float = 1.0) -> np.ndarray:
+    """MIDI pitches sounding together, each with four partials."""
+    t = np.arange(int(SR * seconds)) / SR
+    x = sum(np.sin(2 * np.pi * k * 440 * 2 ** ((p - 69) / 12) * t) / k for p in pitches for k in range(1, 5))
+    return 0.3 * x / np.abs(x).max()
+
+
+def test_chroma_names_the_pitch_class() -> None:
+    profile = aa.chroma(sine(440.0), SR)
+    assert profile.shape == (12,) and profile.sum() == pytest.approx(1.0)
+    assert int(np.argmax(profile)) == 9  # A
+    assert int(np.argmax(aa.chroma(tones(60), SR))) == 0  # C, partials and all
+    assert np.array_equal(aa.chroma(np.zeros(SR), SR), np.zeros(12))
+
+
+def test_chroma_similarity_same_notes_any_octave_high_other_notes_low_noise_none() -> None:
+    c_major, c_major_spread, f_sharp = tones(60, 64, 67), tones(48, 76, 79), tones(61, 66, 70)
+    assert aa.chroma_similarity(c_major, c_major_spread, SR) > 0.9
+    assert aa.chroma_similarity(c_major, f_sharp, SR) < 0.0
+    for seed in range(3):  # noise has no pitch content, whatever its colour (the model's hiss included)
+        for noise in (white(seed), coloured(1.0, seed), coloured(2.0, seed), lowpassed(500.0, seed)):
+            assert not aa.chroma(noise[:SR], SR).any()
+            assert aa.chroma_similarity(c_major, noise[:SR], SR) == 0.0
+    assert aa.chroma_similarity(c_major, np.zeros(SR), SR) == 0.0
+
+
+def test_consecutive_halves_of_a_piano_rendering_share_their_notes(piano: np.ndarray) -> None:
+    """The rendering climbs C-E-G-C over C and G, then G-E-C-D over E and C: mostly the same pitch classes."""
+    half = len(piano) // 2
+    assert aa.chroma_similarity(piano[:half], piano[half:], SR) > 0.35  # 0.49
+    assert aa.chroma_similarity(piano[:half], tones(61, 66, 70, seconds=half / SR), SR) < 0.2

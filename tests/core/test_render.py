@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +138,36 @@ def test_svg_from_abc(fixtures_dir: Path, tmp_path: Path) -> None:
 def test_svg_from_midi(fixtures_dir: Path, tmp_path: Path) -> None:
     text = render_svg(fixtures_dir / "one_track.mid", tmp_path / "one.svg").read_text()
     assert text.count('class="note"') == 8
+
+
+def _satb_midi(path: Path, *, title: str | None = None, key: tuple[int, int] | None = None) -> Path:
+    import symusic
+
+    from orchestrion.core.music import save_midi, score_from_notes
+
+    lines = {"Soprano": [72, 74, 76, 74], "Alto": [67, 67, 67, 65], "Tenor": [64, 62, 60, 59], "Bass": [48, 43, 45, 43]}
+    score = score_from_notes(
+        [{"name": n, "program": 52, "pitch": p, "start": [0, 4, 8, 12], "duration": [4] * 4} for n, p in lines.items()],
+        tpq=4,
+    )
+    if title:
+        score.markers.append(symusic.TextMeta(0, f"Title: {title}"))
+    if key:
+        score.key_signatures.append(symusic.KeySignature(0, *key))
+    return save_midi(score, path)
+
+
+def test_svg_of_a_chorale_has_its_title_key_and_voice_clefs(tmp_path: Path) -> None:
+    text = render_svg(_satb_midi(tmp_path / "c.mid", title="Chorale in D", key=(2, 0)), tmp_path / "c.svg").read_text()
+    assert "Chorale in D" in text and "Music21 Fragment" not in text
+    assert text.count('class="keySig"') == 4 and text.count('class="keyAccid"') == 8  # two sharps on each staff
+    clefs = re.findall(r'xlink:href="#(E05[02]|E062)-', text)
+    assert clefs == ["E050", "E050", "E052", "E062"]  # treble, treble, treble with an 8 below (tenor), bass
+    # without a title or a key signature: no "Music21 Fragment", and the estimated key's signature
+    text = render_svg(_satb_midi(tmp_path / "u.mid"), tmp_path / "u.svg").read_text()
+    assert "Music21 Fragment" not in text and text.count('class="keySig"') == 4
+    text = render_svg(_satb_midi(tmp_path / "u.mid"), tmp_path / "t.svg", title="Given").read_text()
+    assert "Given" in text
 
 
 def test_svg_bad_input(fixtures_dir: Path, tmp_path: Path) -> None:

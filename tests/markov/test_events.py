@@ -250,3 +250,44 @@ def test_encode_events_resumes_from_its_cache(fixtures_dir, tmp_path, monkeypatc
 
     monkeypatch.setattr(events_dataset, "_encode_json", encode_again)
     assert events_dataset.encode_to_dir([str(fixtures_dir)], tmp_path / "events", workers=1).read_bytes() == first
+
+
+# ------------------------------------------------------------------------------------ real-world input
+
+
+def leaps(line: np.ndarray) -> float:
+    """The share of melodic intervals (between sounding notes) wider than an octave."""
+    tones = ev.event_tone(line)
+    tones = tones[tones != ev.REST].astype(np.int64)
+    return float(np.mean(np.abs(np.diff(tones)) > 12)) if len(tones) > 1 else 0.0
+
+
+def test_the_melody_of_an_arrangement_is_its_melody_part_not_the_top_note(fixtures_dir):
+    import symusic
+
+    song = load_midi(fixtures_dir / "pop_song.mid")  # strings an octave above the melody every other bar
+    e = ev.encode(song, transpose=False)
+    assert leaps(e.high) == 0.0
+    melody = song.tracks[0].notes.numpy()
+    assert ev.event_tone(e.high[:4]).tolist() == (melody["pitch"][:4] - ev.LOWEST_PITCH).tolist()
+    low = song.tracks[3].notes.numpy()  # "Bass", an electric bass
+    assert ev.event_tone(e.low[0]) == low["pitch"][0] - ev.LOWEST_PITCH
+    # The old reading, the top note across every track, leaps between the melody and the strings.
+    merged = symusic.Score(song.tpq)
+    track = symusic.Track("all", 0, False)
+    for t in song.tracks:
+        if not t.is_drum:
+            track.notes.extend(t.notes)
+    track.notes.sort()
+    merged.tracks.append(track)
+    assert leaps(ev.encode(merged, transpose=False).high) > 0.1
+
+
+def test_parts_are_found_by_name_else_by_register():
+    lead = [(67, i, 1) for i in range(8)]
+    pad = [(p, 0, 8) for p in (76, 79, 84)]  # chords above the lead
+    bass = [(40, 0, 4), (43, 4, 4)]
+    score = score_of(pad, lead, bass)
+    assert ev.event_tone(ev.encode(score, transpose=False).high[0]) == 67 - ev.LOWEST_PITCH  # the single line
+    score.tracks[0].name = "Lead vocal"
+    assert ev.event_tone(ev.encode(score, transpose=False).high[0]) == 84 - ev.LOWEST_PITCH  # named: taken

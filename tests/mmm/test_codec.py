@@ -309,3 +309,61 @@ def test_decode_never_raises_on_model_output(tokens: list[str]) -> None:
     for track in score.tracks:
         for note in track.notes:
             assert note.duration >= 1 and 0 <= note.pitch <= 127
+
+
+# ------------------------------------------------------------------------------------ real-world input
+
+
+def test_a_tracks_program_decides_its_instrument(fixtures_dir) -> None:
+    from orchestrion.core.music import load_midi
+
+    pop = load_midi(fixtures_dir / "pop_song.mid")  # "Bass" is an electric bass, "Tenor" a tenor saxophone
+    tokens = mmm.encode(pop)
+    assert [t for t in tokens if t.startswith("INST=")] == ["INST=73", "INST=0", "INST=48", "INST=33", "INST=66",
+                                                            "INST=DRUMS"]  # fmt: skip
+    decoded, _ = mmm.decode(tokens)
+    assert [(t.program, t.is_drum) for t in decoded.tracks] == [(p.program, p.is_drum) for p in pop.tracks]
+    sung = piece([{"pitch": [48], "start": [0], "duration": [STEP], "program": 52, "name": "Tenor"},
+                  {"pitch": [60], "start": [0], "duration": [STEP], "program": 0, "name": "Soprano 1"}])  # fmt: skip
+    assert [t for t in mmm.encode(sung) if t.startswith("INST=")] == ["INST=TENOR", "INST=0"]
+    assert [t for t in mmm.encode(sung, voices=True) if t.startswith("INST=")] == ["INST=TENOR", "INST=SOPRANO"]
+
+
+@pytest.mark.parametrize("meter", [(2, 4), (2, 2), (4, 2), (8, 4)])
+def test_meters_that_tile_four_four_are_regrouped_whole(meter: tuple[int, int]) -> None:
+    from orchestrion.testing.real_world import meter_piece
+
+    score = meter_piece(*meter)
+    assert_round_trip(score)  # the whole piece, every note, as 4/4 bars
+    encoded = mmm.encode_ids(score, mmm.MMMOptions(bars=1, hop=1))
+    assert encoded.skipped == [] and encoded.regrouped == [f"{meter[0]}/{meter[1]} from step 0 regrouped into 4/4 bars"]
+    notes = mmm.canonical_notes(score)
+    assert encoded.sequences == -(-int(notes.end.max()) // mmm.STEPS_PER_BAR)  # a window for every 4/4 bar
+
+
+def test_other_meters_are_reported_per_segment() -> None:
+    import symusic
+
+    # A quarter note on every beat: 4 bars of 4/4 (steps 0-64), 4 bars of 3/4 (64-112), 3 bars of 4/4 (112-).
+    score = piece([{"pitch": [60] * 40, "start": [i * 4 * STEP for i in range(40)], "duration": [STEP] * 40}])
+    score.time_signatures.append(symusic.TimeSignature(64 * STEP, 3, 4))
+    score.time_signatures.append(symusic.TimeSignature(112 * STEP, 4, 4))
+    encoded = mmm.encode_ids(score, mmm.MMMOptions(bars=4, hop=4))
+    assert encoded.skipped == ["3/4 at step 64 (4 bars of it): its bars do not regroup into 4/4 bars",
+                               "4/4 segment at step 112 is 3 bars, under 4"]  # fmt: skip
+    assert encoded.sequences == 1
+
+
+def test_repeats_faster_than_the_grid_and_a_note_at_the_very_end_are_reported() -> None:
+    # Four bars; three repeated 32nd notes (the last two round onto one 16th), and a 32nd just before the end.
+    half = STEP // 2
+    score = piece([{"pitch": [60, 60, 60, 67, 72], "start": [0, half, STEP, 8 * STEP, 64 * STEP - half],
+                    "duration": [half, half, half, 56 * STEP, half]}])  # fmt: skip
+    notes = mmm.canonical_notes(score)
+    assert int(notes.end.max()) == 64  # still four bars: the last 32nd moved back onto the last 16th
+    assert (notes.merged, notes.moved_back, notes.off_grid) == (1, 1, 4)
+    assert notes.quantised() == [
+        "4 notes were moved onto the 16th-note grid",
+        "1 notes were merged with a note of the same pitch on the same 16th (repeated notes faster than 16ths)",
+        "1 notes at the very end were moved a 16th earlier to end with the piece",
+    ]

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrion.core.music import save_midi, score_from_notes
+from orchestrion.core.music import load_midi, save_midi, score_from_notes
 from orchestrion.core.shards import TokenDataset
 from orchestrion.mmm import codec as mmm
-from orchestrion.mmm.dataset import PipelineConfig, encode_mmm_dataset
+from orchestrion.mmm.dataset import Limits, PipelineConfig, encode_mmm_dataset
 
 DATASET_FILES = ("dataset.json", "tokenizer.json", "stats.json", "manifest.jsonl")
 
@@ -200,3 +200,50 @@ def test_time_limit_fails_the_file_not_the_run(corpus: Path, tmp_path: Path) -> 
     timed_out = [r for r in records if "took over" in (r["reason"] or "")]
     assert timed_out and all(r["status"] == "failed" for r in timed_out)
     assert stats["files"]["failed"] == len(timed_out)
+
+
+# ------------------------------------------------------------------------------------ real-world input
+
+
+def test_pop_songs_other_meters_and_damaged_files_all_give_windows(fixtures_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = ("pop_song.mid", "pop_damaged_cc.mid", "meter_2_2.mid", "meter_2_4.mid", "meter_4_2.mid")
+    for name in names:
+        shutil.copy(fixtures_dir / name, folder / name)
+    stats = encode_mmm_dataset([str(folder)], tmp_path / "out", config(1))
+    records = {Path(r["path"]).name: r for r in map(json.loads, (tmp_path / "out" / "manifest.jsonl").open())}
+    assert {n: r["status"] for n, r in records.items()} == dict.fromkeys(names, "ok")
+    assert all(records[n]["windows"] > 0 for n in names)
+    assert records["pop_damaged_cc.mid"]["reason"].startswith("damaged file, dropped: control change with a value")
+    assert records["pop_damaged_cc.mid"]["windows"] == records["pop_song.mid"]["windows"]
+    assert "4/2 from step 0 regrouped into 4/4 bars" in records["meter_4_2.mid"]["reason"]
+    # The instruments kept are the tracks' programs: the electric bass and the tenor sax, never BASS or TENOR.
+    assert {"INST=33", "INST=66", "INST=73", "INST=48", "INST=DRUMS"} <= set(stats["instruments"])
+    assert not {"INST=BASS", "INST=TENOR"} & set(stats["instruments"])
+    strict = encode_mmm_dataset([str(folder)], tmp_path / "strict", config(1, limits=Limits(strict=True)))
+    assert strict["files"]["skipped"] == 1 and "corrupt" in json.dumps(strict["reasons"])
+
+
+def test_palestrina_in_four_two_gives_windows(tmp_path: Path) -> None:
+    from orchestrion.core.corpora import corpus_files
+    from orchestrion.core.music import time_signatures
+
+    files = corpus_files("palestrina", limit=3, workers=1)
+    assert any((s.numerator, s.denominator) == (4, 2) for f in files for s in time_signatures(load_midi(f)))
+    stats = encode_mmm_dataset([str(f) for f in files], tmp_path / "out", config(1))
+    assert stats["files"]["ok"] == 3 and stats["windows"] > 0
+    assert {"INST=SOPRANO", "INST=BASS"} <= set(stats["instruments"])
+
+
+def test_a_run_that_encodes_nothing_fails_and_says_why(tmp_path: Path) -> None:
+    folder = tmp_path / "waltzes"
+    notes = {"pitch": [60] * 24, "start": np.arange(24) * 480, "duration": np.full(24, 400)}
+    save_midi(score_from_notes([notes], tpq=480, time_signature=(3, 4)), folder / "waltz.mid")
+    run = subprocess.run(
+        [sys.executable, "-m", "orchestrion", "encode", "mmm", str(folder), "--out", str(tmp_path / "out"), "-j", "1"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    said = " ".join(run.stderr.split())  # the console wraps long lines
+    assert run.returncode == 1
+    assert "no window to train on" in said and "waltz.mid: no 4/4 window to encode (3/4 at step 0" in said

@@ -33,8 +33,15 @@ def _model(seed: int = 0, **overrides: object) -> Sashimi:
 
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"n_layers": 2, "d_model": 64, "d_state": 64}, {"pool": (4,)}],
-    ids=["tiny", "2-layer-d64", "one-pool"],
+    [
+        {},
+        {"n_layers": 2, "d_model": 64, "d_state": 64},
+        {"pool": (4,)},
+        {"amplitude_input": True},
+        {"amplitude_output": True},
+        {"amplitude_input": True, "amplitude_output": True, "pool": (4,)},
+    ],
+    ids=["tiny", "2-layer-d64", "one-pool", "amplitude-input", "amplitude-output", "amplitude-both-one-pool"],
 )
 def test_recurrent_steps_equal_the_forward_pass(overrides: dict) -> None:
     model = _model(**overrides)
@@ -64,6 +71,37 @@ def test_choose_respects_temperature_and_top_p() -> None:
     assert set(picks) == {0, 1}  # the nucleus of 0.6 holds the two most likely classes
     cold = [int(choose(logits, 0.05, 1.0, rng.gumbel(size=(1, 4)).astype(np.float32))[0]) for _ in range(100)]
     assert cold.count(0) > 95
+
+
+def test_choose_respects_top_k_then_top_p() -> None:
+    logits = np.log(np.array([[0.4, 0.3, 0.2, 0.1]], dtype=np.float32))
+    rng = np.random.default_rng(0)
+
+    def picks(top_k: int, top_p: float) -> set[int]:
+        noise = [rng.gumbel(size=(1, 4)).astype(np.float32) for _ in range(300)]
+        return {int(choose(logits, 1.0, top_p, g, top_k)[0]) for g in noise}
+
+    assert picks(3, 1.0) == {0, 1, 2}
+    assert picks(1, 1.0) == {0}
+    assert picks(0, 1.0) == {0, 1, 2, 3}  # 0: off
+    assert picks(2, 0.5) == {0}  # renormalised within the top 2, class 0 holds 0.4 / 0.7 = 0.57 >= 0.5 ...
+    assert picks(2, 0.6) == {0, 1}  # ... but not 0.6
+    assert picks(3, 0.5) == {0, 1}  # within the top 3, 0.4 / 0.9 = 0.44 < 0.5: two classes
+
+
+def test_compiled_sampling_equals_choose_and_step() -> None:
+    model = _model(4)
+    gumbel = np.random.default_rng(5).gumbel(size=(40, 2, 256)).astype(np.float32)
+    start = np.array([128, 128])
+    fast = Sampler(model, batch=2)
+    fast.step(start)
+    out = fast.sample(40, 0.9, 0.95, gumbel, top_k=20)
+    slow = Sampler(model, batch=2)
+    logits = slow.step(start)
+    for t in range(40):
+        classes = choose(logits, 0.9, 0.95, gumbel[t], 20)
+        assert np.array_equal(classes, out[:, t])
+        logits = slow.step(classes)
 
 
 def _composer(tmp_path: Path) -> SashimiComposer:
@@ -102,6 +140,37 @@ def test_batch_and_stream(tmp_path: Path) -> None:
     assert np.array_equal(np.concatenate([b.samples for b in blocks[0::3]]), pieces[0].audio)
 
 
+def test_top_k_shapes_the_audio_and_is_recorded(tmp_path: Path) -> None:
+    composer = _composer(tmp_path)
+    plain = composer.compose(ComposeRequest(model="x", seconds=0.2, seed=3))
+    narrow = composer.compose(ComposeRequest(model="x", seconds=0.2, seed=3, top_k=2))
+    assert not np.array_equal(plain.audio, narrow.audio)
+    assert narrow.provenance["request"]["top_k"] == 2
+    assert len(np.unique(narrow.audio)) < len(np.unique(plain.audio))
+    with pytest.raises(InvalidRequest, match="top_k"):
+        composer.validate(ComposeRequest(model="x", top_k=300))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("repetition_penalty", 1.2), ("bars", 4), ("key", "D minor"), ("voices", [0, 1]), ("max_tokens", 10)],
+)
+def test_options_a_sashimi_model_lacks_are_refused_by_name(tmp_path: Path, field: str, value: object) -> None:
+    composer = _composer(tmp_path)
+    with pytest.raises(InvalidRequest, match=field):
+        composer.validate(ComposeRequest(model="x", **{field: value}))
+
+
+def test_the_model_s_sampling_defaults_apply_and_are_recorded(tmp_path: Path) -> None:
+    directory = SashimiComposer(_model(3), {"sampling": {"temperature": 0.9, "top_k": 40}}).save(tmp_path / "m")
+    composer = load_composer(directory)
+    request = composer.validate(ComposeRequest(model=str(directory), seed=1))
+    assert (request.temperature, request.top_k, request.top_p) == (0.9, 40, 1.0)
+    mine = composer.validate(ComposeRequest(model=str(directory), seed=1, temperature=1.0, top_k=0))
+    assert (mine.temperature, mine.top_k) == (1.0, 0)  # what the request says wins
+    assert composer.options()["defaults"]["top_k"] == 40
+
+
 def test_prompt_continuation_any_rate(tmp_path: Path) -> None:
     composer = _composer(tmp_path)
     t = np.arange(11025) / 22050
@@ -110,6 +179,7 @@ def test_prompt_continuation_any_rate(tmp_path: Path) -> None:
     assert len(piece.audio) == 8000 + 4000
     assert piece.report["prompt_seconds"] == 0.5
     assert np.abs(piece.audio[:8000]).max() > 0.3  # the prompt comes first
+    assert -1.0 <= piece.report["continuation_chroma"] <= 1.0  # does it keep the prompt's notes?
     with pytest.raises(InvalidRequest, match="prompt"):
         composer.validate(ComposeRequest(model="x", prompt=str(tmp_path / "missing.wav")))
 
@@ -124,7 +194,9 @@ def test_tiny_training_run(tmp_path: Path) -> None:
         x = np.arange(rate) / rate
         sf.write(folder / f"t{i}.wav", 0.5 * np.sin(2 * np.pi * (110 + 30 * i) * x), rate)
     encode_audio([str(folder)], tmp_path / "data", chunk_seconds=1.0)
-    settings = SashimiTraining(layers=1, seq_len=256, eval_windows=2)
+    settings = SashimiTraining(
+        layers=1, seq_len=256, eval_windows=2, model={"d_model": 16, "amplitude_input": True}, sample_seconds=0.2
+    )
     settings.train.update(
         steps=12, batch_size=2, lr=5e-3, warmup_steps=2, eval_every=12, eval_batches=1, checkpoint_every=6, log_every=3
     )
@@ -134,11 +206,41 @@ def test_tiny_training_run(tmp_path: Path) -> None:
     records = [json.loads(line) for line in (tmp_path / "model" / "metrics.jsonl").read_text().splitlines()]
     losses = [r["train_loss"] for r in records if "train_loss" in r]
     assert losses[-1] < losses[0] < 6.0  # it learns (a pure tone is easy)
-    assert (tmp_path / "model" / "loss_curve.png").is_file()
+    assert (tmp_path / "model" / "loss_curve.png").is_file() and (tmp_path / "model" / "learning_curve.png").is_file()
+    heard = [r for r in records if "sample_flatness" in r]  # the second learning curve: what samples sound like
+    assert heard and {"sample_harmonicity", "sample_tonal", "sample_labels"} <= set(heard[-1])
     composer = load_composer(tmp_path / "model")
+    assert composer.config.d_model == 16 and composer.config.amplitude_input
     metrics = evaluate(composer.model, tmp_path / "data", "test", seq_len=256, windows=2)
     assert metrics["bpb"] == pytest.approx(metrics["loss"] / np.log(2))
     assert metrics["accuracy"] <= metrics["accuracy@3"] <= metrics["accuracy@5"] <= metrics["accuracy@10"]
+
+
+def test_unknown_model_settings_are_refused(tmp_path: Path) -> None:
+    from orchestrion.errors import BadInput
+
+    with pytest.raises(BadInput, match="d_modle"):
+        train_sashimi(tmp_path, tmp_path / "m", SashimiTraining(model={"d_modle": 32}))
+
+
+def test_the_melody_corpus_plays_the_soprano_alone(tmp_path: Path) -> None:
+    from orchestrion.core.audio_analysis import classify
+    from orchestrion.core.music import save_midi, score_from_notes
+    from orchestrion.sashimi.dataset import _render_piano
+
+    soprano = {"pitch": [72, 74, 76, 77], "start": [0, 480, 960, 1440], "duration": [480] * 4}
+    bass = {"pitch": [36, 43, 40, 41], "start": [0, 480, 960, 1440], "duration": [480] * 4}
+    midi = save_midi(score_from_notes([soprano, bass], tpq=480, tempo_qpm=120), tmp_path / "two.mid")
+    for voices in ("all", "soprano"):
+        assert _render_piano((str(midi), str(tmp_path / f"{voices}.wav")), (16000, voices)) is None
+    low = {}
+    for voices in ("all", "soprano"):
+        x, rate = sf.read(tmp_path / f"{voices}.wav", dtype="float32")
+        spectrum = np.abs(np.fft.rfft(x))
+        freqs = np.fft.rfftfreq(len(x), 1 / rate)
+        low[voices] = spectrum[(freqs > 50) & (freqs < 120)].sum() / spectrum.sum()  # the bass: C2 to B2
+        assert classify(x, rate).label == "tonal"
+    assert low["soprano"] < 0.2 * low["all"]
 
 
 def test_encode_audio_on_ray_is_byte_identical(

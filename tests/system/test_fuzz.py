@@ -86,24 +86,34 @@ SHORT_RUN = {  # reader -> inputs; the external program gets few (one ffmpeg pro
     "abc": 2_500,
     "audio-soundfile": 4_000,
     "audio-ffmpeg": 30,
+    "render": 200,  # the render path: abc2midi, then verovio in a child process
+    "engrave": 200,  # verovio on the text after our own check only
+    "render-midi": 4,  # music21, verovio and FluidSynth: seconds an input
 }
 
 
 @pytest.mark.parametrize("reader", sorted(SHORT_RUN))
 def test_short_fuzz_run(fixtures_dir: Path, reader: str) -> None:
     n = SHORT_RUN[reader]
-    (stats,) = run_all(fixtures_dir, n, seed=1, readers=(reader,), ffmpeg_n=n, warmup=100)
+    (stats,) = run_all(fixtures_dir, n, seed=1, readers=(reader,), ffmpeg_n=n, render_midi_n=n, warmup=100)
     _holds_promise(stats)
     # The inputs reach both outcomes, so the run exercised decoding and refusing alike.
     assert stats.decoded > 0 and (stats.our_error > 0 or reader in ("mmm", "abc"))
 
 
+LONG_READERS = ["midi", "midi-path", "mmm", "abc", "abc2midi", "audio-soundfile", "audio-ffmpeg", "render", "engrave",
+                "render-midi"]  # fmt: skip
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("reader", ["midi", "midi-path", "mmm", "abc", "abc2midi", "audio-soundfile", "audio-ffmpeg"])
+@pytest.mark.parametrize("reader", LONG_READERS)
 def test_long_fuzz_run(fixtures_dir: Path, reader: str) -> None:
-    """100,000 inputs per reader, abc2midi included; 2,000 through the ffmpeg fallback (a process per input)."""
-    n = {"audio-ffmpeg": 2_000}.get(reader, 100_000)
-    (stats,) = run_all(fixtures_dir, n, seed=2, corpus_limit=200, readers=(reader,), ffmpeg_n=n, abc2midi_n=n)
+    """100,000 inputs per reader, abc2midi and the render path included; 2,000 through the ffmpeg fallback (a
+    process per input) and 1,000 MIDI files rendered through music21, verovio and FluidSynth (seconds each)."""
+    n = {"audio-ffmpeg": 2_000, "render-midi": 1_000}.get(reader, 100_000)
+    (stats,) = run_all(
+        fixtures_dir, n, seed=2, corpus_limit=200, readers=(reader,), ffmpeg_n=n, abc2midi_n=n, render_midi_n=n
+    )
     print("\n" + fuzzing.format_table([stats]))
     _holds_promise(stats)
 
@@ -319,3 +329,17 @@ def test_abc2midi_output_symusic_cannot_read_is_classified() -> None:
     validity, notes = compile_notes("X:1\nT:t\nM:4/4\nL:1/8\nK:D\nA3333333A|\n")
     assert notes is None and validity.status == "errors"
     assert "unreadable MIDI file" in validity.messages[-1]
+
+
+def test_render_of_the_tune_that_crashed_verovio_is_our_error(tmp_path: Path) -> None:
+    # `orchestrion render` died with a segmentation fault on nested chords in a file's second tune: verovio ran
+    # in-process. The render path now checks the tune first, and engraves in a child process in any case.
+    from orchestrion.core.isolate import Isolated
+    from orchestrion.testing.real_world import abc_collection
+
+    with Isolated() as child:
+        written = fuzzing.read_render(abc_collection(), tmp_path, child, 30.0)
+        assert [p.name for p in written] == ["out-1.svg", "out-2.svg"] and child.crashes == 0
+        with pytest.raises(BadInput, match="crashed"):
+            child.call("svg", tmp_path / "input.abc", tmp_path / "x.svg")  # verovio alone: the child dies
+        assert child.crashes == 1

@@ -27,6 +27,8 @@ SUBPROCESS_CALLS = {"run", "Popen", "call", "check_call", "check_output"}
 # required `timeout` through (checked below); nothing else may start a process without a limit.
 UNTIMED_SUBPROCESS = {
     ("core/tools.py", "run_tool"): "the shared runner: `timeout` is a required argument, passed to subprocess.run",
+    ("core/isolate.py", "_start"): "the long-lived child that engraves and synthesises: every call it answers has "
+    "a deadline (Isolated.call), past which the child is killed",
 }
 # Imports of a module whose name is not written in the call, with the reason each is safe.
 DYNAMIC_IMPORTS = {

@@ -8,21 +8,23 @@
 
 A `Body` carries three automata that read the same characters:
 
-- `syntax`: `abc_step`, the subset of ABC abc2midi reads without complaint (accidentals before notes, lengths
-  after them, broken rhythms between notes of equal length and outside tuplets, no nested tuplets or slurs,
-  a slur over at least two notes, grace notes closed, repeats `|: ... :|` paired, endings `|1` and `:|2`);
+- `syntax`: `orchestrion.abc.syntax.abc_step`, the subset of ABC abc2midi reads without complaint, plus
+  what this module adds from abc2midi's behaviour: octave marks `'` on small letters and `,` on capitals, no
+  broken rhythm in a chain or after a decorated note, none at all (nor decorations) under R:hornpipe, whose
+  pairs abc2midi swings itself; tuplets without lengths inside; grace groups of up to `MAX_GRACE`
+  characters, without lengths, before a note of a unit at least; line breaks only after bar lines;
 - `meter`: `orchestrion.abc.meter`, the duration of the bar being written under `L:` and `M:`. No token may
   overfill a bar, and a bar line comes only where the bar is full (or is a pickup: see below). Note lengths
   are the usual ones (`LENGTHS`: never shorter than half a unit), and a state from which the bar cannot be
-  filled with them is refused at once, so the model is never cornered into `A/4`-style fillers;
+  filled with them is refused at once (`viable`), so the model is never cornered into `A/4`-style fillers;
 - the form. `form="strains"` (dance tunes): an optional anacrusis, strain A of 8 bars, strain B of 8 bars,
   each repeated: `:|` after bar 8, or a first ending `|1` after bar 7 and a second `:|2`. Strain B opens with
   `|:` (or `::`). A tune with an anacrusis of length p repeats it at the start of each strain and ends each
   strain on a bar of the meter's length less p (`D|GABc ...|cBAG G3:||:d|dcBA ...|B2A2 G3:|`): written so,
-  abc2midi reports no bar-length warning (it warns about a pickup before `|:`, which is therefore not
-  written, and about endings after a pickup, which are then left out). `form="free"`: any number of bars,
-  a short bar only as the first (anacrusis), before a section line (completing it) or after one (a strain's
-  pickup).
+  abc2midi reports no bar-length warning (it warns about `|:` right after the anacrusis, `|` before it, and
+  endings in a tune with one, so none of them is written). `form="free"`: any number of bars (steered to an end after
+  `FREE_BARS`), a short bar only as the first (anacrusis), before a section line (completing it) or after
+  one (a strain's pickup); `|]` ends the tune.
 
 The last note: in the final bar (strains) a note that ends the bar, or that starts where a note of the
 default length would fill it, must be the tonic of `key`; in any form the tune may end only on the tonic.
@@ -32,144 +34,14 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from typing import NamedTuple
 
-from orchestrion.abc.meter import (
-    MeterState,
-    duration_of,
-    initial_state,
-    replaced,
-    scaled,
-    step,
-    ticks,
-    tuplet_spec,
-)
+from orchestrion.abc.meter import MeterState, duration_of, initial_state, step, tuplet_spec
+from orchestrion.abc.syntax import ABC_START, abc_can_end, abc_feed, abc_step
+from orchestrion.abc.ticks import replaced, scaled, ticks
 
-# ------------------------------------------------------------------------------------- syntax
-
-MAX_SLURRED = 8  # notes under one slur
-_LEN = re.compile(r"[1-9]\d?(/[1-9]?)?|/[1-9]?|//")
-_NOTE_LIKE = ("note", "rest", "closed")
-
-
-def abc_step(state: tuple, c: str) -> tuple | None:
-    """One character of a spaceless ABC body through a small syntax automaton; None where abc2midi would
-    stumble. state = (kind, length, need, slur, grace, bars, accidentals, repeat_open, tuplet_left,
-    in_tuplet, slurred): tuplet_left counts the notes a tuplet still takes (abc2midi refuses nested tuplets
-    and broken rhythms (A>B) that touch one), slurred the notes under the open slur."""
-    tup, intup, slurred = state[8], state[9], state[10]
-    if c in "23456789" and state[0] == "open" and tup:
-        return None
-    if c in "<>" and intup:
-        return None
-    if c == ")" and slurred < 2:
-        return None  # a slur over one note is a weak model's loop, not music
-    nxt = _abc_step(state[:8], c)
-    if nxt is None:
-        return None
-    if nxt[0] == "tuplet" and state[0] == "open":
-        return (*nxt, int(c), False, 0)
-    if nxt[0] == "open":
-        slurred = 0
-    if (
-        nxt[0] in ("note", "rest")
-        and state[0] not in ("note", "rest")
-        or (nxt[0] in ("note", "rest") and nxt[1] == "" and c not in ",'")
-    ):
-        # a new note or rest begins
-        if nxt[3] > 0 and slurred >= MAX_SLURRED:
-            return None
-        return (*nxt, max(tup - 1, 0), tup > 0, slurred + 1)
-    return (*nxt, tup, intup, slurred)
-
-
-def _abc_step(state: tuple, c: str) -> tuple | None:
-    """`abc_step` without the tuplet and slur bookkeeping."""
-    kind, length, need, slur, grace, bars, acc, rep = state
-    if kind == "note" and need is not None and not (c.isdigit() or c == "/"):
-        if length != need:  # a broken rhythm (A>B) needs two notes of the same length
-            return None
-        need = None
-    if c.isdigit() or c == "/":
-        if kind in ("note", "rest") and (need is None or need.startswith(length + c)) and _LEN.fullmatch(length + c):
-            return (kind, length + c, need, slur, grace, bars, 0, rep)
-        if kind == "open" and c in "23456789":  # (3: a tuplet, not a slur
-            return ("tuplet", "", need, slur - 1, grace, bars, 0, rep)
-        if kind == "bar" and c in "12":  # |1 and :|2: variant endings (the form decides where)
-            return ("ending", "", None, slur, grace, bars, 0, rep)
-        return None
-    if c in "ABCDEFGabcdefg":
-        if kind == "colon" or (kind == "broken" and grace):
-            return None
-        return ("note", "", need if kind == "broken" else None, slur, grace, bars, 0, rep)
-    if c in ",'":  # octave marks: at most two (accidentals are counted in `acc` before the letter, so reuse it)
-        return (
-            (kind, length, need, slur, grace, bars, acc + 1, rep)
-            if kind == "note" and length == "" and acc < 2
-            else None
-        )
-    if c in "zxZ":
-        if grace or kind in ("acc", "deco", "colon", "tuplet", "broken"):
-            return None
-        return ("rest", "", need if kind == "broken" else None, slur, grace, bars, 0, rep)
-    if c in "^_=":
-        if kind == "colon" or acc >= (1 if c == "=" else 2):
-            return None
-        return ("acc", "", need if kind == "broken" else None, slur, grace, bars, acc + 1, rep)
-    if c in "<>":
-        if kind != "note" or grace or length not in ("", "2"):
-            return None
-        return ("broken", "", length, slur, grace, bars, 0, rep)
-    if c == "(" and kind == "tuplet":
-        return None if slur else ("open", "", None, slur + 1, grace, bars, 0, rep)  # (3(AB): a slurred triplet
-    if kind in ("acc", "deco", "broken", "tuplet", "ending") or (kind == "colon" and c not in "|:"):
-        return None  # these need a note (or a bar line) next
-    if c == "(":  # slurs do not nest here (a weak model opens more than it closes)
-        return None if grace or slur else ("open", "", None, slur + 1, grace, bars, 0, rep)
-    if c == ")":
-        return ("closed", "", None, slur - 1, grace, bars, 0, rep) if slur > 0 and kind in _NOTE_LIKE else None
-    if c == "{":
-        return None if grace else ("start", "", None, slur, True, bars, 0, rep)
-    if c == "}":
-        return ("grace_done", "", None, slur, False, bars, 0, rep) if grace and kind == "note" else None
-    if c in ".~T" and not grace and kind != "grace_done":
-        return ("deco", "", None, slur, grace, bars, 0, rep)
-    if grace or kind in ("open", "grace_done"):
-        return None
-    if c == "|":
-        return ("bar", "", None, slur, grace, bars + 1, 0, rep)
-    if c == "]":
-        return ("bar", "", None, slur, grace, bars, 0, rep) if kind == "bar" else None  # |]
-    if c == ":":
-        if kind == "bar":  # |: a repeat starts (abc2midi refuses a second one before its :|)
-            return None if rep else ("bar", "", None, slur, grace, bars, 0, True)
-        if kind == "colon":  # :: ends a repeat and starts the next
-            return ("bar", "", None, slur, grace, bars + 1, 0, True)
-        return ("colon", "", None, slur, grace, bars, 0, False) if kind in _NOTE_LIKE else None
-    if c == "\\":
-        return ("cont", "", None, slur, grace, bars, 0, rep)
-    if c == "\n":
-        return ("start", "", None, slur, grace, bars, 0, rep)
-    return None
-
-
-ABC_START = ("start", "", None, 0, False, 0, 0, False, 0, False, 0)
-
-
-def abc_can_end(state: tuple) -> bool:
-    kind, length, need, slur, grace, bars, acc, rep = state[:8]
-    if kind == "note" and need is not None and length != need:
-        return False
-    return bars > 0 and slur == 0 and not grace and not rep and kind in ("note", "rest", "closed", "bar", "start")
-
-
-def abc_feed(state: tuple | None, text: str) -> tuple | None:
-    for c in text:
-        if state is None:
-            return None
-        state = abc_step(state, c)
-    return state
-
+__all__ = ["ABC_START", "Body", "BodyGrammar", "abc_can_end", "abc_feed", "abc_step", "body_grammar", "key_tonic"]
 
 # ------------------------------------------------------------------------------ lengths and keys
 
@@ -201,6 +73,7 @@ def key_tonic(key: str | None) -> tuple[str, int] | None:
 
 SECTION_LINES = ("|", "||", "|]", "|:", "||:", ":|", "::", ":||:", ":|]", "[|", ":|:")
 STRAIN_BARS = 8
+FREE_BARS = 32  # a free-form tune is steered to an end once it has this many full bars
 MAX_GRACE = 4  # characters in a grace group ({g}, {gag}, {/g}); inside one no time passes, so a weak model loops
 
 
@@ -210,25 +83,31 @@ class Body(NamedTuple):
     syntax: tuple
     meter: MeterState
     strain: int = 0  # 0: A, 1: B, 2: the form is complete
-    bars: int = 0  # bars of this strain done; -1 while strain B's pickup is written
+    bars: int = 0  # bars of this strain done (free form: full bars); -1 while strain B's pickup is written
     pickup: int | None = None  # the anacrusis in ticks (None until the first bar closes; 0: none)
     ending: int = 0  # 1 or 2 inside a first or second ending
     pitch: str = ""  # the last note: accidental and letter ("^F", "G")
     off_tonic: bool = False  # an accidental in this bar took the tonic's letter off the tonic
+    repeated: bool = False  # free form: a repeat has closed (a later `:|` needs its own `|:`)
+    repeat_open: bool = False  # free form: a `|:` (or `::`) is waiting for its `:|`
+    decorated: bool = False  # the last note has a decoration (`.E`): abc2midi refuses a broken rhythm after it
+    host: int = 0  # 1: grace notes were written, their note comes next; 2: it is being written
     grace: int = 0  # characters of the grace group being written
 
 
 class BodyGrammar:
     """The rules of one tune's body (its meter, unit, key and form); see the module docstring."""
 
-    def __init__(self, meter: str, unit: str, key: str | None, form: str):
+    def __init__(self, meter: str, unit: str, key: str | None, form: str, swing: bool = False):
+        self.swing = swing  # R:hornpipe: abc2midi swings the pairs itself, and refuses written broken rhythms
         self.meter_state = initial_state(meter, unit)
         self.m = self.meter_state.meter  # bar length in ticks (None: free meter, bars not checked)
         self.unit = self.meter_state.unit
         self.half = self.unit // 2 if isinstance(self.unit, int) and self.unit % 2 == 0 else None
         self.form = "free" if self.m is None else form
         self.tonic = key_tonic(key)
-        self.cache: dict[Body, dict[int, Body | None]] = {}
+        self.caches: dict[int, tuple[object, dict[Body, dict]]] = {}  # per vocabulary: state -> token -> state
+        self._next: dict[Body, bool] = {}
 
     # -------------------------------------------------------------------------------- characters
 
@@ -250,7 +129,10 @@ class BodyGrammar:
             return None  # lines break after bar lines (a weak model fills a bar it cannot end with newlines)
         if b.strain == 2 and c != "\n":
             return None  # the form is complete: the tune ends
-        syntax = abc_step(b.syntax, c)
+        if c in ",'" and (b.meter.mode == "grace" or b.pitch[-1:].islower() == (c == ",")):
+            return None  # abc2midi: `,` lowers capitals and `'` raises small letters, nothing else
+        old_syntax = b.syntax
+        syntax = abc_step(old_syntax, c)
         if syntax is None:
             return None
         before = b.meter
@@ -260,20 +142,31 @@ class BodyGrammar:
         mode = met.mode
         if mode in ("note", "rest") and (met.buf not in _SHORTEST or (met.buf and met.tuplet)):
             return None  # an unusual length, or a length inside a tuplet (`(3abc`, not `(3a2b/c`)
-        if c in "<>" and before.broken != (1, 1):
-            return None  # no chains of broken rhythms (`A>B>c`)
+        if c in "<>" and (before.broken != (1, 1) or b.decorated or self.swing):
+            return None  # no chains of broken rhythms (`A>B>c`), none after a decorated note or in a hornpipe
+        if self.swing and c in ".~T":
+            return None  # abc2midi swings a hornpipe's pairs as broken rhythms, which a decorated note refuses
+        if mode == "grace" and c in "0123456789/":
+            return None  # grace notes have no lengths
         if mode in ("field", "inline"):
             return None  # no field lines or inline fields (a line starting `e:|` reads as a field in ABC)
         grace = b.grace + 1 if mode == "grace" else 0
         if grace > MAX_GRACE:
             return None
-        b = tuple.__new__(Body, (syntax, met, *b[2:-1], grace))
+        letter = c in "ABCDEFGabcdefg" and mode in ("note", "fieldq")
+        decorated = b.syntax[0] == "deco" if letter else b.decorated
+        host = 1 if c == "}" else (2 if b.host == 1 else 0) if letter else b.host
+        if host and (c == "(" or (host == 2 and mode == "note" and met.buf.startswith("/"))):
+            return None  # after grace notes a note of a unit at least (abc2midi: "grace sequence exceeds host")
+        b = tuple.__new__(Body, (syntax, met, *b[2:-3], decorated, host, grace))
         if self.m is None:
             return b
         if met.closed is not None:
-            b = self._closed(b, met)
+            b = self._closed(b, met, old_syntax)
             if b is None:
                 return None
+        elif mode == "ending" and before.mode != "ending":
+            return None  # an ending starts after a bar (`|1`, `:|2`), never before the first
         if (
             mode in ("note", "fieldq")
             and not met.buf[mode == "fieldq" :]
@@ -291,9 +184,9 @@ class BodyGrammar:
                 return None
             if not self._line_prefix_ok(b):
                 return None
-        elif before.mode == "bar" and not before.content and before.pos == 0 and self.form == "strains":
-            if before.buf != "|:" and not (before.buf == "|" and b.pickup is None and not before.opened):
-                return None  # before a strain only `|:` (and a plain `|` before the first bar)
+        elif before.mode == "bar" and not before.content and before.pos == 0:
+            if before.buf != "|:":
+                return None  # before a strain only `|:` (a plain `|` before an anacrusis upsets abc2midi)
         return b
 
     # ------------------------------------------------------------------------------------- rules
@@ -340,12 +233,12 @@ class BodyGrammar:
     def _begins(self, b: Body) -> bool:
         """The first character of a bar's music: is a bar allowed here, after the bar lines before it?"""
         opened = b.meter.opened
-        if self.form != "strains":
-            return True
         if b.strain == 2:
-            return False  # the form is complete: only the end of the tune may come
+            return False  # the form is complete (or `|]` came): only the end of the tune may
         if b.pickup is None:
             return opened in ("", "|", "|:")
+        if self.form != "strains":
+            return True
         if b.strain == 1 and (b.bars == -1 or (b.bars == 0 and not b.pickup)):
             return opened.endswith(":") and opened != ":|:"  # strain B opens with a repeat
         return True
@@ -353,11 +246,11 @@ class BodyGrammar:
     def _bar_line_may_start(self, b: Body) -> bool:
         """A bar line starts: the bar's music is over, so its length is final."""
         met = b.meter
-        if not met.content and met.pos == 0:  # bar lines with nothing between them
-            if self.form != "strains":
-                return True
+        if not met.content and met.pos == 0:  # bar lines with nothing between them: only a repeat's start
             if b.pickup is None and b.strain == 0:  # `|:` before the first bar
                 return met.opened == ""
+            if self.form != "strains":
+                return met.opened not in ("", "|") and not met.opened.endswith(":")  # `:|` `|:`, `||` `|:`
             opening_b = b.strain == 1 and (b.bars == -1 or (b.bars == 0 and not b.pickup))
             return opening_b and not met.opened.endswith(":")
         if self._final_bar(b) and not self._is_tonic(b):
@@ -367,16 +260,25 @@ class BodyGrammar:
     def _line_prefix_ok(self, b: Body) -> bool:
         met = b.meter
         if not met.content and met.pos == 0:
-            return self.form != "strains" or "|:".startswith(met.buf)
+            return "|:".startswith(met.buf)
         return any(line.startswith(met.buf) and self._close_ok(b, met.pos, line, met.opened) for line in SECTION_LINES)
 
-    def _close_ok(self, b: Body, length: int, line: str, opened: str) -> bool:
-        """May a bar of `length` ticks, opened by the bar lines `opened`, close with `line`?"""
-        if line != "|" and b.syntax[3]:
+    def _close_ok(self, b: Body, length: int, line: str, opened: str, syntax: tuple | None = None) -> bool:
+        """May a bar of `length` ticks, opened by the bar lines `opened`, close with `line`? (`syntax`: the
+        syntax state at the bar line, where `b` has read past it.)"""
+        syntax = b.syntax if syntax is None else syntax
+        if line != "|" and syntax[3]:
             return False  # a slur ends before a section ends
         m, p = self.m, b.pickup
         full = length == m
         if self.form != "strains":
+            open_ = b.repeat_open or opened.endswith(":")
+            if line.endswith("]") and ((open_ and not line.startswith(":")) or not self._is_tonic(b)):
+                return False  # `|]` ends the tune: on the tonic, no repeat left open
+            if line.startswith(":") and b.repeated and not open_:
+                return False  # only the first repeat may go back to the start without its `|:`
+            if (b.ending == 1 and line != ":|") or (b.ending == 2 and line not in ("||", "|]", "|:")):
+                return False  # endings of one bar: `|1 ... :|2 ... ||` (not `||:`, which abc2midi misreads there)
             if p is None:
                 return full or 0 < length <= m // 2
             completes = line != "|" and length == m - p  # before a section line, completing the anacrusis
@@ -391,7 +293,8 @@ class BodyGrammar:
         if b.ending == 1:
             return full and line == ":|"
         if b.ending == 2:
-            lines = ("|", "||", "|:", "||:", "|]") if b.strain == 0 else ("|]", "||", "|")
+            # (not `||:`: after a second ending abc2midi does not read it as a repeat's start)
+            lines = ("|", "||", "|:", "|]") if b.strain == 0 else ("|]", "||", "|")
             return full and line in lines
         n = b.bars + 1
         if n < STRAIN_BARS:
@@ -399,16 +302,27 @@ class BodyGrammar:
         lines = (":|", "::", ":||:") if b.strain == 0 else (":|", ":|]")
         return length == m - p and line in lines
 
-    def _closed(self, b: Body, met: MeterState) -> Body | None:
-        """A bar line has ended: check the bar it closed and count it."""
+    def _closed(self, b: Body, met: MeterState, syntax: tuple) -> Body | None:
+        """A bar line has ended (`b` has read the character after it): check the bar it closed and count it."""
         bar = met.closed
         length, line = ticks(bar.length), bar.closes
         ending_next = met.mode == "ending"
-        if not self._close_ok(b, length, line, bar.opened):
+        if not self._close_ok(b, length, line, bar.opened, syntax):
             return None
         if self.form != "strains":
+            open_ = b.repeat_open or bar.opened.endswith(":")
+            first = line == "|" and met.buf == "1" and open_ and not b.ending
+            if ending_next and not (first or (line == ":|" and met.buf == "2" and b.ending == 1)):
+                return None  # a first ending inside a repeat (`|1`), the second after it (`:|2`)
+            if b.ending == 1 and line != "|" and not ending_next:
+                return None  # `:|` ending a first ending is `:|2`
+            ending = int(met.buf) if ending_next else 0
             pickup = b.pickup if b.pickup is not None else (0 if length == self.m else length)
-            return replaced(b, pickup=pickup, off_tonic=False)
+            done = 2 if line.endswith("|]") else b.strain  # `|]` ends the tune
+            closes, opens = line.startswith(":"), line.endswith(":")
+            return replaced(b, pickup=pickup, bars=b.bars + (length == self.m), strain=done, ending=ending,
+                            repeated=b.repeated or closes, repeat_open=(open_ and not closes) or opens,
+                            off_tonic=False)  # fmt: skip
         n = b.bars + 1
         if b.ending == 1:
             if not (ending_next and met.buf == "2"):
@@ -447,27 +361,29 @@ class BodyGrammar:
         if pending:
             if need is not None:  # the second note of a broken rhythm is as long as the first
                 owed = duration_of(met, scaled(self.unit, *_EXACT[need]))
+            elif met.tuplet or (b.host and not met.buf):  # a unit inside a tuplet, or after grace notes
+                owed = duration_of(met, self.unit)
             else:
                 owed = duration_of(met, scaled(self.unit, *_SHORTEST[met.buf if mode in ("note", "rest") else ""]))
-        elif kind == "tuplet":  # `(3`: the tuplet's notes
+        elif kind == "tuplet":  # `(3`: the tuplet's notes, a unit each (no lengths inside), q units in all
             spec = tuplet_spec(str(b.syntax[8]), met.compound)
-            owed = scaled(half, spec[1][0], 1) if spec else half  # p notes at q/p of a half unit: q half units
+            owed = scaled(self.unit, spec[1][0], 1) if spec else self.unit
         elif kind == "open":
             owed = 2 * duration_of(met, half)
         elif kind in ("acc", "deco", "grace_done", "ending", "broken") or b.syntax[4]:
-            owed = duration_of(met, half)
+            owed = duration_of(met, self.unit if b.syntax[4] or kind == "grace_done" or b.host else half)
         else:
             owed = 0
         more = met.tuplet - 1 if pending and met.tuplet else met.tuplet  # tuplet notes after this one
         if more > 0:
-            owed += more * scaled(half, *met.ratio)
+            owed += more * scaled(self.unit, *met.ratio)
         if b.syntax[3] and kind != "open" and b.syntax[10] < 2:  # a slur holds two notes at least
             owed += (2 - b.syntax[10]) * half
         left = room - owed
         if left < 0:
             return False
-        if mode == "note" and left == 0 and self._final_bar(b) and not self._is_tonic(b):
-            return False  # this note would end the tune off the tonic
+        if left == 0 and mode != "acc" and self._final_bar(b) and not self._is_tonic(b):
+            return False  # the tune would end off the tonic
         exact = met.tuplet or met.broken != (1, 1) or kind == "tuplet" or self.half is None
         if not exact and not (isinstance(left, int) and left % self.half == 0):
             return False
@@ -475,7 +391,12 @@ class BodyGrammar:
 
     def _has_next(self, b: Body) -> bool:
         """Something can follow a state that needs a note (or a bar line) next: a look one character ahead."""
-        return any(self.step(b, c) is not None for c in _LOOKAHEAD)
+        found = self._next.get(b)
+        if found is None:
+            if len(self._next) > 50_000:
+                self._next.clear()
+            found = self._next[b] = any(self.step(b, c) is not None for c in _LOOKAHEAD)
+        return found
 
     # ----------------------------------------------------------------------------------- the end
 
@@ -490,32 +411,70 @@ class BodyGrammar:
             return False
         if self.form == "strains":
             return done.strain == 2
-        return not done.meter.content and done.meter.pos == 0 and done.meter.opened != "" and self._is_tonic(b)
+        meter = done.meter
+        return not meter.content and meter.pos == 0 and meter.opened != "" and not done.ending and self._is_tonic(b)
+
+    def long_enough(self, b: Body) -> bool:
+        """A free-form tune of `FREE_BARS` bars or more: time to steer it to an end."""
+        return self.form == "free" and b.bars >= FREE_BARS
+
+    def to_end(self, b: Body | None) -> int:
+        """How far a state is from an end, roughly (0: it may end): what a decoder near its token budget
+        lowers first. Counts a bar not yet closed, an open repeat or slur, a last note off the tonic and, in
+        the strains form, the bars still to write."""
+        if b is None:
+            return 1_000
+        if self.can_end(b):
+            return 0
+        syntax, met = b.syntax, b.meter
+        far = int(met.content or met.pos > 0) + int(syntax[7]) + int(bool(syntax[3])) + int(not self._is_tonic(b))
+        far += b.ending if self.form != "strains" else 0
+        if self.form == "strains" and b.strain < 2:
+            far += 2 * ((1 - b.strain) * STRAIN_BARS + STRAIN_BARS - max(b.bars, 0))
+        return far
 
     # -------------------------------------------------------------------------------------- tokens
 
-    def advance(self, b: Body, token: int, texts: list[str]) -> Body | None:
-        """`feed` one token, cached per state: by token, and by the text of each prefix (many tokens share
-        their first characters, so a first character that cannot follow rules out all of them at once)."""
-        row = self.cache.get(b)
+    def cache(self, texts: tuple[str, ...]) -> dict[Body, dict]:
+        """The token steps taken so far over the vocabulary `texts` (the same object for one tokenizer)."""
+        entry = self.caches.get(id(texts))
+        if entry is None or entry[0] is not texts:
+            entry = self.caches[id(texts)] = (texts, {})
+        if len(entry[1]) > 20_000:
+            entry[1].clear()
+        return entry[1]
+
+    def advance(self, b: Body, token: int, texts: tuple[str, ...]) -> Body | None:
+        """`feed` one token of the vocabulary `texts`, cached per state (see `successors`)."""
+        return self.successors(b, texts)(token)
+
+    def successors(self, b: Body, texts: tuple[str, ...]) -> Callable[[int], Body | None]:
+        """token -> the state after it from `b` (None where it breaks a rule), cached per state: by token, and
+        by the text of each prefix (many tokens share their first characters, so a first character that
+        cannot follow rules out all of them at once)."""
+        cache = self.cache(texts)
+        row = cache.get(b)
         if row is None:
-            if len(self.cache) > 20_000:
-                self.cache.clear()
-            row = self.cache[b] = {}
-        done = row.get(token, _MISSING)
-        if done is not _MISSING:
+            row = cache[b] = {}
+        step, viable = self.step, self.viable
+
+        def after(token: int) -> Body | None:
+            done = row.get(token, _MISSING)
+            if done is not _MISSING:
+                return done
+            text, state = texts[token], b
+            for k in range(1, len(text) + 1):
+                prefix = text[:k]
+                nxt = row.get(prefix, _MISSING)
+                if nxt is _MISSING:
+                    nxt = row[prefix] = step(state, text[k - 1])
+                state = nxt
+                if state is None:
+                    break
+            done = row[token] = state if state is not None and viable(state) else None
             return done
-        text, state = texts[token], b
-        for k in range(1, len(text) + 1):
-            prefix = text[:k]
-            nxt = row.get(prefix, _MISSING)
-            if nxt is _MISSING:
-                nxt = row[prefix] = self.step(state, text[k - 1])
-            state = nxt
-            if state is None:
-                break
-        done = row[token] = state if state is not None and self.viable(state) else None
-        return done
+
+        return after
 
 
 _MISSING = object()
@@ -524,6 +483,6 @@ _LOOKAHEAD = "CDEFGABcdefgabz)|:}"
 
 
 @functools.lru_cache(maxsize=64)
-def body_grammar(meter: str, unit: str, key: str | None, form: str) -> BodyGrammar:
-    """One shared grammar (and its cache of token steps) per meter, unit, key and form."""
-    return BodyGrammar(meter, unit, key, form)
+def body_grammar(meter: str, unit: str, key: str | None, form: str, swing: bool = False) -> BodyGrammar:
+    """One shared grammar (and its cache of token steps) per meter, unit, key, form and swing."""
+    return BodyGrammar(meter, unit, key, form, swing)

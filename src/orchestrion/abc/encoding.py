@@ -90,6 +90,15 @@ class ABCEncoding:
             raise BadInput("an empty line")
         return abc_to_score(tune), tune.split("\n")[1][:40] if "\n" in tune else "tune"
 
+    def token_ids(self, tune: str, tokenizer: object) -> list[int]:
+        """A tune as the model reads it, whatever tokenizer made the data: cleaned, spaceless, between <s> and
+        </s>, as `orchestrion encode abc` writes it ([] for a tune with no K: line)."""
+        text = abccodec.spaceless(abccodec.clean(abccodec.to_readable(tune)).abc)
+        if not any(line.startswith("K:") for line in text.splitlines()):
+            return []
+        bos, eos = tokenizer.token_to_id("<s>"), tokenizer.token_to_id("</s>")
+        return [bos, *tokenizer.encode(text, add_special_tokens=False).ids, eos]
+
     def data_defaults(self, dataset: object, tokenizer: object) -> dict:
         return {"default_headers": typical_headers(dataset)}
 

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from orchestrion.abc import text as abccodec
-from orchestrion.abc.body import ABC_START, Body, BodyGrammar, abc_can_end, abc_feed, abc_step, body_grammar
+from orchestrion.abc.body import Body, BodyGrammar, body_grammar
 from orchestrion.abc.rhythms import rhythm_named, rhythms_for_meter
+from orchestrion.abc.syntax import ABC_START, abc_can_end, abc_feed, abc_step
 from orchestrion.abc.titles import TitleVocabulary, title_prefix_ok, title_vocabulary
 from orchestrion.errors import BadInput, InvalidRequest
 
@@ -104,9 +105,24 @@ FIELD_VALUES = {
     "L": {f"1/{d}" for d in (1, 2, 4, 8, 16, 32)},
     "K": {f"{t}{a}{m}" for t in "ABCDEFG" for a in ("", "#", "b") for m in _MODES} | {"none"},
 }
+_TITLE_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz' "
 FALLBACK = {"R": "reel", "M": "4/4", "L": "1/8", "K": "C"}  # when a tokenizer cannot spell a field at all
 ENDING_TOKENS = 32  # this close to the token budget, a tune is steered to a place where it may end
-MAX_CHECKED = 240  # body tokens checked per step once some fit (the likeliest first): the rest hold little mass
+MAX_CHECKED = 96  # body tokens checked per step once some fit (the likeliest first)
+CHUNK = 32  # ... in chunks of this many
+
+
+_TEXTS: dict[int, tuple[object, tuple[str, ...]]] = {}
+
+
+def token_texts(tokenizer: object) -> tuple[str, ...]:
+    """The text of every token, one tuple per tokenizer (the body grammar caches its steps per vocabulary)."""
+    entry = _TEXTS.get(id(tokenizer))
+    if entry is None or entry[0] is not tokenizer:
+        size = tokenizer.get_vocab_size()
+        texts = tuple(tokenizer.decode([i], skip_special_tokens=False) for i in range(size))
+        entry = _TEXTS[id(tokenizer)] = (tokenizer, texts)
+    return entry[1]
 
 
 @functools.lru_cache(maxsize=256)
@@ -143,8 +159,7 @@ class ABCHeader:
         seed: int = 0,
     ):
         self.tokenizer, self.eos_id, self.bos_id = tokenizer, eos_id, bos_id
-        size = tokenizer.get_vocab_size()
-        self.text = [tokenizer.decode([i], skip_special_tokens=False) for i in range(size)]
+        self.text = token_texts(tokenizer)
         vocab = tokenizer.get_vocab()
         self.never = [i for t, i in vocab.items() if t in ("<pad>", "<unk>", "<s>") or i == bos_id]
         specials = set(self.never) | {eos_id}
@@ -155,6 +170,7 @@ class ABCHeader:
             if t and i not in specials and "\n" not in t.removesuffix("\n")
         ]
         self.line_ends = [i for i, _, ends in self.line_tokens if ends] or [eos_id]
+        self._candidates: dict[frozenset, list] = {}
         self.body_ok = torch.tensor([bool(t) and set(t) <= BODY_CHARS for t in self.text])
         self.body_ok[list(specials)] = False
         self.fields, self.form, self.seed = fields, form, seed
@@ -242,7 +258,8 @@ class ABCHeader:
         rhythm = rhythm_named(values.get("R"))
         form = self.form or ("strains" if rhythm is not None and rhythm.dance else "free")
         try:
-            grammar = body_grammar(values.get("M") or "none", values.get("L") or "1/8", values.get("K"), form)
+            swing = rhythm is not None and rhythm.name == "hornpipe"  # abc2midi swings a hornpipe's pairs itself
+            grammar = body_grammar(values.get("M") or "none", values.get("L") or "1/8", values.get("K"), form, swing)
         except BadInput:
             return None, None
         state = grammar.start(self.body_prefix)
@@ -282,12 +299,21 @@ class ABCHeader:
         letter = self.fields[row["field"]][0]
         line, spent = row["line"], row["used"] >= self.max_field_tokens
         good = []
-        for i, text, ends in self.line_tokens:
+        for i, text, ends in self._line_candidates(row, letter):
             if spent and not ends and (letter != "T" or " " in text):
                 continue  # the line has to come to its end: finish the word, then the line
             if self._line_ok(row, letter, line + text, ends):
                 good.append(i)
         return good
+
+    def _line_candidates(self, row: dict, letter: str) -> list[tuple[int, str, bool]]:
+        """The line tokens made only of characters the field's line can hold (the rest never fit)."""
+        choices = self._choices(row, letter)
+        chars = frozenset(f"{letter}:" + ("".join(choices) if choices is not None else _TITLE_CHARS))
+        found = self._candidates.get(chars)
+        if found is None:
+            found = self._candidates[chars] = [t for t in self.line_tokens if set(t[1]) <= chars]
+        return found
 
     def complete(self, r: int) -> bool:
         """Did row `r` follow its body grammar to an end (not cut by the budget, never stuck)?"""
@@ -296,9 +322,17 @@ class ABCHeader:
             return False
         return row["state"] is None or row["grammar"].can_end(row["state"])
 
-    def header_lines(self, r: int) -> list[str]:
-        """The header lines the tokenizer could not spell, to put into row `r`'s text (before `K:`)."""
-        return list(self.rows[r]["posthoc"])
+    def tune_text(self, r: int, text: str) -> str:
+        """Row `r`'s tune: the sampled `text` with the header lines the tokenizer could not spell put back in
+        their places (X:, T:, R:, M:, L:, K: order)."""
+        posthoc = self.rows[r]["posthoc"]
+        if not posthoc:
+            return text
+        lines = text.split("\n")
+        k = next((i for i, line in enumerate(lines) if line.startswith("K:")), len(lines) - 1)
+        order = {letter: i for i, (letter, _) in enumerate(self.fields)}
+        head = sorted(lines[: k + 1] + [line.rstrip("\n") for line in posthoc], key=lambda ln: order.get(ln[:1], 99))
+        return "\n".join(head + lines[k + 1 :])
 
     # --------------------------------------------------------------------------------------- body
 
@@ -312,37 +346,33 @@ class ABCHeader:
         steered to a place where it may end, and ended there.
         """
         grammar, state = row["grammar"], row["state"]
-        ending = self.max_tokens is not None and self.max_tokens - self.steps <= ENDING_TOKENS
+        left = None if self.max_tokens is None else self.max_tokens - self.steps
+        ending = (left is not None and left <= ENDING_TOKENS) or grammar.long_enough(state)
         banned = torch.ones_like(scores, dtype=torch.bool)
-        if ending and grammar.can_end(state, relaxed=True):
+        spent = left is not None and left <= ENDING_TOKENS // 4
+        if ending and (grammar.can_end(state) or (spent and grammar.can_end(state, True))):
             banned[self.eos_id] = False
             return banned
         probs = torch.softmax(scores.float(), -1)
         finite = int(torch.isfinite(scores).sum())
         order = torch.argsort(scores, descending=True)[:finite].tolist()
         mass = probs[order].tolist()
+        after = grammar.successors(state, self.text)
         good: list[int] = []
-        found, left = 0.0, sum(mass)
-        chunk, at = 16, 0
+        found, left, at = 0.0, sum(mass), 0
         while at < len(order):
-            for i, p in zip(order[at : at + chunk], mass[at : at + chunk], strict=True):
+            for i, p in zip(order[at : at + CHUNK], mass[at : at + CHUNK], strict=True):
                 left -= p
-                if i == self.eos_id:
-                    ok = grammar.can_end(state)
-                else:
-                    ok = grammar.advance(state, i, self.text) is not None
-                if ok:
+                if grammar.can_end(state) if i == self.eos_id else after(i) is not None:
                     good.append(i)
                     found += p
-            at += chunk
-            chunk *= 2
+            at += CHUNK
             if good and (left <= 0.02 * found or at >= MAX_CHECKED):
                 break
-        if ending:
-            closing = [
-                i for i in good if i != self.eos_id and grammar.can_end(grammar.advance(state, i, self.text), True)
-            ]
-            good = closing or good
+        if ending and good:  # the tokens that bring the tune nearest an end (`BodyGrammar.to_end`)
+            far = {i: 0 if i == self.eos_id else grammar.to_end(after(i)) for i in good}
+            nearest = min(far.values())
+            good = [i for i in good if far[i] == nearest]
         if not good:
             row["stuck"] = True  # nothing fits: end the tune here (it is sampled again if abc2midi refuses it)
         banned[good or [self.eos_id]] = False

@@ -6,10 +6,8 @@ can cache it per state and per token (`feed` runs a whole token). It tracks the 
 read under the `L:` and `M:` in force; when a bar line ends a bar, the state that reads past the bar line
 carries that bar in `closed` (for one step). `finish` ends the text and gives the bars that completes.
 
-Inside the state, durations are whole numbers of ticks, `TICKS` to a whole note (exact for units down to
-1/64, lengths down to /16, broken rhythms and tuplets of 2 to 9; anything finer falls back to a `Fraction` of
-ticks), so that a step is cheap and a state hashes fast; `Bar` gives its lengths as `Fraction`s of a whole
-note. What counts:
+Inside the state durations are ticks (`orchestrion.abc.ticks`: integers, so a step is cheap and a state
+hashes fast); `Bar` gives its lengths as `Fraction`s of a whole note. What counts:
 
 - notes `A`, `^c'`, `_B,,` and rests `z` `x`: the unit length (`L:`) times their length, `A2` `A/2` `A/`
   `A//` `A3/2` `A3/`;
@@ -26,9 +24,9 @@ note. What counts:
   Several bar lines with nothing between them end one bar (`:| |:`); an ending lasts until the next bar line
   with a repeat or section mark.
 
-As ABC 2.1 says, a line that starts with a letter and a colon is a field line (so `A:|` at the start of a
-line is read as a field, not as a note and a bar line). Not modelled: voice overlay `&` (refused) and several voices (`V:` fields are read, but their bars are
-listed one after another). `¶` (the spaceless codec's newline mark) reads as a newline.
+As ABC 2.1 says, a line that starts with a letter and a colon is a field line (`A:|` there is a field). Not
+modelled: voice overlay `&` (refused) and several voices (`V:` fields are read, their bars listed one after
+another). `¶` (the spaceless codec's newline mark) reads as a newline.
 """
 
 from __future__ import annotations
@@ -39,6 +37,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import NamedTuple
 
+from orchestrion.abc.ticks import TICKS, replaced, scaled, ticks, whole_notes
 from orchestrion.errors import BadInput
 
 NEWLINE_MARK = "\u00b6"  # orchestrion.abc.text.NEWLINE_MARK (not imported: this module stays dependency-free)
@@ -52,41 +51,6 @@ _BAR_LINE = re.compile(r"(:*)(\[?\|[|:]{0,2}\]?)?(:*)")
 _LENGTH = re.compile(r"(\d*)(/*)(\d*)")
 _METER = re.compile(r"\(?(\d+(?:\+\d+)*)\)?/(\d+)")
 _FIELD_TEXT = re.compile(r"([A-Za-z+]):(.*)")
-TICKS = 2**10 * 3**2 * 5 * 7  # ticks to a whole note: exact for the durations ABC tunes use
-
-
-def ticks(length: Fraction) -> int | Fraction:
-    """A duration in whole notes as ticks (an int; a Fraction only for durations finer than ticks)."""
-    value = length * TICKS
-    return value.numerator if value.denominator == 1 else value
-
-
-def whole_notes(duration: int | Fraction) -> Fraction:
-    """Ticks back to a `Fraction` of a whole note."""
-    return Fraction(duration) / TICKS
-
-
-_FIELD_INDEX: dict[type, dict[str, int]] = {}
-
-
-def replaced(state: tuple, **changes: object) -> tuple:
-    """`NamedTuple._replace`, about twice as fast: the automata call it for every character they read."""
-    cls = type(state)
-    index = _FIELD_INDEX.get(cls)
-    if index is None:
-        index = _FIELD_INDEX[cls] = {f: i for i, f in enumerate(cls._fields)}
-    values = list(state)
-    for name, value in changes.items():
-        values[index[name]] = value
-    return tuple.__new__(cls, values)
-
-
-def scaled(base: int | Fraction, num: int, den: int) -> int | Fraction:
-    """base * num / den, an int whenever it divides."""
-    if isinstance(base, int):
-        q, r = divmod(base * num, den)
-        return q if r == 0 else Fraction(base * num, den)
-    return base * num / den
 
 
 class AbcSyntaxError(BadInput):
@@ -301,6 +265,11 @@ def _apply_field(s: MeterState, text: str) -> MeterState | None:
 # ------------------------------------------------------------------------------------ the steps
 
 
+def _mode(s: MeterState, mode: str, buf: str) -> MeterState:
+    """`s` with a new mode and token text (the commonest step, so the cheapest)."""
+    return tuple.__new__(MeterState, (mode, buf, *s[2:]))
+
+
 def duration_of(s: MeterState, length: int | Fraction) -> int | Fraction:
     """The time a note of written `length` (ticks) takes where `s` stands: shaped by broken rhythm and tuplet."""
     num, den = s.broken
@@ -393,7 +362,7 @@ def _end_token(s: MeterState) -> MeterState | None:
         extra = scaled(s.prev, before[0] - before[1], before[1])
         return replaced(s, mode="body", buf="", pos=s.pos + extra, prev=0, broken=after)
     if mode == "paren":
-        return replaced(s, mode="body", buf="")  # a slur
+        return _mode(s, "body", "")  # a slur
     if mode == "fieldq":  # a letter at the start of a line that is not a field: read it as music
         return _body(replaced(s, mode="body", buf="", line_start=False), s.buf)
     return None  # acc, bracket, bracketletter: the token is incomplete
@@ -403,11 +372,11 @@ def _body(s: MeterState, c: str) -> MeterState | None:
     """Read `c` between tokens (mode body, or chord inside `[...]`)."""
     if s.in_chord:
         if c in NOTE_LETTERS:
-            return replaced(s, mode="note", buf="")
+            return _mode(s, "note", "")
         if c in ACCIDENTALS:
-            return replaced(s, mode="acc", buf=c)
+            return _mode(s, "acc", c)
         if c == "]":
-            return replaced(s, mode="chordlen", buf="")
+            return _mode(s, "chordlen", "")
         return s if c in "-." else None
     if c == "\n":
         return replaced(s, line_start=True)
@@ -415,33 +384,33 @@ def _body(s: MeterState, c: str) -> MeterState | None:
     if at_line_start:
         s = replaced(s, line_start=False)
         if c.isascii() and c.isalpha():
-            return replaced(s, mode="fieldq", buf=c)
+            return _mode(s, "fieldq", c)
     if c in NOTE_LETTERS:
-        return replaced(s, mode="note", buf="")
+        return _mode(s, "note", "")
     if c in "zx":
-        return replaced(s, mode="rest", buf="")
+        return _mode(s, "rest", "")
     if c in "ZX":
-        return replaced(s, mode="mrest", buf="")
+        return _mode(s, "mrest", "")
     if c in NO_TIME:
         return s
     if c in ACCIDENTALS:
-        return replaced(s, mode="acc", buf=c)
+        return _mode(s, "acc", c)
     if c in "|:":
-        return replaced(s, mode="bar", buf=c)
+        return _mode(s, "bar", c)
     if c == "[":
-        return replaced(s, mode="bracket", buf="")
+        return _mode(s, "bracket", "")
     if c == "(":
-        return replaced(s, mode="paren", buf="")
+        return _mode(s, "paren", "")
     if c in "<>":
-        return replaced(s, mode="broken", buf=c) if s.prev > 0 and s.broken == (1, 1) else None
+        return _mode(s, "broken", c) if s.prev > 0 and s.broken == (1, 1) else None
     if c == '"':
-        return replaced(s, mode="quote", buf="")
+        return _mode(s, "quote", "")
     if c in "!+":
-        return replaced(s, mode="deco", buf=c)
+        return _mode(s, "deco", c)
     if c == "{":
-        return replaced(s, mode="grace", buf="")
+        return _mode(s, "grace", "")
     if c == "%":
-        return replaced(s, mode="comment", buf="")
+        return _mode(s, "comment", "")
     return None
 
 
@@ -451,21 +420,21 @@ def _continue(s: MeterState, c: str) -> MeterState | None:
     if mode == "note":
         if c in ",'":
             return s if not buf else None
-        return replaced(s, buf=buf + c) if c.isdigit() or c == "/" else None
+        return _mode(s, s.mode, buf + c) if c.isdigit() or c == "/" else None
     if mode in ("rest", "chordlen"):
-        return replaced(s, buf=buf + c) if c.isdigit() or c == "/" else None
+        return _mode(s, s.mode, buf + c) if c.isdigit() or c == "/" else None
     if mode == "mrest":
-        return replaced(s, buf=buf + c) if c.isdigit() else None
+        return _mode(s, s.mode, buf + c) if c.isdigit() else None
     if mode == "bar":
         if (c in "|:" or (c == "]" and buf.endswith("|"))) and len(buf) < 5:
-            return replaced(s, buf=buf + c)
+            return _mode(s, s.mode, buf + c)
         return None
     if mode == "ending":
-        return replaced(s, buf=buf + c) if c.isdigit() or (c in ",-" and buf[-1].isdigit()) else None
+        return _mode(s, s.mode, buf + c) if c.isdigit() or (c in ",-" and buf[-1].isdigit()) else None
     if mode == "tuplet":
-        return replaced(s, buf=buf + c) if c.isdigit() or (c == ":" and buf.count(":") < 2) else None
+        return _mode(s, s.mode, buf + c) if c.isdigit() or (c == ":" and buf.count(":") < 2) else None
     if mode == "broken":
-        return replaced(s, buf=buf + c) if c == buf[0] and len(buf) < 3 else None
+        return _mode(s, s.mode, buf + c) if c == buf[0] and len(buf) < 3 else None
     return None
 
 
@@ -483,8 +452,8 @@ def step(state: MeterState, c: str) -> MeterState | None:
         return None if c == "\n" else (replaced(s, mode="body") if c == '"' else s)
     if mode == "deco":
         if c == s.buf[0]:
-            return replaced(s, mode="body", buf="")
-        return replaced(s, buf=s.buf + c) if c != "\n" and len(s.buf) < 40 else None
+            return _mode(s, "body", "")
+        return _mode(s, s.mode, s.buf + c) if c != "\n" and len(s.buf) < 40 else None
     if mode == "grace":
         if c == "}":
             return replaced(s, mode="body")
@@ -493,34 +462,34 @@ def step(state: MeterState, c: str) -> MeterState | None:
         if (mode == "field" and c == "\n") or (mode == "inline" and c == "]"):
             done = _apply_field(s, s.buf)
             return None if done is None else replaced(done, mode="body", buf="", line_start=c == "\n")
-        return replaced(s, buf=s.buf + c) if c != "\n" and len(s.buf) < 200 else None
+        return _mode(s, s.mode, s.buf + c) if c != "\n" and len(s.buf) < 200 else None
     if mode == "acc":
         if c in NOTE_LETTERS:
-            return replaced(s, mode="note", buf="")
+            return _mode(s, "note", "")
         if c == s.buf[-1] and c != "=" and len(s.buf) < 2:
-            return replaced(s, buf=s.buf + c)
+            return _mode(s, s.mode, s.buf + c)
         return None
     if mode == "bracket":
         if c.isdigit():
-            return replaced(s, mode="ending", buf=c)
+            return _mode(s, "ending", c)
         if c == "|":
-            return replaced(s, mode="bar", buf="[|")
+            return _mode(s, "bar", "[|")
         if c in ACCIDENTALS:
             return replaced(s, mode="acc", buf=c, in_chord=True, chord=None)
         if c.isascii() and c.isalpha():
-            return replaced(s, mode="bracketletter", buf=c)
+            return _mode(s, "bracketletter", c)
         return None
     if mode == "bracketletter":
         if c == ":":
-            return replaced(s, mode="inline", buf=s.buf + ":")
+            return _mode(s, "inline", s.buf + ":")
         if s.buf in NOTE_LETTERS:  # `[C...`: a chord after all
             chord = replaced(s, mode="note", buf="", in_chord=True, chord=None)
             return step(chord, c)
         return None
     if mode == "fieldq" and c == ":":
-        return replaced(s, mode="field", buf=s.buf + ":")
+        return _mode(s, "field", s.buf + ":")
     if mode == "paren" and c.isdigit():
-        return replaced(s, mode="tuplet", buf=c)
+        return _mode(s, "tuplet", c)
     if mode == "bar" and c.isdigit() and "|" in s.buf:  # `|1`, `:|2`: the bar ends, an ending begins
         closed = _end_token(s)
         return None if closed is None else replaced(closed, mode="ending", buf=c)
@@ -618,13 +587,9 @@ def bars(tune_text: str) -> list[Bar]:
         raise AbcSyntaxError(f"the tune body ends inside a token ({s.mode}): close it")
     found.extend(tail)
     if found:
-        found[0] = _flag(found[0], first=True)
-        found[-1] = _flag(found[-1], last=True)
+        found[0] = replace(found[0], first=True)
+        found[-1] = replace(found[-1], last=True)
     return found
-
-
-def _flag(bar: Bar, **flags: bool) -> Bar:
-    return replace(bar, **flags)
 
 
 def bar_lengths(tune_text: str) -> list[Fraction]:

@@ -5,7 +5,8 @@
     RHYTHMS["jig"].quarter_tempo("6/8") == 174.0         quarter notes per minute (ComposeRequest.tempo)
     tempo_field(174.0, "6/8") == "Q:3/8=116"
 
-A dance tune (`dance=True`) comes in the two 8-bar strains form by default (`orchestrion.abc.body`).
+A dance tune (`dance=True`) comes in the two 8-bar strains form by default (`orchestrion.abc.body`); set
+dances, long dances, planxties, airs, songs and laments are free in form.
 Tempos are those of a session played at a moderate pace, as beats per minute: the beat is the quarter
 note in simple meters and the dotted quarter in compound ones (6/8, 9/8, 12/8).
 Every name here is one of `orchestrion.evaluation.abc_metrics.KNOWN_RHYTHMS` (a test checks it).
@@ -68,17 +69,17 @@ RHYTHMS: dict[str, Rhythm] = dict(
         _r("march jig", ("6/8",), 112),
         _r("two step", ("6/8", "2/4"), 120),
         _r("reel jig", ("6/8",), 116),
-        _r("waltz", ("3/4",), 150, dance=False),
-        _r("mazurka", ("3/4",), 140, dance=False),
-        _r("polska", ("3/4",), 120, dance=False),
-        _r("minuet", ("3/4",), 110, dance=False),
-        _r("three two", ("3/2",), 160, dance=False),
+        _r("waltz", ("3/4",), 150),
+        _r("mazurka", ("3/4",), 140),
+        _r("polska", ("3/4",), 120),
+        _r("minuet", ("3/4",), 110),
+        _r("three two", ("3/2",), 160),
         _r("set dance", ("6/8", "4/4", "C", "C|", "2/4"), 112, dance=False),
-        _r("country dance", ("6/8", "2/4", "4/4", "C", "C|"), 112, dance=False),
+        _r("country dance", ("6/8", "2/4", "4/4", "C", "C|"), 112),
         _r("long dance", ("6/8", "4/4", "C"), 112, dance=False),
-        _r("gavotte", ("4/4", "C", "C|", "2/2"), 110, dance=False),
-        _r("bourree", ("C|", "2/2", "4/4"), 130, dance=False),
-        _r("walkaround", ("2/4", "4/4"), 110, dance=False),
+        _r("gavotte", ("4/4", "C", "C|", "2/2"), 110),
+        _r("bourree", ("C|", "2/2", "4/4"), 130),
+        _r("walkaround", ("2/4", "4/4"), 110),
         _r("planxty", ("6/8", "3/4"), 100, dance=False),
         _r("air", ANY_METER, 90, dance=False),
         _r("song", ANY_METER, 100, dance=False),

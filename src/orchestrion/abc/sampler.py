@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 import torch
 
 from orchestrion.abc.grammar import ABCHeader, abc_plan
-from orchestrion.abc.text import with_header_lines
 from orchestrion.core.abcmidi import validate
 from orchestrion.core.sampling import RepetitionTrap, SamplingConfig, build_processors
 from orchestrion.errors import InvalidRequest
@@ -109,7 +108,7 @@ def sample_abc(
         retry = []
         for r, i in enumerate(pending):
             traps[i] += trap.fired[r]
-            tune = with_header_lines(texts[r].strip("\n") + "\n", header.header_lines(r))
+            tune = header.tune_text(r, texts[r].strip("\n") + "\n")
             complete = header.complete(r)
             ok = validate(tune).status != "errors" if check else True
             if (not ok or (check and not complete)) and attempts[i] < config.abc_retries:

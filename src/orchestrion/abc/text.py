@@ -83,10 +83,11 @@ def split_tunes(text: str) -> list[Tune]:
     """The tunes of a multi-tune ABC file, cut by `orchestrion.core.abcfile.split` (at each `X:` line, or at
     blank lines when there is none), each with its header fields read.
 
-    The file header (text before the first `X:`: `%%` directives, comments, fields for every tune) is not
-    a tune and is dropped.
+    The file header (text before the first `X:`: a `%abc-2.1` version line, `%%` directives, comments, fields
+    for every tune) is not a tune; its fields (`M:6/8`) are given to every tune, as the standard says.
     """
-    return [Tune(abc=tune, **header(tune)) for tune in abcfile.split(text).tunes]
+    found = abcfile.split(text)
+    return [Tune(abc=tune, **header(tune)) for tune in (abcfile.with_fields(t, found.fields) for t in found.tunes)]
 
 
 # ------------------------------------------------------------------------------------------ cleaning

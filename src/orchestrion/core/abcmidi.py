@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from orchestrion.core import abcfile
 from orchestrion.core.music import load_midi
 from orchestrion.core.tools import run_tool
 from orchestrion.errors import BadInput, ToolFailed
@@ -98,6 +99,27 @@ def abc_to_midi(abc_text: str, out_path: Path, *, timeout: float = 10) -> Path:
         errors = [m for m in validity.messages if m.startswith("Error")] or validity.messages
         raise BadInput("abc2midi could not compile the tune: " + "; ".join(errors[:5]), out_path)
     return out
+
+
+def compile_tunes(
+    tunes: list[abcfile.Tune], out: Path
+) -> tuple[list[tuple[abcfile.Tune, Path, Validity]], list[tuple[abcfile.Tune, str]]]:
+    """Compile each tune of a file on its own: to `out`, or `out-1.mid`, `out-2.mid`, ... when there are several.
+
+    Returns (tune, MIDI file, validity) for those that compiled and (tune, reason) for those that did not.
+    """
+    out = Path(out)
+    written, failed = [], []
+    for tune in tunes:
+        target = out if len(tunes) == 1 else out.with_name(f"{out.stem}-{tune.number}{out.suffix}")
+        validity, _ = _compile(tune.text, target, timeout=10)
+        if validity.status == "errors":
+            target.unlink(missing_ok=True)
+            errors = [m for m in validity.messages if m.startswith("Error")] or validity.messages
+            failed.append((tune, "abc2midi could not compile the tune: " + "; ".join(errors[:3])))
+        else:
+            written.append((tune, target, validity))
+    return written, failed
 
 
 def abc_to_score(abc_text: str, *, timeout: float = 10) -> symusic.Score:

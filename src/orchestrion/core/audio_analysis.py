@@ -12,6 +12,15 @@ Pure numpy functions of float samples `x` in [-1, 1] at `sr` Hz (mono, or (n, ch
   piece 0.6-0.8, a choir (GM "Choir Aahs") chorale 0.45.
 - `onset_rate`: onsets per second, peaks of the spectral flux (the summed rise of log magnitudes).
 - `dynamics`: the spread of frame loudness, 95th minus 5th percentile of frame RMS in dB over non-silent frames.
+- `chroma`: the pitch-class profile (12 shares, C first) of the spectral peaks between 130 Hz and 2.1 kHz
+  on frames of ~256 ms (4 Hz bins: a semitone is 8 Hz at the bottom of the range), and
+  `chroma_similarity`, the correlation of two profiles: 1 for the same pitch content, 0 when either is
+  noise or silence. Peaks, not the whole spectrum: a profile of all the magnitude gives coloured noise a
+  fixed, uneven profile (a low octave has few bins per semitone), which correlates with the keys chorales
+  are in (0.3-0.4, as much as two unrelated chorales). In noise the peaks hold ~0.1% of the magnitude,
+  in a piano rendering ~30%. Consecutive seconds of a chorale on the piano correlate (0.43 on average over
+  held-out places, two different chorales 0.33: they share keys); a continuation that keeps its prompt's
+  notes should too.
 - `classify`: "silence" when fewer than 10% of frames are above -60 dBFS; else "noise" when the median
   flatness is 0.05 or more, or the harmonicity under 0.1, or the harmonicity under 0.25 with a flatness of
   0.005 or more; else "tonal". A low harmonicity alone is no proof of noise: YIN often finds no single
@@ -41,6 +50,10 @@ NOISE_HARMONICITY = 0.1  # under this share of pitched loud frames, a signal is 
 ONSET_FLUX_MIN = 0.02  # mean rise of log magnitudes a flux peak needs to be an onset
 F0_RANGE = (50.0, 1000.0)  # pitches harmonicity looks for (Hz)
 FRAME_SECONDS = 0.064
+CHROMA_FRAME_SECONDS = 0.256  # long frames: 4 Hz bins tell semitones apart down to CHROMA_RANGE[0]
+CHROMA_RANGE = (130.0, 2100.0)  # C3 to C7 (Hz): fundamentals and the first partials of most notes
+CHROMA_PEAK = 4.0  # a spectral peak stands this many times over the median magnitude around it
+CHROMA_TONAL_SHARE = 0.02  # peaks holding less of the band's magnitude than this: no pitch content
 
 
 def _frame_length(sr: int) -> int:
@@ -205,3 +218,44 @@ def classify(x: np.ndarray, sr: int) -> AudioVerdict:
             "noise", f"only {harm:.0%} of loud frames have a clear pitch, flatness {flat:.3f}", **numbers
         )
     return AudioVerdict("tonal", f"flatness {flat:.3f}, {harm:.0%} of loud frames pitched", **numbers)
+
+
+def chroma(x: np.ndarray, sr: int) -> np.ndarray:
+    """(12,) pitch-class profile of the tonal peaks, C first, summing to 1; zeros for silence and noise.
+
+    On frames of ~256 ms (Hann window, half-frame hops, silent frames left out), a spectral peak is a local
+    maximum over CHROMA_PEAK times the median of the ~100 Hz around it (a partial; noise of any colour
+    almost never makes one). Each peak between CHROMA_RANGE adds its height over that median to the pitch
+    class nearest its frequency. When the peaks hold under CHROMA_TONAL_SHARE of the band's magnitude the
+    signal has no pitch content to speak of, and the profile is all zeros.
+    """
+    n = 1 << max(6, round(math.log2(CHROMA_FRAME_SECONDS * sr)))
+    frames = _frames(x, n, n // 2)
+    frames = frames[_levels(frames) > SILENT_DB]
+    if not len(frames):
+        return np.zeros(12)
+    magnitude = np.abs(np.fft.rfft(frames * np.hanning(n), axis=1))  # (F, n/2 + 1)
+    freqs = np.fft.rfftfreq(n, 1 / sr)
+    half = max(1, round(50.0 / (sr / n)))  # bins in 50 Hz
+    padded = np.pad(magnitude, ((0, 0), (half, half)), mode="edge")
+    floor = np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1, axis=1), axis=2)  # (F, bins)
+    local_max = (magnitude >= padded[:, half - 1 : -half - 1]) & (
+        magnitude >= padded[:, half + 1 : padded.shape[1] - half + 1]
+    )
+    peaks = local_max & (magnitude > CHROMA_PEAK * floor)
+    band = (freqs >= CHROMA_RANGE[0]) & (freqs <= min(CHROMA_RANGE[1], sr / 2))
+    salience = np.where(peaks, magnitude - floor, 0.0)[:, band].sum(axis=0)  # (bins in band,)
+    if salience.sum() < CHROMA_TONAL_SHARE * magnitude[:, band].sum():
+        return np.zeros(12)
+    pitch_class = np.round(69 + 12 * np.log2(freqs[band] / 440.0)).astype(int) % 12  # MIDI pitch mod 12: C = 0
+    profile = np.bincount(pitch_class, weights=salience, minlength=12)
+    return profile / profile.sum()
+
+
+def chroma_similarity(a: np.ndarray, b: np.ndarray, sr: int) -> float:
+    """Correlation (-1 to 1) of the pitch-class profiles of two signals: 1 for the same notes; 0 when either
+    profile is flat (noise) or empty (silence)."""
+    pa, pb = chroma(a, sr), chroma(b, sr)
+    pa, pb = pa - pa.mean(), pb - pb.mean()
+    norm = float(np.linalg.norm(pa) * np.linalg.norm(pb))
+    return float(pa @ pb / norm) if norm > 1e-12 else 0.0

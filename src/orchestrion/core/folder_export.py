@@ -3,7 +3,7 @@
     orchestrion corpus export FOLDER --out DIR
 
 The usable files are written in the built-in corpora's layout (flat, portable names; MIDI files as they
-are; one `.abc` file per tune), so that the corpus then goes through `encode`, `train` and the rest like a
+are, a damaged one as its readable tracks and events, listed under "repaired"; one `.abc` file per tune), so that the corpus then goes through `encode`, `train` and the rest like a
 built-in one. Each bad file (empty, truncated, not MIDI, no notes, binary or cut-short ABC) is left out
 and listed with its reason in `DIR/report.json` and on the console: a folder with broken files in it
 exports to exactly what its good files alone export to.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from orchestrion.core import abcfile
 from orchestrion.core.files import write_atomic, write_json
-from orchestrion.core.music import MIDI_SUFFIXES, load_midi
+from orchestrion.core.music import MIDI_SUFFIXES, read_midi
 from orchestrion.errors import BadInput
 
 
@@ -86,6 +86,7 @@ def export_folder(folder: Path, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     taken: set[str] = set()
     bad: list[dict] = []
+    repaired: list[dict] = []
     ignored: list[str] = []
 
     def write(name: str, data: bytes) -> None:
@@ -103,11 +104,17 @@ def export_folder(folder: Path, out: Path) -> dict:
         suffix = path.suffix.lower()
         if suffix in MIDI_SUFFIXES:
             try:
-                load_midi(path)
+                _, dropped = read_midi(path)
             except BadInput as exc:
                 bad.append({"path": relative.as_posix(), "reason": exc.reason})
                 continue
-            write(_export_name(relative, ".mid"), path.read_bytes())
+            data = path.read_bytes()
+            if dropped:  # a damaged file: its readable tracks and events, and what was dropped in the report
+                from orchestrion.core.midifile import repair
+
+                data = repair(data[data.find(b"MThd") :])[0]
+                repaired.append({"path": relative.as_posix(), "dropped": dropped})
+            write(_export_name(relative, ".mid"), data)
         elif suffix == ".abc":
             tunes, problems = _abc_tunes(path)
             for number, reason in problems:
@@ -117,6 +124,8 @@ def export_folder(folder: Path, out: Path) -> dict:
         else:
             ignored.append(relative.as_posix())
     report = {"source": str(folder), "files": len(files), "written": len(taken), "bad": bad, "ignored": ignored}
+    if repaired:
+        report["repaired"] = repaired
     write_json(out / "report.json", report)
     console = Console(stderr=True)
     console.print(f"{folder}: {len(taken)} files written to {out}", markup=False, highlight=False, soft_wrap=True)
@@ -129,6 +138,8 @@ def export_folder(folder: Path, out: Path) -> dict:
             console.print(f"  {item['path']}: {item['reason']}", markup=False, highlight=False, soft_wrap=True)
         if len(bad) > 20:
             console.print(f"  ... and {len(bad) - 20} more")
+    for item in repaired[:20]:
+        console.print(f"  repaired {item['path']}: dropped {'; '.join(item['dropped'])}", markup=False, soft_wrap=True)
     if ignored:
         console.print(f"{len(ignored)} file(s) neither MIDI nor ABC were ignored", highlight=False)
     return report

@@ -8,12 +8,13 @@ Times are ticks unless a name says otherwise; `tpq` is ticks per quarter note.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from orchestrion.core.files import atomic_path
+from orchestrion.core.files import write_atomic
 from orchestrion.errors import BadInput
 
 if TYPE_CHECKING:
@@ -74,14 +75,29 @@ _MAJOR_PROFILE, _MINOR_PROFILE = KEY_PROFILES[DEFAULT_KEY_PROFILE]  # the profil
 # ---------------------------------------------------------------------------------------------- I/O
 
 
-def load_midi(source: str | Path | bytes, *, require_notes: bool = True) -> symusic.Score:
+def load_midi(source: str | Path | bytes, *, require_notes: bool = True, strict: bool = False) -> symusic.Score:
     """Load a MIDI file (type 0 or 1, running status, any number of tempos and meters) in ticks.
 
-    Raises `BadInput` naming the file and the reason for empty, truncated, non-MIDI or zero-note input.
+    A damaged file is read leniently (`read_midi`): the events symusic refuses are dropped, the rest kept.
+    Raises `BadInput` naming the file and the reason for empty, truncated, non-MIDI or zero-note input, and
+    with `strict` for any damage at all.
+    """
+    return read_midi(source, require_notes=require_notes, strict=strict)[0]
+
+
+def read_midi(
+    source: str | Path | bytes, *, require_notes: bool = True, strict: bool = False, name: str | Path | None = None
+) -> tuple[symusic.Score, list[str]]:
+    """`load_midi`, and what was dropped from a damaged file (a line per kind of damage; [] for a sound file).
+
+    symusic reads the file first; when it refuses one whose chunks are whole (a controller value of 168, an
+    undefined status byte, a meta event running past its track), `orchestrion.core.midifile.repair` drops the
+    events it cannot read and keeps every other track and event. A file cut short is refused as truncated,
+    and so is any damage with `strict`. `name` is the file to name in errors (for bytes read from a file).
     """
     import symusic
 
-    name = "<bytes>" if isinstance(source, bytes | bytearray) else str(source)
+    name = str(name) if name is not None else "<bytes>" if isinstance(source, bytes | bytearray) else str(source)
     if isinstance(source, bytes | bytearray):
         data = bytes(source)
     else:
@@ -101,18 +117,38 @@ def load_midi(source: str | Path | bytes, *, require_notes: bool = True) -> symu
     if not data.startswith(b"MThd") and b"MThd" not in data[:512]:  # RIFF-wrapped MIDI puts MThd later
         raise BadInput("not a MIDI file (no 'MThd' header)", name)
     data = data[data.find(b"MThd") :]  # RIFF (RMID) files wrap a standard MIDI file in a header
+    dropped: list[str] = []
     try:
         score = symusic.Score.from_midi(data)
     except Exception as exc:  # symusic raises plain RuntimeError/ValueError for corrupt data
-        raise BadInput(f"corrupt or truncated MIDI: {exc}", name) from exc
+        missing = missing_tracks(data)
+        if strict or missing:
+            raise BadInput(f"corrupt or truncated MIDI: {missing or exc}", name) from exc
+        score, dropped = _repaired(data, exc, name)
     if score.tpq <= 0 or score.tpq > 32767:
         raise BadInput(f"absurd tick resolution ({score.tpq} ticks per quarter)", name)
     missing = missing_tracks(data)
     if missing:
         raise BadInput(f"corrupt or truncated MIDI: {missing}", name)
     if require_notes and note_count(score) == 0:
-        raise BadInput("the file has no notes", name)
-    return score
+        why = f" (damaged: {'; '.join(dropped)})" if dropped else ""
+        raise BadInput(f"the file has no notes{why}", name)
+    return score, dropped
+
+
+def _repaired(data: bytes, error: Exception, name: str) -> tuple[symusic.Score, list[str]]:
+    """The score of a damaged file with the events symusic refused dropped, and what was dropped."""
+    import symusic
+
+    from orchestrion.core.midifile import repair
+
+    fixed, dropped = repair(data)
+    if not dropped:
+        raise BadInput(f"corrupt MIDI: {error}", name) from error
+    try:
+        return symusic.Score.from_midi(fixed), dropped
+    except Exception as exc:  # the damage was of a kind repair does not mend
+        raise BadInput(f"corrupt MIDI: {error}", name) from exc
 
 
 def missing_tracks(data: bytes) -> str | None:
@@ -138,10 +174,31 @@ def missing_tracks(data: bytes) -> str | None:
 
 
 def save_midi(score: symusic.Score, path: str | Path) -> Path:
-    """Write `score` as a type-1 MIDI file, atomically (a partial file is never left under `path`)."""
-    with atomic_path(path) as tmp:  # a random temporary name: parallel workers writing one file never share it
-        score.dump_midi(str(tmp))
+    """Write `score` as a type-1 MIDI file, atomically (a partial file is never left under `path`).
+
+    Channels are given out properly (`midi_bytes`): drums on 10, no two programs sharing a channel.
+    """
+    write_atomic(path, midi_bytes(score)[0])
     return Path(path)
+
+
+def midi_bytes(score: symusic.Score) -> tuple[bytes, list[str]]:
+    """`score` as the bytes of a MIDI file with proper channels, and a line for each compromise on them.
+
+    symusic writes track *i* on channel *i* (drums on 10), so a 16-track piece put two programs on channel 1;
+    `orchestrion.core.midifile.fit_channels` moves tracks where that happens (and only then).
+    """
+    from orchestrion.core.midifile import TrackUse, fit_channels
+
+    uses = []
+    for track in score.tracks:
+        if len(track.notes):
+            a = track.notes.numpy()
+            start, end = int(a["time"].min()), int((a["time"] + a["duration"]).max())
+        else:
+            start = end = 0
+        uses.append(TrackUse(int(track.program), bool(track.is_drum), start, end, len(track.notes) > 0))
+    return fit_channels(bytes(score.dumps_midi()), uses)
 
 
 def note_count(score: symusic.Score) -> int:
@@ -231,7 +288,10 @@ class MeterSpan:
 def time_signatures(score: symusic.Score) -> list[MeterSpan]:
     """The score's meters in order; a score with none is 4/4 throughout (the MIDI default)."""
     end = max(int(score.end()), 1)
-    changes = sorted((int(ts.time), int(ts.numerator), int(ts.denominator)) for ts in score.time_signatures)
+    # Sorted by time only: of several changes at one tick the last in the file wins (symusic keeps file order).
+    changes = sorted(
+        ((int(ts.time), int(ts.numerator), int(ts.denominator)) for ts in score.time_signatures), key=lambda c: c[0]
+    )
     # Keep the last of several changes at the same tick and drop repeats of the meter in force.
     dedup: list[tuple[int, int, int]] = []
     for change in changes:
@@ -247,6 +307,15 @@ def time_signatures(score: symusic.Score) -> list[MeterSpan]:
         if span_end > time or i + 1 == len(dedup):
             spans.append(MeterSpan(num, den, time, span_end))
     return spans
+
+
+def tiles_four_four(numerator: int, denominator: int) -> bool:
+    """True when bars of this meter regroup into 4/4 bars: a bar is a whole number of 4/4 bars (4/2, 8/4) or
+    a whole number of its bars make one (2/4, 2/2, 1/4). 3/4, 6/8 and 3/2 do not."""
+    if numerator <= 0 or denominator <= 0:
+        return False
+    quarters = Fraction(4 * numerator, denominator)
+    return quarters % 4 == 0 or (4 / quarters).denominator == 1
 
 
 def is_four_four(score: symusic.Score) -> bool:

@@ -15,15 +15,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from orchestrion.core import abcfile
 from orchestrion.core.abcmidi import abc_to_midi
 from orchestrion.core.corpora import music21_to_score
 from orchestrion.core.files import atomic_path, write_atomic
-from orchestrion.core.music import MIDI_SUFFIXES, load_midi, time_signatures
+from orchestrion.core.music import MIDI_SUFFIXES, load_midi, read_midi, time_signatures
 from orchestrion.core.tools import find_soundfont, require, run_tool
 from orchestrion.errors import BadInput
 
 if TYPE_CHECKING:
     import symusic
+
+    from orchestrion.core.isolate import Isolated
 
 MUSICXML_SUFFIXES = (".xml", ".mxl", ".musicxml")
 ABC_SUFFIXES = (".abc",)
@@ -327,15 +330,18 @@ def _musicxml_from_midi(path: Path, title: str | None = None) -> str:
     parsed.metadata = metadata.Metadata()
     if title:
         parsed.metadata.title = title
-    estimated = None if len(notes.key_signatures) else estimate_key(notes)
+    if len(notes.key_signatures):  # music21 puts a MIDI key signature on one part only: every part gets it
+        signature = notes.key_signatures[0]
+        opening = key.KeySignature(int(signature.key)).asKey("minor" if signature.tonality else "major")
+    else:
+        estimated = estimate_key(notes)
+        opening = key.Key(PITCH_SPELLING[estimated.tonic], estimated.mode)
     for part in parsed.parts:
         first = part.getElementsByClass("Measure").first()
         if first is None:
             continue
-        if estimated is not None:
-            for old in first.getElementsByClass("KeySignature"):
-                first.remove(old)
-            first.insert(0, key.Key(PITCH_SPELLING[estimated.tonic], estimated.mode))
+        if not any(k.offset == 0 for k in first.getElementsByClass("KeySignature")):
+            first.insert(0, key.Key(opening.tonic, opening.mode))
         name = VOICE_CLEFS.get((part.partName or "").strip().lower())
         wanted = (
             {"treble": clef.TrebleClef, "treble8vb": clef.Treble8vbClef, "bass": clef.BassClef}[name]()
@@ -415,18 +421,31 @@ def render_svg(source: symusic.Score | str | Path, out_svg: str | Path, *, title
 # ------------------------------------------------------------------------------------------ dispatch
 
 
-def score_from_file(source: str | Path, work_dir: Path) -> tuple[symusic.Score, Path]:
-    """Load MIDI, ABC (compiled with abc2midi) or MusicXML (through music21) as a score and a MIDI file."""
+def score_from_file(source: str | Path, work_dir: Path, *, strict: bool = False) -> tuple[symusic.Score, Path]:
+    """Load MIDI, ABC (its first tune, compiled with abc2midi) or MusicXML (through music21) as a score and a
+    MIDI file to synthesise (a damaged MIDI file's readable part is written afresh; `strict` refuses it).
+
+    Errors name `source`, never a file of `work_dir`.
+    """
     path = Path(source)
     if not path.is_file():
         raise BadInput("no such file", path)
     suffix = path.suffix.lower()
-    if suffix in MIDI_SUFFIXES:
-        return load_midi(path), path
     midi = work_dir / f"{path.stem}.mid"
+    if suffix in MIDI_SUFFIXES:
+        score, dropped = read_midi(path, strict=strict)
+        if not dropped:
+            return score, path
+        score.dump_midi(str(midi))
+        return score, midi
     if suffix in ABC_SUFFIXES:
-        abc_to_midi(path.read_text(encoding="utf-8", errors="replace"), midi)
-        return load_midi(midi), midi
+        tunes = abcfile.tunes_of(abcfile.decode(path.read_bytes()))
+        if not tunes:
+            raise BadInput("not an ABC tune (no X: line, and no block with a K: field)", path)
+        try:
+            return load_midi(abc_to_midi(tunes[0].text, midi)), midi
+        except BadInput as exc:
+            raise BadInput(exc.reason, path) from exc
     if suffix in MUSICXML_SUFFIXES:
         from music21 import converter
 
@@ -441,6 +460,14 @@ def score_from_file(source: str | Path, work_dir: Path) -> tuple[symusic.Score, 
     raise BadInput(f"cannot render {suffix or 'files without a suffix'}: use one of {', '.join(RENDER_SUFFIXES)}", path)
 
 
+def _numbered(path: str | Path | None, number: int, count: int) -> Path | None:
+    """`out.svg` for a file of one tune; `out-2.svg` for its second tune when it has several."""
+    if path is None or count == 1:
+        return None if path is None else Path(path)
+    path = Path(path)
+    return path.with_name(f"{path.stem}-{number}{path.suffix}")
+
+
 def render_file(
     source: str | Path,
     *,
@@ -448,18 +475,82 @@ def render_file(
     png: str | Path | None = None,
     svg: str | Path | None = None,
     sample_rate: int = 44100,
+    strict: bool = False,
+    problems: list[str] | None = None,
+    child: Isolated | None = None,
+    timeout: float | None = None,
 ) -> list[Path]:
-    """Render a .mid, .abc or MusicXML file to any of WAV, PNG and SVG (all three, beside it, if none is given)."""
+    """Render a .mid, .abc or MusicXML file to any of WAV, PNG and SVG (all three, beside it, if none is given).
+
+    Engraving and synthesis run in a child process (`orchestrion.core.isolate`; `child` reuses one), so input
+    that crashes verovio or hangs a tool is our BadInput naming `source`, not the end of this process. Each
+    tune of an ABC file is rendered on its own, to `out-1.svg`, `out-2.svg`, ... when there are several;
+    a tune that fails goes to `problems` (when given, else it is raised once the others are written).
+    `timeout` bounds each engraving and synthesis (default: 2 minutes plus the piece's length, 3 times over).
+    """
+    from orchestrion.core.isolate import Isolated
+
     source = Path(source)
     if wav is None and png is None and svg is None:
         wav, png, svg = source.with_suffix(".wav"), source.with_suffix(".png"), source.with_suffix(".svg")
+    tunes: list[abcfile.Tune | None] = [None]
+    if source.suffix.lower() in ABC_SUFFIXES and source.is_file():
+        tunes = abcfile.tunes_of(abcfile.decode(source.read_bytes())) or [None]
     written: list[Path] = []
-    with tempfile.TemporaryDirectory(prefix="orchestrion-render-") as tmp:
-        score, midi = score_from_file(source, Path(tmp))
-        if wav is not None:
-            written.append(render_wav(midi, wav, sample_rate=sample_rate))
-        if png is not None:
-            written.append(render_pianoroll(score, png, title=source.name))
-        if svg is not None:
-            written.append(render_svg(source, svg))
+    failed: list[str] = []
+    worker = child or Isolated()
+    try:
+        with tempfile.TemporaryDirectory(prefix="orchestrion-render-") as tmp:
+            for tune in tunes:
+                number = tune.number if tune else 1
+                outs = [_numbered(p, number, len(tunes)) for p in (wav, png, svg)]
+                try:
+                    written += _render_one(source, tune, outs, Path(tmp), worker, sample_rate, strict, timeout)
+                except BadInput as exc:
+                    if tune is None or len(tunes) == 1:
+                        raise BadInput(exc.reason, source) from exc
+                    failed.append(f"{tune.label}: {exc.reason}")
+    finally:
+        if child is None:
+            worker.close()
+    if failed and (problems is None or not written):
+        raise BadInput("; ".join(failed), source)
+    if problems is not None:
+        problems.extend(f"{source}: {line}" for line in failed)
+    return written
+
+
+def _render_one(
+    source: Path,
+    tune: abcfile.Tune | None,
+    outs: list[Path | None],
+    tmp: Path,
+    worker: Isolated,
+    sample_rate: int,
+    strict: bool,
+    timeout: float | None,
+) -> list[Path]:
+    """One piece (a MIDI or MusicXML file, or one tune of an ABC file) to the outputs given (wav, png, svg)."""
+    wav, png, svg = outs
+    if tune is None:
+        score, midi = score_from_file(source, tmp, strict=strict)
+        engrave, title = source, source.name
+    else:
+        problem = abcfile.engraving_problem(tune.text) if svg is not None else None
+        if problem:  # verovio would die on it; the child process is the net for what this does not know
+            raise BadInput(f"cannot engrave the score: {problem}", source)
+        engrave, midi = tmp / f"tune-{tune.number}.abc", tmp / f"tune-{tune.number}.mid"
+        engrave.write_text(tune.text, encoding="utf-8")
+        score, title = load_midi(abc_to_midi(tune.text, midi)), f"{source.name}, {tune.label}"
+    seconds = float(score.to("second").end())
+    written = []
+    if wav is not None:
+        limit = timeout or 120 + 3 * seconds
+        worker.call("wav", midi, wav, sample_rate=sample_rate, timeout=limit, name=source)
+        written.append(Path(wav))
+    if png is not None:
+        written.append(render_pianoroll(score, png, title=title))
+    if svg is not None:
+        worker.call("svg", engrave, svg, timeout=timeout or 120 + seconds, name=source)
+        written.append(Path(svg))
     return written

@@ -61,7 +61,6 @@ class HeldOut:
 
 def load_held_out(data: str, config: EvalConfig) -> HeldOut:
     """--data -> held-out pieces: a token dataset, an audio dataset, MIDI/ABC files, folders or builtin:CORPUS."""
-    from orchestrion.core.abcmidi import abc_to_score
     from orchestrion.core.corpora import resolve_inputs
     from orchestrion.core.music import load_midi
 
@@ -80,19 +79,38 @@ def load_held_out(data: str, config: EvalConfig) -> HeldOut:
         try:
             if path.suffix.lower() == ".abc":
                 held.form = "abc"
-                text = path.read_text(encoding="utf-8", errors="replace")
-                target.append(abc_to_score(text))
-                if target is held.scores:
-                    held.tunes.append(text)
+                _read_tunes(path, target, held)
             else:
                 target.append(load_midi(path))
-            if target is held.scores:
-                held.names.append(path.name)
-        except Exception as exc:  # a batch reports a bad file and carries on
-            held.problems.append(f"{path}: {exc}")
+                if target is held.scores:
+                    held.names.append(path.name)
+        except BadInput as exc:  # a batch reports a bad file and carries on; the message names the user's file
+            held.problems.append(f"{path}: {exc.reason}")
+        except Exception as exc:  # noqa: BLE001 - any other failure of one file is reported the same way
+            held.problems.append(f"{path}: {type(exc).__name__}: {exc}")
     if not held.scores:
-        raise BadInput("no held-out piece could be read", data)
+        why = "; ".join(held.problems[:3]) + (f"; and {len(held.problems) - 3} more" if len(held.problems) > 3 else "")
+        raise BadInput(f"no held-out piece could be read: {why or 'no file to read'}", data)
     return held
+
+
+def _read_tunes(path: Path, target: list, held: HeldOut) -> None:
+    """Every tune of an ABC file, each on its own (a tune that does not compile is a problem, not the file)."""
+    from orchestrion.core import abcfile
+    from orchestrion.core.abcmidi import abc_to_score
+
+    tunes = abcfile.tunes_of(abcfile.decode(path.read_bytes()))
+    if not tunes:
+        raise BadInput("no tune (no X: line, and no block with a K: field)", path)
+    for tune in tunes:
+        try:
+            target.append(abc_to_score(tune.text))
+        except BadInput as exc:
+            held.problems.append(f"{path}: {tune.label}: {exc.reason}")
+            continue
+        if target is held.scores:
+            held.tunes.append(tune.text)
+            held.names.append(path.name if len(tunes) == 1 else f"{path.name}#{tune.number}")
 
 
 def _token_held_out(data: str, root: Path, meta: dict, config: EvalConfig) -> HeldOut:

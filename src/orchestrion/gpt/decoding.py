@@ -101,16 +101,19 @@ class KVDecoder:
             cache[:, : self.batch_size, :, :length] = cache[:, row : row + 1, :, :length].clone()  # (L, B, H, T, D)
         self.length = length
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids (B, T) -> logits (B, V) of the last position; the T positions join the cache."""
+    def forward(self, ids: torch.Tensor, types: torch.Tensor | None = None) -> torch.Tensor:
+        """ids (B, T) -> logits (B, V) of the last position; the T positions join the cache. `types` (B, T):
+        token_type_ids, embedded with the word table as GPT-2 does (a model whose config has `token_types`)."""
         B, T = ids.shape
-        if T == 1:  # one token per row: shared with concurrent streams when the model has a batcher
+        if T == 1 and types is None:  # one token per row: shared with concurrent streams when the model has a batcher
             return self.shared(self, ids) if self.shared is not None else forward_rows([self], [ids])[0]
         start, end = self.length, self.length + T
         if end > self.max_len:
             raise InvalidRequest("max_tokens", f"the sequence would pass the cache length of {self.max_len}")
         C, H, D = self.wte.shape[1], self.n_head, self.head_dim
         x = self.wte[ids] + self.wpe[start:end]  # (B, T, C)
+        if types is not None:
+            x = x + self.wte[types]
         # a block of new positions sees the cache and, causally, itself
         mask = torch.ones(T, end, dtype=torch.bool, device=self.device).tril(diagonal=start)
         for layer, (l1w, l1b, aw, ab, pw, pb, l2w, l2b, fw, fb, mw, mb, scale) in enumerate(self.blocks):

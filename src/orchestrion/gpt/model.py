@@ -124,12 +124,12 @@ PRESETS: dict[str, GPTConfig] = {
             weight_decay=0.05,
         ),
     ),
-    # The folk sweep (1 CPU thread; FOLK_NOTES.md): folk-{layers}x{width}-c{training window}, dropout 0.1.
+    # The folk sweep (1 CPU thread; docs/folk-training.md): folk-{layers}x{width}-c{training window}, dropout 0.1.
     **{
         f"folk-{L}x{D}-c{C}": _cpu_preset(L, D, C)
         for L, D, C in ((4, 128, 256), (4, 256, 256), (6, 256, 256), (4, 384, 256), (4, 256, 512), (6, 192, 256))
     },
-    # The long run of builtin:folk (FOLK_NOTES.md): folk-symbol vocabulary, 384-token window (98.7% of reels fit
+    # The long run of builtin:folk (docs/folk-training.md): folk-symbol vocabulary, 384-token window (98.7% of reels fit
     # whole, against 86% at 256), ~10 passes over the 1.86M training tokens, best validation weights kept.
     "folk-long": _cpu_preset(
         4, 256, 384, dropout=0.1, steps=10_000, eval_every=200, keep_best=True, checkpoint_every=200
@@ -138,7 +138,7 @@ PRESETS: dict[str, GPTConfig] = {
     "folk-long-bpe": _cpu_preset(
         4, 256, 256, dropout=0.2, steps=10_000, eval_every=200, keep_best=True, checkpoint_every=200
     ),
-    # The many-passes probe (a 1/16 subset of the train split, FOLK_NOTES.md): evaluated every 50 steps.
+    # The many-passes probe (a 1/16 subset of the train split, docs/folk-training.md): evaluated every 50 steps.
     "folk-4x256-c256-probe": _cpu_preset(4, 256, 256, eval_every=50, keep_best=True, eval_batches=16),
     # For tests and smoke runs: seconds on a CPU.
     "tiny": GPTConfig(

@@ -54,8 +54,10 @@ class GPTTask:
         align: float = 0.5,
         id_map: np.ndarray | None = None,
         separator: int | None = None,
+        types=None,
     ):
         self.context, self.batch_size, self.seed, self.align = context, batch_size, seed, align
+        self.types: dict[str, np.ndarray] = {}  # with `types` (ids -> ids): each token's token_type_id
         self.data: dict[str, np.ndarray] = {}
         self.starts: dict[str, np.ndarray] = {}
         for name in ("train", "validation"):
@@ -74,6 +76,8 @@ class GPTTask:
             self.data[name] = ids
             starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
             self.starts[name] = starts[starts <= len(ids) - context - 1]
+            if types is not None:
+                self.types[name] = types(ids)
 
     def batch(self, split: str, step: int, index: int) -> dict[str, torch.Tensor]:
         ids = self.data[split]
@@ -83,11 +87,16 @@ class GPTTask:
         if len(self.starts[split]):
             starts = np.where(aligned, rng.choice(self.starts[split], size=self.batch_size), starts)
         windows = np.stack([ids[s : s + self.context + 1] for s in starts])  # (B, L+1)
+        if split in self.types:
+            types = np.stack([self.types[split][s : s + self.context + 1] for s in starts])  # (B, L+1)
+            return {"input_ids": torch.from_numpy(windows), "token_type_ids": torch.from_numpy(types)}
         return {"input_ids": torch.from_numpy(windows)}
 
     def loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
         x = batch["input_ids"]  # (B, L+1)
-        logits = model(input_ids=x[:, :-1], use_cache=False).logits  # (B, L, V)
+        types = batch.get("token_type_ids")
+        types = types[:, :-1] if types is not None else None
+        logits = model(input_ids=x[:, :-1], token_type_ids=types, use_cache=False).logits  # (B, L, V)
         return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten())
 
     def tokens(self, batch: dict) -> int:
@@ -141,7 +150,17 @@ def train_gpt(
         )
     else:
         tokenizer = data_tok
+        if config.token_types:  # the feature's tokens join the vocabulary before the model is built
+            _add_type_tokens(tokenizer, encoding_for(dataset.encoding), config.token_types)
         model = build_model(config, tokenizer, dataset.meta, dataset.encoding)
+        model.config.token_types = config.token_types
+    types = None
+    if getattr(model.config, "token_types", None):  # a feature beside each token (mmm: bar positions)
+        encoding = encoding_for(dataset.encoding)
+        if _add_type_tokens(tokenizer, encoding, model.config.token_types):
+            model.resize_token_embeddings(tokenizer.get_vocab_size())
+        vocab = tokenizer.get_vocab()
+        types = lambda ids: encoding.token_types(ids, vocab)  # noqa: E731 (model ids -> their type ids)
     eos = model.config.eos_token_id
     task = GPTTask(
         dataset,
@@ -151,6 +170,7 @@ def train_gpt(
         align=config.align,
         id_map=id_map,
         separator=eos,
+        types=types,
     )
     if resume and not (checkpoint_dir(out) / "train_state.json").is_file():
         raise BadInput("nothing to resume (no checkpoint); run without --resume first", out)
@@ -195,6 +215,17 @@ def train_gpt(
             },
         )
     return result
+
+
+def _add_type_tokens(tokenizer, encoding, kind: str) -> bool:
+    """Add the tokens of an encoding's token-type feature `kind` to a tokenizer; True when any were missing."""
+    from tokenizers import AddedToken
+
+    if kind != getattr(encoding, "token_types_kind", None):
+        raise InvalidRequest("preset", f"the {encoding.name} encoding has no token feature {kind!r}")
+    missing = [t for t in encoding.type_tokens() if tokenizer.token_to_id(t) is None]
+    tokenizer.add_tokens([AddedToken(t, single_word=False, normalized=False) for t in missing])
+    return bool(missing)
 
 
 def _data_fingerprint(dataset) -> dict:

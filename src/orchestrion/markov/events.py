@@ -2,10 +2,13 @@
 
 A piece becomes
 
-* a **high** and a **low** melodic line: the top and the bottom sounding note over time (a skyline), as
-  events `tone * N_DURATIONS + duration`, where tone 0-71 is MIDI 36-107 (notes outside are folded by
-  octaves), tone 72 is a rest, and the duration is one of `DURATIONS` (16th to whole, dotted values and
-  the triplet 8th);
+* a **high** and a **low** melodic line: the top note of the melody's track and the bottom note of the
+  bass's track over time (`melody_and_bass` picks them: by name, a melody, vocal or lead part, a bass by
+  name or program; else the highest and the lowest mostly single-note parts), as events
+  `tone * N_DURATIONS + duration`, where tone 0-71 is MIDI 36-107 (notes outside are folded by octaves),
+  tone 72 is a rest, and the duration is one of `DURATIONS` (16th to whole, dotted values and the triplet
+  8th). A one-track piece (a piano piece) gives both lines from its one track. The top note across all
+  the tracks of an arrangement would jump between the voice, the strings and the guitar;
 * a **chord** progression sampled on every beat: the pitch classes sounding at the beat, the highest
   pitch the most significant base-12 digit. Codes are offset by the number of pitch classes so that no
   two chords share a code (plain base 12 would read C-E-G and E-G alike), and at most `MAX_CHORD_PCS`
@@ -222,10 +225,11 @@ class PieceEvents:
         )
 
 
-def _grid_notes(score: symusic.Score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(start, end, pitch) of every pitched note on the 12-per-quarter grid, empty notes dropped."""
+def _grid_notes(score: symusic.Score) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list]:
+    """(start, end, pitch, track) of every pitched note on the 12-per-quarter grid, empty notes dropped, and the
+    pitched tracks with notes (`track` indexes them)."""
     factor = STEPS_PER_QUARTER / score.tpq
-    starts, ends, pitches = [], [], []
+    starts, ends, pitches, owners, tracks = [], [], [], [], []
     for track in score.tracks:
         if track.is_drum or len(track.notes) == 0:
             continue
@@ -234,10 +238,58 @@ def _grid_notes(score: symusic.Score) -> tuple[np.ndarray, np.ndarray, np.ndarra
         starts.append(start)
         ends.append(np.maximum(np.rint((a["time"] + a["duration"]) * factor).astype(np.int64), start + 1))
         pitches.append(a["pitch"].astype(np.int64))
+        owners.append(np.full(len(start), len(tracks), dtype=np.int64))
+        tracks.append(track)
     if not starts:
         empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty
-    return np.concatenate(starts), np.concatenate(ends), np.concatenate(pitches)
+        return empty, empty, empty, empty, []
+    return np.concatenate(starts), np.concatenate(ends), np.concatenate(pitches), np.concatenate(owners), tracks
+
+
+MELODY_NAMES = (("melody", "melodie", "mel"), ("vocal", "vocals", "voice", "vox", "lead", "sing", "singer"),
+                ("soprano", "high", "top"))  # fmt: skip
+BASS_NAMES = ("bass", "basso", "bassus", "low")
+BASS_PROGRAMS = range(32, 40)  # General MIDI acoustic to synth bass
+MOSTLY_SINGLE = 0.25  # a part with two notes or more at once for at most this share of its time is a line
+
+
+def melody_and_bass(
+    frames: tuple[np.ndarray, np.ndarray], pitch: np.ndarray, owner: np.ndarray, tracks: list
+) -> tuple[int, int]:
+    """The track whose top notes make the high line and the one whose bottom notes make the low line.
+
+    By name first (a melody, vocal or lead part; a bass by name or General MIDI program); else among the
+    parts that mostly play one note at a time, the highest and the lowest by mean pitch; else the highest
+    and lowest parts. One track gives both lines.
+    """
+    n = len(tracks)
+    if n == 1:
+        return 0, 0
+    step, note = frames
+    length = int(step.max()) + 1 if len(step) else 1
+    cells, count = np.unique(owner[note] * length + step, return_counts=True)  # (track, step) -> notes sounding
+    sounding = np.maximum(np.bincount(cells // length, minlength=n), 1)
+    single = np.bincount(cells // length, weights=count > 1, minlength=n) / sounding <= MOSTLY_SINGLE  # (tracks,)
+    mean = np.bincount(owner, weights=pitch, minlength=n) / np.maximum(np.bincount(owner, minlength=n), 1)
+    words = [set(str(t.name).lower().replace("_", " ").replace("-", " ").split()) for t in tracks]
+
+    def pick(candidates: list[int], highest: bool) -> int | None:
+        if not candidates:
+            return None
+        return (max if highest else min)(candidates, key=lambda k: mean[k])
+
+    melody = None
+    for names in MELODY_NAMES:
+        melody = pick([k for k in range(n) if words[k] & set(names)], True)
+        if melody is not None:
+            break
+    for candidates in ([k for k in range(n) if single[k]], list(range(n))):
+        melody = melody if melody is not None else pick(candidates, True)
+    others = [k for k in range(n) if k != melody]
+    bass = pick([k for k in others if words[k] & set(BASS_NAMES) or tracks[k].program in BASS_PROGRAMS], False)
+    for candidates in ([k for k in others if single[k]], others):
+        bass = bass if bass is not None else pick(candidates, False)
+    return int(melody), int(bass)
 
 
 def _frames(start: np.ndarray, end: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -346,7 +398,7 @@ def encode(score: symusic.Score, *, transpose: bool = True, name: str | Path = "
     The key comes from `piece_key`; the shift is the one of -6..+5 semitones that
     brings the tonic to C with the least movement. Raises BadInput for a score with no pitched notes.
     """
-    start, end, pitch = _grid_notes(score)
+    start, end, pitch, owner, tracks = _grid_notes(score)
     if len(pitch) == 0:
         raise BadInput("no pitched notes to learn from", name)
     key = piece_key(score, end, pitch)
@@ -356,8 +408,11 @@ def encode(score: symusic.Score, *, transpose: bool = True, name: str | Path = "
         pitch = pitch + shift
     length = int(end.max())
     frames = _frames(start, end, length)
-    high = _trim_rests(_line(start, end, pitch, top=True, length=length, frames=frames))
-    low = _trim_rests(_line(start, end, pitch, top=False, length=length, frames=frames))
+    lines = []
+    for k, top in zip(melody_and_bass(frames, pitch, owner, tracks), (True, False), strict=True):
+        mine = owner == k
+        lines.append(_trim_rests(_line(start[mine], end[mine], pitch[mine], top=top, length=length)))
+    high, low = lines
     chords = beat_chords(*frames, pitch, length)
     sounding = np.flatnonzero(chords != NO_CHORD)
     chords = chords[sounding[0] : sounding[-1] + 1] if sounding.size else chords[:0]

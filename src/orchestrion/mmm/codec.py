@@ -10,8 +10,14 @@ What the round trip keeps: `decode(encode(score))` gives back `canonical_notes(s
 start, end, track and program of every note on the grid, where canonical means quantized (starts and ends
 rounded to the nearest step, at least one step long), one note per (track, pitch, start) (the longest),
 and a note cut where the next note of the same pitch in the same track begins (MIDI cannot hold one key
-twice). Tracks without notes are dropped; velocities and tempo are not encoded. Vocal tracks (named
-soprano, alto, tenor, bass) come back with their name and `voice_program`; drums as drums.
+twice), and a short note rounded onto the piece's last grid point moved a step back (it would otherwise
+begin a bar of its own). `Notes.quantised()` says what this changed. Tracks without notes are dropped;
+velocities and tempo are not encoded. A track's INST= is its General MIDI program
+(`orchestrion.mmm.vocabulary.instrument_of`); sung parts named soprano, alto, tenor or bass come back with
+their name and `voice_program`, drums as drums.
+
+Meters: 4/4 and every meter whose bars regroup into 4/4 bars (2/4, 2/2, 4/2, 8/4) are encoded as 4/4 bars;
+other meters are left out and reported per segment (`orchestrion.mmm.meters`).
 
 Encoding is vectorised over symusic's numpy arrays: all notes of all tracks, in all windows at once (the
 work per batch is bounded by MAX_GRID_CELLS and MAX_NOTE_WINDOWS). Track permutation and fill draw from a
@@ -28,6 +34,7 @@ import numpy as np
 
 from orchestrion.errors import BadInput
 from orchestrion.mmm.decode import decode_tokens
+from orchestrion.mmm.meters import meter_segments, window_starts
 from orchestrion.mmm.vocabulary import (
     BAR_END,
     BAR_START,
@@ -46,6 +53,7 @@ from orchestrion.mmm.vocabulary import (
     VOICES,
     BlockIds,
     MMMOptions,
+    instrument_of,
     vocabulary,
 )
 
@@ -67,48 +75,29 @@ class Notes:
     inst: list[str] = field(default_factory=list)  # "0".."127", "DRUMS" or a voice name
     is_drum: list[bool] = field(default_factory=list)
     meters: list[tuple[int, int, int, int]] = field(default_factory=list)  # (num, den, start, end) in steps
+    off_grid: int = 0  # notes whose start or end was moved onto the grid
+    merged: int = 0  # notes dropped as a second note of one key at one step (repeats faster than a 16th)
+    moved_back: int = 0  # notes starting on the piece's last grid point, moved a step back (see canonical_batch)
+
+    def quantised(self) -> list[str]:
+        """What putting the piece on the 16th-note grid changed, a line each (none when nothing did)."""
+        lines = []
+        if self.off_grid:
+            lines.append(f"{self.off_grid} notes were moved onto the 16th-note grid")
+        if self.merged:
+            lines.append(
+                f"{self.merged} notes were merged with a note of the same pitch on the same 16th "
+                "(repeated notes faster than 16ths)"
+            )
+        if self.moved_back:
+            lines.append(f"{self.moved_back} notes at the very end were moved a 16th earlier to end with the piece")
+        return lines
 
 
-def _to_steps(ticks: np.ndarray, tpq: int) -> np.ndarray:
-    # Integer round-half-up, so the grid never depends on float rounding.
-    return (2 * ticks.astype(np.int64) * STEPS_PER_QUARTER + tpq) // (2 * tpq)
-
-
-def _instrument(track: symusic.Track) -> str:
-    if track.is_drum:
-        return "DRUMS"
-    words = track.name.strip().upper().split()
-    if words and words[0] in VOICES:
-        return words[0]
-    return str(int(track.program))
-
-
-def _meters(score: symusic.Score, total: int) -> list[tuple[int, int, int, int]]:
-    ts = score.time_signatures.numpy()
-    tpq = int(score.tpq)
-    changes = sorted(
-        zip(_to_steps(ts["time"], tpq).tolist(), ts["numerator"].tolist(), ts["denominator"].tolist(), strict=True)
-    )
-    dedup: list[list[int]] = []
-    for t, num, den in changes:
-        if dedup and dedup[-1][0] == t:
-            dedup[-1] = [t, num, den]
-        elif not dedup or dedup[-1][1:] != [num, den]:
-            dedup.append([t, num, den])
-    if not dedup or dedup[0][0] > 0:
-        dedup.insert(0, [0, 4, 4])
-    meters = []
-    for i, (t, num, den) in enumerate(dedup):
-        stop = dedup[i + 1][0] if i + 1 < len(dedup) else max(total, t)
-        if stop > t:
-            meters.append((num, den, t, stop))
-    return meters
-
-
-def canonical_batch(scores: list[symusic.Score]) -> list[Notes]:
+def canonical_batch(scores: list[symusic.Score], *, voices: bool = False) -> list[Notes]:
     """`canonical_notes` of many scores at once (one sort for all of them)."""
-    times, durations, pitches, sizes, tpqs, inst, drums, first_track = [], [], [], [], [], [], [], []
-    for score in scores:
+    times, durations, pitches, sizes, tpqs, inst, drums, first_track, owner = [], [], [], [], [], [], [], [], []
+    for i, score in enumerate(scores):
         tpq = int(score.tpq)
         first_track.append(len(inst))
         for track in score.tracks:
@@ -121,26 +110,40 @@ def canonical_batch(scores: list[symusic.Score]) -> list[Notes]:
             pitches.append(a["pitch"])
             sizes.append(n)
             tpqs.append(tpq)
-            inst.append(_instrument(track))
+            owner.append(i)
+            inst.append(instrument_of(track.program, track.is_drum, track.name, voices=voices))
             drums.append(bool(track.is_drum))
     first_track.append(len(inst))
+    n_scores = len(scores)
     if sizes:
         tr = np.repeat(np.arange(len(sizes)), sizes)
         tpq_of = np.repeat(np.asarray(tpqs, np.int64), sizes)
         time = np.concatenate(times).astype(np.int64)
+        stop = time + np.concatenate(durations)
+        off = ((time * STEPS_PER_QUARTER) % tpq_of != 0) | ((stop * STEPS_PER_QUARTER) % tpq_of != 0)
         start = (2 * time * STEPS_PER_QUARTER + tpq_of) // (2 * tpq_of)
-        end = (2 * (time + np.concatenate(durations)) * STEPS_PER_QUARTER + tpq_of) // (2 * tpq_of)
+        end = (2 * stop * STEPS_PER_QUARTER + tpq_of) // (2 * tpq_of)
+        # A short note rounded onto the piece's last grid point would begin a bar of its own: one step back.
+        piece_of = np.asarray(owner, np.int64)[tr]
+        piece_end = np.zeros(n_scores, np.int64)
+        np.maximum.at(piece_end, piece_of, end)
+        at_end = (start >= piece_end[piece_of]) & (piece_end[piece_of] > 0)
+        start = np.where(at_end, piece_end[piece_of] - 1, start)
         end = np.maximum(end, start + 1)
         pitch = np.concatenate(pitches).astype(np.int64)
     else:
-        tr = start = end = pitch = np.zeros(0, np.int64)
+        tr = start = end = pitch = piece_of = np.zeros(0, np.int64)
+        off = at_end = np.zeros(0, bool)
+    off_grid = np.bincount(piece_of[off], minlength=n_scores)
+    moved_back = np.bincount(piece_of[at_end], minlength=n_scores)
     # One note per (track, pitch, start), the longest; then cut each where the next of its key begins.
     order = np.lexsort((-end, start, pitch, tr))
-    tr, start, end, pitch = tr[order], start[order], end[order], pitch[order]
+    tr, start, end, pitch, piece_of = tr[order], start[order], end[order], pitch[order], piece_of[order]
     same_key = np.zeros(len(tr), bool)
     same_key[1:] = (tr[1:] == tr[:-1]) & (pitch[1:] == pitch[:-1])
     keep = np.ones(len(tr), bool)
     keep[1:] = ~(same_key[1:] & (start[1:] == start[:-1]))
+    merged = np.bincount(piece_of[~keep], minlength=n_scores)
     tr, start, end, pitch, same_key = tr[keep], start[keep], end[keep], pitch[keep], same_key[keep]
     if len(tr) > 1:
         end[:-1] = np.where(same_key[1:], np.minimum(end[:-1], start[1:]), end[:-1])
@@ -152,9 +155,10 @@ def canonical_batch(scores: list[symusic.Score]) -> list[Notes]:
         a, b = bounds[i], bounds[i + 1]
         t0, t1 = first_track[i], first_track[i + 1]
         total = int(end[a:b].max()) if b > a else 0
-        out.append(
-            Notes(tr[a:b] - t0, start[a:b], end[a:b], pitch[a:b], inst[t0:t1], drums[t0:t1], _meters(score, total))
-        )
+        notes = Notes(tr[a:b] - t0, start[a:b], end[a:b], pitch[a:b], inst[t0:t1], drums[t0:t1])
+        notes.meters = meter_segments(score, total)
+        notes.off_grid, notes.merged, notes.moved_back = int(off_grid[i]), int(merged[i]), int(moved_back[i])
+        out.append(notes)
     return out
 
 
@@ -176,41 +180,11 @@ class Encoded:
     bars: int  # bars per window (for density per bar)
     skipped: list[str] = field(default_factory=list)  # meter segments left out, and why
     capped: bool = False
+    regrouped: list[str] = field(default_factory=list)  # meters read as 4/4 bars (2/4, 2/2, 4/2, ...)
 
     @property
     def sequences(self) -> int:
         return len(self.offsets) - 1
-
-
-def _windows(notes: Notes, options: MMMOptions) -> tuple[np.ndarray, int, list[str]]:
-    """Window starts (steps, ascending), the window length in bars, and the segments skipped."""
-    last_bar = -(
-        -max(int(notes.end.max()) if len(notes.end) else 0, notes.meters[-1][3] if notes.meters else 0) // STEPS_PER_BAR
-    )
-    if last_bar > options.max_bars:
-        raise BadInput(f"the piece is {last_bar} bars long, over the limit of {options.max_bars}")
-    if options.bars is None:
-        bad = [f"{n}/{d}" for n, d, _, _ in notes.meters if (n, d) != (4, 4)]
-        if bad:
-            raise BadInput(f"only 4/4 can be encoded; the piece has {', '.join(sorted(set(bad)))}")
-        total = int(notes.end.max()) if len(notes.end) else 0
-        return np.zeros(1, np.int64), max(1, -(-total // STEPS_PER_BAR)), []
-    bars, hop = options.bars, options.hop or options.bars
-    starts, skipped = [], []
-    last = len(notes.meters) - 1
-    for i, (num, den, a, b) in enumerate(notes.meters):
-        if (num, den) != (4, 4):
-            skipped.append(f"{num}/{den} at step {a}")
-            continue
-        n_bars = -(-(b - a) // STEPS_PER_BAR) if i == last else (b - a) // STEPS_PER_BAR
-        if n_bars < bars:
-            skipped.append(f"4/4 segment at step {a} is {n_bars} bars, under {bars}")
-            continue
-        first = list(range(0, n_bars - bars + 1, hop))
-        if first[-1] != n_bars - bars:  # a last window flush with the end, so the tail is not lost
-            first.append(n_bars - bars)
-        starts.extend(a + STEPS_PER_BAR * j for j in first)
-    return np.array(starts, np.int64), bars, skipped
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -242,19 +216,23 @@ class _Timeline:
     drum: np.ndarray  # (N,) bool
 
 
-def _timeline(notes_all: list[Notes], options: MMMOptions, results: list) -> _Timeline | None:
-    """Place every score's windows and notes on one time line; scores without windows get their result."""
+def _timeline(notes_all: list[Notes], options: MMMOptions, results: list, regroups: list) -> _Timeline | None:
+    """Place every score's windows and notes on one time line; scores without windows get their result.
+    `regroups[f]` gets what was regrouped into 4/4 bars in score f."""
     live, t0s, nbars, skips, offsets, offset = [], [], [], [], [], 0
     for f, notes in enumerate(notes_all):
         try:
             if len(notes.pitch) == 0:
                 raise BadInput("the piece has no notes")
-            t0, bars, skipped = _windows(notes, options)
+            t0, bars, skipped, regroups[f] = window_starts(notes, options)
         except BadInput as exc:
             results[f] = exc
             continue
         if len(t0) == 0:
-            results[f] = Encoded(np.zeros(0, np.uint16), np.zeros(1, np.int64), np.zeros(0, np.int64), bars, skipped)
+            empty = np.zeros(0, np.int64)
+            results[f] = Encoded(
+                np.zeros(0, np.uint16), np.zeros(1, np.int64), empty, bars, skipped, False, regroups[f]
+            )
             continue
         live.append(f)
         offsets.append(offset)
@@ -302,8 +280,9 @@ def encode_batch(
     ids_ = BlockIds(options.density_bins)
     keys = keys or [""] * len(scores)
     results: list[Encoded | BadInput] = [BadInput("not encoded")] * len(scores)
-    notes_all = canonical_batch(scores)
-    line = _timeline(notes_all, options, results)
+    notes_all = canonical_batch(scores, voices=options.voices)
+    regroups: list[list[str]] = [[] for _ in scores]
+    line = _timeline(notes_all, options, results, regroups)
     if line is None:
         return results
     live, nbars, skips = line.live, line.bars, line.skipped
@@ -454,6 +433,7 @@ def encode_batch(
             nbars[i],
             skips[i],
             bool(capped[i]),
+            regroups[f],
         )
         if options.fill:
             enc = _apply_fill(enc, np.random.default_rng(_file_seed(options.seed + 1, keys[f])))
@@ -509,7 +489,9 @@ def _apply_fill(encoded: Encoded, rng: np.random.Generator) -> Encoded:
     lengths = np.array([len(s) for s in seqs], np.int64)
     ids = np.concatenate(seqs).astype(np.uint16) if seqs else encoded.ids
     offsets = np.concatenate([[0], np.cumsum(lengths)])
-    return Encoded(ids, offsets, encoded.density_counts, encoded.bars, encoded.skipped, encoded.capped)
+    return Encoded(
+        ids, offsets, encoded.density_counts, encoded.bars, encoded.skipped, encoded.capped, encoded.regrouped
+    )
 
 
 def _options(options: MMMOptions | None, overrides: dict) -> MMMOptions:
@@ -524,7 +506,7 @@ def encode(score: symusic.Score, options: MMMOptions | None = None, **overrides:
     """Encode a whole 4/4 piece as one token sequence (the first sequence when windows are asked for)."""
     sequences = encode_windows(score, options, **overrides)
     if not sequences:
-        raise BadInput("no 4/4 window could be encoded")
+        raise BadInput("no 4/4 window could be encoded (only meters that regroup into 4/4 bars can be)")
     return sequences[0]
 
 

@@ -16,13 +16,16 @@ report agree on what good means:
 | `dissonant` | with one voice above: beats on a second, seventh or tritone from it | clash_rate |
 | `leap` | melodic tritones, sevenths and leaps over an octave | leap_share |
 | `step` | steps of at most a tone (a reward) | stepwise_share |
+| `repeat` | notes that repeat the note before | longest_held |
 | `out_of_key` | notes outside the key's scale | in_key |
 | `cadence` | the last bar: a final chord without its third, a soprano not ending on the tonic, no dominant before it | final_tonic |
-| `lm` | the model's log-probability of the bar (a reward) | likelihood |
+| `lm` | the model's log-probability of the bar, plus `token_nats` per token (a reward) | likelihood |
 
 `pitch` and `onset` are the grids `VoiceConstraints.lines` gives: (tracks, steps), the pitch each track
 sounds at each 16th (-1 at rests) and where its notes start. The weights are in nats of model
-log-probability per unit; the defaults are the setting measured best (docs/sampling.md).
+log-probability per unit; the defaults are the setting measured best (docs/sampling.md). `lm` adds
+`token_nats` (about the model's loss per token) for every token, so that a bar of eighths and a bar of
+half notes are judged by how much more or less likely they are than usual, not by their length.
 """
 
 from __future__ import annotations
@@ -60,9 +63,10 @@ class CriticWeights:
     dissonant: float = 0.7
     leap: float = 1.5
     step: float = 0.2
+    repeat: float = 0.0  # measured: 0.3 made voices restless (longest held 2.4 beats, Bach 3.9)
     out_of_key: float = 1.0
     cadence: float = 2.0
-    lm: float = 0.5
+    lm: float = 0.2
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,9 +75,9 @@ class CriticWeights:
 class Critic:
     """Scores candidate bars (see the module docstring); higher is better."""
 
-    def __init__(self, weights: CriticWeights | None = None, key: Key | None = None):
+    def __init__(self, weights: CriticWeights | None = None, key: Key | None = None, token_nats: float = 0.95):
         self.weights = weights or CriticWeights()
-        self.key = key
+        self.key, self.token_nats = key, token_nats
         self.scale = None
         if key is not None:
             scale = np.zeros(12, bool)
@@ -96,7 +100,8 @@ class Critic:
         above = [j for j in range(track) if voices[j]]
         beats = np.arange(a, b, BEAT)
         sounding = mine[beats] >= 0
-        out = dict.fromkeys(("clash", "parallel", "silent", "chord", "dissonant", "leap", "step", "out_of_key"), 0.0)
+        names = ("clash", "parallel", "silent", "chord", "dissonant", "leap", "step", "repeat", "out_of_key")
+        out = dict.fromkeys(names, 0.0)
         out["cadence"] = 0.0
         out["silent"] = float((~sounding).sum())
         if above:
@@ -119,6 +124,7 @@ class Critic:
             earlier = np.flatnonzero(onset[track, :a])
             line = pitch[track, np.concatenate([earlier[-1:], starts])]
             steps = np.diff(line[line >= 0])
+            out["repeat"] = float((steps == 0).sum())
             steps = steps[steps != 0]
             out["leap"] = float((np.isin(np.abs(steps), (6, 10, 11)) | (np.abs(steps) > 12)).sum())
             out["step"] = float((np.abs(steps) <= 2).sum())
@@ -173,12 +179,13 @@ class Critic:
         *,
         voices: Sequence[bool],
         logprob: float,
-        tokens: int,
+        tokens: int = 0,
         final: bool = False,
     ) -> tuple[float, dict[str, float]]:
-        """The candidate's score (higher is better) and its terms, `lm` the bar's log-probability (nats)."""
+        """The candidate's score (higher is better) and its terms; `lm` is the bar's log-probability (nats)
+        plus `token_nats` for each of its `tokens`."""
         terms = self.terms(pitch, onset, track, bar, voices=voices, final=final)
-        terms["lm"] = logprob
+        terms["lm"] = logprob + self.token_nats * tokens
         w = self.weights
         penalty = sum(getattr(w, name) * value for name, value in terms.items() if name not in ("lm", "step"))
         return w.lm * terms["lm"] + w.step * terms["step"] - penalty, terms

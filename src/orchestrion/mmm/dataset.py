@@ -14,6 +14,10 @@ Two phases:
    are the quantiles of all windows' note densities; then each file's sequences go to its split
    (a hash of its content, so a piece, or a copy of it, never sits in two splits) and into shards.
 
+A damaged file (a controller value of 168, say) is read leniently (`orchestrion.core.music.read_midi`) and
+encoded from its readable tracks and events, its manifest reason saying what was dropped; `Limits.strict`
+(`--strict`) refuses it. stats.json lists the instruments kept, as INST= tokens.
+
 Everything in the dataset (shards, text, tokenizer.json, stats.json, manifest.jsonl, dataset.json) is a
 function of the inputs and the options only, so it is byte-identical whatever the number of workers or
 the engine; timings go to `run.log`. Memory stays flat: a worker holds one chunk, the assembler one shard.
@@ -32,13 +36,13 @@ import numpy as np
 
 from orchestrion.core.engine import Failed, Parallel, Record, Store, file_key
 from orchestrion.core.files import atomic_path, write_atomic
-from orchestrion.core.music import MIDI_SUFFIXES, missing_tracks
+from orchestrion.core.music import MIDI_SUFFIXES, read_midi
 from orchestrion.core.shards import ShardWriter, begin_dataset, write_dataset_json
 from orchestrion.errors import BadInput, InvalidRequest
 from orchestrion.mmm import codec as mmm
 from orchestrion.mmm.vocabulary import DEFAULT_DENSITY_EDGES
 
-CACHE_VERSION = 1  # of the per-file records below; part of every cache key
+CACHE_VERSION = 2  # of the per-file records below; part of every cache key
 
 LENGTH_BIN = 128  # tokens per bin of the length histogram in stats.json
 
@@ -51,6 +55,7 @@ class Limits:
     max_notes: int = 200_000
     seconds: float = 60.0  # per chunk; a chunk that runs over is retried file by file with the same limit
     max_tempo_qpm: float = 2000.0
+    strict: bool = False  # refuse a damaged file instead of keeping its readable tracks and events
 
 
 @dataclass(frozen=True)
@@ -91,10 +96,9 @@ def _fingerprint(config: PipelineConfig) -> str:
     return json.dumps(record, sort_keys=True)
 
 
-def _load_checked(path: Path, limits: Limits) -> tuple[object, str]:
-    """Load one file for encoding; returns (score, content sha256) or raises BadInput with the reason."""
-    import symusic
-
+def _load_checked(path: Path, limits: Limits) -> tuple[object, str, list[str]]:
+    """Load one file for encoding; returns (score, content sha256, what a damaged file lost) or raises
+    BadInput with the reason."""
     size = path.stat().st_size
     if size == 0:
         raise BadInput("the file is empty (0 bytes)", path)
@@ -102,29 +106,18 @@ def _load_checked(path: Path, limits: Limits) -> tuple[object, str]:
         raise BadInput(f"the file is {size / 2**20:.1f} MiB, over the {limits.max_bytes / 2**20:.0f} MiB limit", path)
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
-    if b"MThd" not in data[:512]:
-        raise BadInput("not a MIDI file (no 'MThd' header)", path)
-    try:
-        score = symusic.Score.from_midi(data)
-    except Exception as exc:  # symusic raises plain RuntimeError/ValueError for corrupt data
-        raise BadInput(f"corrupt or truncated MIDI: {exc}", path) from exc
-    if not 0 < score.tpq <= 32767:
-        raise BadInput(f"absurd tick resolution ({score.tpq} ticks per quarter)", path)
-    missing = missing_tracks(data[data.find(b"MThd") :])
-    if missing:
-        raise BadInput(f"corrupt or truncated MIDI: {missing}", path)
+    score, dropped = read_midi(data, strict=limits.strict, name=path)  # BadInput names the file and the reason
     notes = sum(len(t.notes) for t in score.tracks)
-    if notes == 0:
-        raise BadInput("the file has no notes", path)
     if notes > limits.max_notes:
         raise BadInput(f"{notes} notes, over the cap of {limits.max_notes} per file", path)
     qpm = score.tempos.numpy()["mspq"]
     if len(qpm) and (qpm.min() <= 0 or 6e7 / qpm.min() > limits.max_tempo_qpm):
         raise BadInput(f"absurd tempo (over {limits.max_tempo_qpm:.0f} quarters per minute)", path)
-    return score, digest
+    return score, digest, dropped
 
 
 def _outcome(path: Path, status: str, reason: str | None, digest: str = "", enc: mmm.Encoded | None = None) -> dict:
+    # An ok file's reason says what was left out, regrouped, quantised or repaired (None when nothing was).
     return {
         "path": str(path),
         "status": status,
@@ -145,23 +138,29 @@ def encode_chunk(paths: list[str], config_json: str) -> list[Record]:
     for i, p in enumerate(paths):
         path = Path(p)
         try:
-            score, digest = _load_checked(path, config.limits)
-            loaded.append((i, path, score, digest))
+            score, digest, dropped = _load_checked(path, config.limits)
+            loaded.append((i, path, score, digest, dropped))
         except BadInput as exc:
             records[i] = Record(_outcome(path, "skipped", exc.reason))
         except OSError as exc:
             records[i] = Record(_outcome(path, "failed", f"cannot read: {exc}"))
     scores, digests = [item[2] for item in loaded], [item[3] for item in loaded]
     results = mmm.encode_batch(scores, config.options, keys=digests, placeholder=True) if loaded else []
-    for (i, path, _, digest), result in zip(loaded, results, strict=True):
-        records[i] = _encoded_record(path, digest, result, config)
+    for (i, path, _, digest, dropped), result in zip(loaded, results, strict=True):
+        records[i] = _encoded_record(path, digest, result, config, dropped)
     return records
 
 
-def _encoded_record(path: Path, digest: str, result: mmm.Encoded | BadInput, config: PipelineConfig) -> Record:
+def _encoded_record(
+    path: Path, digest: str, result: mmm.Encoded | BadInput, config: PipelineConfig, dropped: list[str]
+) -> Record:
     if isinstance(result, BadInput):
         return Record(_outcome(path, "skipped", result.reason, digest))
     notes = []
+    if dropped:
+        notes.append("damaged file, dropped: " + "; ".join(dropped))
+    if result.regrouped:
+        notes.append("; ".join(result.regrouped))
     if result.skipped:
         notes.append("left out: " + "; ".join(result.skipped))
     if result.capped:
@@ -245,8 +244,11 @@ def _assemble(out: Path, files: list[Path], keys: list[str], config: PipelineCon
     writers: dict[str, ShardWriter] = {}
     shards: dict[str, list[dict]] = {}
     lengths: Counter = Counter()
+    ids_ = mmm.BlockIds(opts.density_bins)
+    instruments = np.zeros(ids_.density - ids_.inst, np.int64)  # track-windows per INST= token
     status: Counter = Counter()
     reasons: Counter = Counter()
+    problems: list[str] = []  # the first files left out, with their whole reason (for a command's message)
     max_len = 0
     with atomic_path(out / "manifest.jsonl") as manifest_tmp, open(manifest_tmp, "w", encoding="utf-8") as manifest:
         for path, key in zip(files, keys, strict=True):
@@ -257,10 +259,14 @@ def _assemble(out: Path, files: list[Path], keys: list[str], config: PipelineCon
             entry = {k: record[k] for k in ("path", "status", "reason", "windows", "tokens")}
             manifest.write(json.dumps(entry, sort_keys=True) + "\n")
             if record["status"] != "ok":
+                if len(problems) < 3:
+                    problems.append(f"{Path(record['path']).name}: {record['reason']}")
                 continue
             encoded = mmm.Encoded(ids.copy(), offsets, density, opts.bars or 1)
             mmm.fill_density(encoded, edges)  # the dataset's bins, now that every file's densities are known
             ids = encoded.ids
+            inst = ids[(ids >= ids_.inst) & (ids < ids_.density)].astype(np.int64) - ids_.inst
+            instruments += np.bincount(inst, minlength=len(instruments))
             split = _split_of(record["sha256"], config.validation_fraction)
             writer = writers.get(split)
             if writer is None:
@@ -304,8 +310,11 @@ def _assemble(out: Path, files: list[Path], keys: list[str], config: PipelineCon
             "counts": {f"{b * LENGTH_BIN}-{(b + 1) * LENGTH_BIN - 1}": lengths[b] for b in sorted(lengths)},
         },
         "density_edges": edges,
+        # The instruments kept, as INST= tokens, and in how many (window, track) pairs each plays.
+        "instruments": {vocab[ids_.inst + k]: int(c) for k, c in enumerate(instruments.tolist()) if c},
     }
     write_atomic(out / "stats.json", json.dumps(stats, indent=2, sort_keys=True) + "\n")
+    stats = {**stats, "problems": problems}  # returned, not written: it names files
     options = {k: v for k, v in asdict(opts).items() if k != "density_edges"}
     write_dataset_json(
         out,

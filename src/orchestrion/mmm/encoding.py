@@ -21,6 +21,18 @@ from orchestrion.requests import ComposeRequest
 
 class MMMEncoding:
     name: ClassVar[str] = "mmm"
+    token_types_kind: ClassVar[str] = "bar-steps"  # the feature `orchestrion.mmm.timing` gives every token
+
+    def type_tokens(self) -> list[str]:
+        from orchestrion.mmm.timing import TYPE_TOKENS
+
+        return list(TYPE_TOKENS)
+
+    def token_types(self, ids: np.ndarray, vocab: dict[str, int]) -> np.ndarray:
+        """The bar-position token id of every token of `ids` (mmm sequences end to end)."""
+        from orchestrion.mmm.timing import token_types
+
+        return token_types(ids, vocab)
 
     def validate(self, config: object, request: ComposeRequest) -> ComposeRequest:
         default = getattr(config, "default_instruments", None)
@@ -89,7 +101,10 @@ class MMMEncoding:
     def data_defaults(self, dataset: object, tokenizer: object) -> dict:
         """The usual line-up, and the DENSITY bin edges (a window's given tracks are binned with them)."""
         edges = (getattr(dataset, "meta", None) or {}).get("density_edges")
-        return {"default_instruments": typical_layout(dataset, tokenizer), **({"density_edges": edges} if edges else {})}
+        return {
+            "default_instruments": typical_layout(dataset, tokenizer),
+            **({"density_edges": edges} if edges else {}),
+        }
 
 
 def measures_from_score(score, *, bars: int, tempo: float = 120.0) -> list[Measure]:

@@ -12,8 +12,9 @@ Modes, as `docs/sampling.md` describes them:
   into it for composing and the piece moved back, with a warning;
 - continue: `bars` longer than the prompt: every track goes on after the prompt's bars.
 
-The key is the request's, else the prompt's (estimated), else drawn from the keys of Bach's chorales
-(seeded). The tempo is the request's when it gives one, else the prompt's.
+The key is the request's, else the prompt's (its key signature, else estimated), else drawn from the keys of Bach's chorales
+(seeded); a piece composed or continued without a requested key may end in the key it has come to be in
+(`PiecePlan.key_free`, see `orchestrion.mmm.sampler`). The tempo is the request's when it gives one, else the prompt's.
 """
 
 from __future__ import annotations
@@ -93,8 +94,13 @@ class Prompt:
         return cls(list(canon.inst), notes, bars, tempo, score, tuple(warnings))
 
     def key(self) -> Key:
+        """The prompt's key signature when it has one (a key signature says the mode), else its estimated key."""
         from orchestrion.core.music import score_from_notes
 
+        if self.score is not None and len(self.score.key_signatures):
+            signature = self.score.key_signatures[0]
+            major = (int(signature.key) * 7) % 12
+            return Key((major + 9) % 12, "minor") if signature.tonality else Key(major, "major")
         if self.score is None:
             self.score = score_from_notes(
                 [{"pitch": n[:, 2], "start": n[:, 0], "duration": n[:, 1] - n[:, 0]} for n in self.notes if len(n)],
@@ -132,7 +138,8 @@ def plan_piece(
             names = list(default_instruments) if len(default_instruments) == count else ["0"] * count
         bars = request.bars or 4
         tracks = [PieceTrack(n, density=densities[k] if k < len(densities) else None) for k, n in enumerate(names)]
-        return PiecePlan(bars, tracks, np.ones((len(tracks), bars), bool), given_key or draw_key(seed), tempo=tempo)
+        todo = np.ones((len(tracks), bars), bool)
+        return PiecePlan(bars, tracks, todo, given_key or draw_key(seed), tempo=tempo, key_free=given_key is None)
     if "tempo" not in request.model_fields_set and prompt.tempo:
         tempo = prompt.tempo
     warnings = list(prompt.warnings)
@@ -180,7 +187,7 @@ def plan_piece(
     tracks = [PieceTrack(n, notes.copy()) for n, notes in zip(names, prompt.notes, strict=True)]
     todo = np.zeros((len(tracks), total_bars), bool)
     todo[:, bars:] = True
-    return PiecePlan(total_bars, tracks, todo, key, "continue", tempo=tempo, warnings=warnings)
+    return PiecePlan(total_bars, tracks, todo, key, "continue", tempo=tempo, warnings=warnings, key_free=not given_key)
 
 
 def _melody_shift(kept: list[PieceTrack], warnings: list[str]) -> int:

@@ -34,9 +34,19 @@ from orchestrion.mmm.critic import Critic, CriticWeights
 from orchestrion.mmm.grammar import MMMGrammar, MMMIds
 from orchestrion.mmm.plan import plan_piece, prompt_of
 from orchestrion.mmm.search import Choice, Unit, best_of_n
+from orchestrion.mmm.timing import TOKEN_TYPES, BarClock
 from orchestrion.mmm.vocabulary import DEFAULT_DENSITY_EDGES, STEPS_PER_BAR, VOICES
 from orchestrion.mmm.voices import TrackSpec, VoiceConstraints
-from orchestrion.mmm.windows import PiecePlan, bar_tokens, density_token, next_window, piece_tokens, track_notes
+from orchestrion.mmm.windows import (
+    WINDOW_BARS,
+    PiecePlan,
+    bar_tokens,
+    density_token,
+    known_key,
+    next_window,
+    piece_tokens,
+    track_notes,
+)
 
 if TYPE_CHECKING:
     from orchestrion.requests import ComposeRequest
@@ -44,6 +54,7 @@ if TYPE_CHECKING:
 DEFAULT_CANDIDATES = 8  # best-of-N per bar; the measured trade-off is in docs/sampling.md
 CLOSING_RESERVE = 4  # tokens a monophonic bar may need past its budget to close (delta, off, BAR_END)
 MAX_BAR_TOKENS = 96
+RELAXED_COST = 5.0  # the critic's price of a step where a voice rule had to give way
 
 
 @dataclass
@@ -70,6 +81,7 @@ class SearchSettings:
     crossing: bool = False
     key_strength: float = 2.0
     weights: CriticWeights = field(default_factory=CriticWeights)
+    token_nats: float = 0.95  # about the chorale model's loss per token (the critic's length normalisation)
 
     @classmethod
     def from_request(cls, request: ComposeRequest, **overrides: object) -> SearchSettings:
@@ -123,12 +135,18 @@ def _compose(
     names = {i: t for t, i in vocab.items()}
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(config.seed)
     specs = [_spec(track, plan, settings) for track in plan.tracks]
-    critic = Critic(settings.weights, plan.key)
+    critic = Critic(settings.weights, plan.key, settings.token_nats)
     report = Report(extra={"relaxed": 0})
     emitted = 0
     windows = 0
     while (window := next_window(plan.todo)) is not None:
         start, end = window
+        if plan.key_free and end == plan.bars and start >= WINDOW_BARS:
+            # The last window of a long piece without a requested key cadences in the key the music is in.
+            key = known_key(plan, start)
+            if key is not None and (key.tonic, key.mode) != (plan.key.tonic, plan.key.mode):
+                plan.key = Key(key.tonic, key.mode)
+                critic = Critic(settings.weights, plan.key, settings.token_nats)
         chosen: dict[tuple[int, int], list[str]] = {}
         for choice in _search_window(model, ids, plan, window, specs, critic, config, settings, generator, report):
             tokens = [names[t] for t in choice.tokens]
@@ -146,7 +164,12 @@ def _compose(
         done = plan.done_bars()
         if done > emitted:
             yield MMMEvent(
-                "measures", sample, bar=emitted, bars=done, tokens=piece_tokens(plan, done), report={"tempo": plan.tempo}
+                "measures",
+                sample,
+                bar=emitted,
+                bars=done,
+                tokens=piece_tokens(plan, done),
+                report={"tempo": plan.tempo},
             )
             emitted = done
     report.extra.update(
@@ -191,17 +214,20 @@ def _search_window(
         key=plan.key if settings.rules else None,
         final_bar=final if settings.rules else None,
         key_strength=settings.key_strength,
+        opening=settings.rules and plan.mode == "compose" and start == 0,
     )
     voices = [not spec.drums for spec in specs]
 
     def judge(row: int, cell: tuple[int, int], tokens: list[int], logprob: float) -> tuple[float, dict]:
         k, bar = cell
+        relaxed = rules.relaxed[row] - rules.kept_relaxed  # steps of this candidate where a rule gave way
         if not voices[k]:
-            return logprob / max(len(tokens), 1), {}
+            return logprob - RELAXED_COST * relaxed, {}
         pitch, onset = rules.lines(row)
-        return critic.score(
+        score, terms = critic.score(
             pitch, onset, k, bar, voices=voices, logprob=logprob, tokens=len(tokens), final=bar == final
         )
+        return score - RELAXED_COST * relaxed, {**terms, "relaxed": relaxed}
 
     yield from best_of_n(
         model,
@@ -216,6 +242,7 @@ def _search_window(
         reserve=CLOSING_RESERVE,
         max_cap=MAX_BAR_TOKENS,
         on_cap=lambda cap: setattr(grammar, "bar_cap", cap),
+        clock=BarClock(ids.vocab, n) if getattr(model.config, "token_types", None) == TOKEN_TYPES else None,
     )
     report.extra["relaxed"] += rules.relaxed[0]
 

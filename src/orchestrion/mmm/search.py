@@ -30,6 +30,7 @@ import torch
 from orchestrion.core.sampling import LogitsProcessor
 from orchestrion.errors import InvalidRequest
 from orchestrion.gpt.decoding import KVDecoder, decode_threads, sample_next
+from orchestrion.mmm.timing import BarClock
 
 
 @dataclass
@@ -65,14 +66,23 @@ def best_of_n(
     reserve: int = 4,
     max_cap: int = 96,
     on_cap: Callable[[int], None] | None = None,
+    clock: BarClock | None = None,
 ) -> Iterator[Choice]:
     """Run the units (module docstring); `judge(row, cell, tokens, logprob)` scores a candidate.
 
     `stateful` are the processors with per-row state and a `keep(row, length)` method (the grammar, the
     voice rules). Before each cell, the context left (less the forced tokens still to come and `reserve`
     tokens per cell to close a bar) is shared among the cells left, at most `max_cap` each, and
-    `on_cap(cap)` hands the grammar that budget: no bar can starve the ones after it.
+    `on_cap(cap)` hands the grammar that budget: no bar can starve the ones after it. With a `clock`
+    (`orchestrion.mmm.timing.BarClock`), every token goes in with its bar position as token_type_ids.
     """
+
+    def feed(tokens: torch.Tensor) -> torch.Tensor:  # (N, T) -> logits (N, V)
+        if clock is None:
+            return decoder.forward(tokens)
+        types = [[clock.feed(r, int(t)) for t in row] for r, row in enumerate(tokens.tolist())]
+        return decoder.forward(tokens, torch.tensor(types, dtype=torch.long, device=tokens.device))
+
     context = int(model.config.n_positions)
     forced_after = np.cumsum([len(u.forced) for u in units][::-1])[::-1]  # forced tokens from unit i on
     cells_after = np.cumsum([u.cell is not None for u in units][::-1])[::-1]
@@ -90,7 +100,7 @@ def best_of_n(
             if unit.forced:
                 block = torch.tensor(unit.forced, dtype=torch.long, device=device).expand(n, -1)
                 ids[:, length : length + block.shape[1]] = block
-                logits = decoder.forward(block)  # (N, V)
+                logits = feed(block)  # (N, V)
                 length += block.shape[1]
             if logits is None:
                 raise InvalidRequest("prompt", "a window must start with a forced token")
@@ -101,7 +111,7 @@ def best_of_n(
                     scores = processor(ids[:, :length], scores)
                 token = sample_next(scores, generator)[:1].expand(n)  # (N,)
                 ids[:, length] = token
-                logits = decoder.forward(token[:, None])
+                logits = feed(token[:, None])
                 length += 1
                 drawn.append(int(token[0]))
             if unit.cell is None:
@@ -132,7 +142,7 @@ def best_of_n(
                 sizes += active.long()
                 closed = active & (token == bar_end)
                 active &= ~closed
-                logits = decoder.forward(token[:, None])
+                logits = feed(token[:, None])
                 after[closed] = logits[closed]
                 step += 1
             judged = [
@@ -145,6 +155,8 @@ def best_of_n(
             decoder.keep(best, end)
             for processor in stateful:
                 processor.keep(best, end)
+            if clock is not None:
+                clock.keep(best)
             logits = after[best].expand(n, -1).clone()
             yield Choice(unit.cell, drawn + ids[best, length:end].tolist(), judged[best][1], [s for s, _ in judged])
             length = end

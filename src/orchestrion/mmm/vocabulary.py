@@ -11,6 +11,10 @@ A sequence (one window of bars) reads
 
 and a bar body is any run of `NOTE_ON=<pitch>`, `NOTE_OFF=<pitch>` and `TIME_DELTA=<steps>` (1..16).
 
+A track's General MIDI program decides its `INST=` (`instrument_of`): drums are DRUMS, a sung part (a choir
+program, 52-54, or any part of a corpus encoded with `voices`) named soprano, alto, tenor or bass is that
+voice, and every other track is its program, whatever its name.
+
 Grammar (what a grammar mask over these tokens must allow; `vocabulary()` lists every token):
 
     piece  := PIECE_START track+ fill* PIECE_END
@@ -47,6 +51,16 @@ from orchestrion.errors import BadInput
 STEPS_PER_QUARTER = 4
 STEPS_PER_BAR = 16  # 4/4 only
 VOICES = ("SOPRANO", "ALTO", "TENOR", "BASS")
+# The General MIDI programs of sung parts: Choir Aahs, Voice Oohs, Synth Voice (0-based).
+VOICE_PROGRAMS = frozenset({52, 53, 54})
+# Part names that make a sung part a voice token (the first word of the track's name, any case); the Latin
+# names are Palestrina's and other Renaissance part books'.
+VOICE_NAMES = {
+    "soprano": "SOPRANO", "s": "SOPRANO", "cantus": "SOPRANO", "superius": "SOPRANO", "discantus": "SOPRANO",
+    "alto": "ALTO", "a": "ALTO", "altus": "ALTO", "contratenor": "ALTO",
+    "tenor": "TENOR", "t": "TENOR",
+    "bass": "BASS", "b": "BASS", "bassus": "BASS",
+}  # fmt: skip
 DEFAULT_DENSITY_EDGES = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 16.0)  # notes per bar; 10 bins
 SPECIAL_TOKENS = {"bos": "PIECE_START", "eos": "PIECE_END", "pad": "<pad>", "unk": "<unk>"}
 DENSITY_PLACEHOLDER = np.iinfo(np.uint16).max  # the pipeline fills density bins in once it knows the edges
@@ -80,6 +94,7 @@ class MMMOptions:
     max_tokens: int = 2_000_000  # a cap per piece, so one pathological file cannot blow the dataset up
     max_bars: int = 2_000  # longer pieces (over an hour at 120 bpm) are refused: a stray far-off event would
     # otherwise make millions of empty windows
+    voices: bool = False  # the corpus is sung: parts named soprano..bass are voices whatever their program
 
     def __post_init__(self) -> None:
         if self.bars is not None and not 1 <= self.bars <= 64:
@@ -91,6 +106,22 @@ class MMMOptions:
             raise BadInput(f"transpose must be a range LO:HI with LO < HI, got {lo}:{hi}")
         if len(self.density_edges) != self.density_bins - 1:
             raise BadInput(f"density_edges needs {self.density_bins - 1} edges for {self.density_bins} bins")
+
+
+def instrument_of(program: int, is_drum: bool, name: str, *, voices: bool = False) -> str:
+    """A track's INST= value: "DRUMS", a voice (SOPRANO..BASS) or its General MIDI program ("0".."127").
+
+    The program decides: a part is a voice only when it is sung (a choir program, or `voices` for a corpus
+    of voices) and named like one, so a pop song's "Bass" (electric bass) or "Tenor" (a saxophone) keeps
+    its program.
+    """
+    if is_drum:
+        return "DRUMS"
+    if voices or int(program) in VOICE_PROGRAMS:
+        words = name.strip().lower().replace(".", " ").replace("_", " ").split()
+        if words and words[0].rstrip("0123456789") in VOICE_NAMES:
+            return VOICE_NAMES[words[0].rstrip("0123456789")]
+    return str(int(program))
 
 
 # ------------------------------------------------------------------------------------------ vocabulary

@@ -17,10 +17,12 @@ keeps these rules, each a ban on NOTE_ON, TIME_DELTA or BAR_END tokens:
 - no parallels: no NOTE_ON that moves in parallel fifths or octaves with an earlier track, as
   `orchestrion.evaluation.polyphonic.parallel_rate` counts them (union of the two voices' onsets);
 - no crossing (unless allowed): never above a higher voice nor below a lower one that is already written;
-- sounding on every beat: no time may pass over a beat while the voice rests;
-- cadence: in the piece's last bar, from `CADENCE_STEP` on, only the tonic triad (the bass: the tonic),
-  held to the end (no NOTE_ON after it, no NOTE_OFF before the bar line), and in the beat before it the
-  dominant seventh chord (the bass: the dominant): a perfect cadence, V(7)-I;
+- legato: no time passes while the voice rests (a note ends where the next begins), so it sounds on every
+  beat;
+- cadence: in the piece's last bar, from `CADENCE_STEP` on, only the tonic triad (the bass and the
+  soprano: the tonic), held to the end (no NOTE_ON after it, no NOTE_OFF before the bar line), and in the
+  beat before it the dominant seventh chord (the bass: the dominant; the soprano: the leading tone, the
+  second or the fifth): a perfect cadence, V(7)-I;
 - opening (`opening=True`, a piece composed from its start): the first beat is the tonic triad.
 
 The rules only ban; when they would ban every token the grammar allows, they give way level by level
@@ -50,7 +52,8 @@ HARD, HARMONY, STYLE = range(3)  # what gives way last .. first when the rules l
 VOICE_RANGES = {"SOPRANO": (62, 78), "ALTO": (57, 71), "TENOR": (52, 66), "BASS": (41, 60)}
 VOICE_ORDER = ("SOPRANO", "ALTO", "TENOR", "BASS")
 MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
-MINOR_SCALE = (0, 2, 3, 5, 7, 8, 9, 10, 11)  # natural minor with the raised 6th and 7th
+MINOR_SCALE = (0, 2, 3, 5, 7, 8, 9, 10, 11)  # natural minor with the raised 6th and 7th (the metrics' in_key)
+MINOR_PULL = (0, 2, 3, 5, 7, 8, 11)  # what the key pull favours in minor: harmonic minor, the leading tone
 
 
 @dataclass(frozen=True)
@@ -75,20 +78,21 @@ class TrackSpec:
         return cls(drums=name == "DRUMS")
 
 
-def dominant_chord(key: Key, bass: bool) -> np.ndarray:
-    """(12,) bool: pitch classes of the dominant seventh chord before the final one (the bass: its root)."""
+def dominant_chord(key: Key, part: str) -> np.ndarray:
+    """(12,) bool: pitch classes of the dominant seventh chord before the final one, for the `part` "bass"
+    (its root), "soprano" (the leading tone, the second or the fifth: a melody that leads home) or "inner"."""
+    degrees = {"bass": (7,), "soprano": (11, 2, 7), "inner": (7, 11, 2, 5)}[part]
     ok = np.zeros(12, bool)
-    ok[(key.tonic + 7) % 12] = True
-    if not bass:
-        ok[[(key.tonic + 11) % 12, (key.tonic + 2) % 12, (key.tonic + 5) % 12]] = True
+    ok[[(key.tonic + d) % 12 for d in degrees]] = True
     return ok
 
 
-def tonic_triad(key: Key, bass: bool) -> np.ndarray:
-    """(12,) bool: pitch classes of the final chord (the bass: the tonic alone; minor: a Picardy third too)."""
+def tonic_triad(key: Key, part: str) -> np.ndarray:
+    """(12,) bool: pitch classes of the final chord for the `part`: the tonic for the bass and the soprano,
+    the triad for the inner voices (in minor with the Picardy third too)."""
     ok = np.zeros(12, bool)
     ok[key.tonic] = True
-    if not bass:
+    if part == "inner":
         ok[[(key.tonic + 4) % 12, (key.tonic + 7) % 12]] = True
         if key.mode == "minor":
             ok[(key.tonic + 3) % 12] = True
@@ -135,6 +139,7 @@ class VoiceConstraints:
         self.rows = [_Line(np.full(shape, -1, np.int64), np.zeros(shape, bool)) for _ in range(batch_size)]
         self.seen = 0
         self.relaxed = [0] * batch_size
+        self.kept_relaxed = 0  # every row's count at the last keep(): a candidate's own give-ways are the rest
         self.pitches = np.arange(128)
         self.on_ids = ids.note_on
         self.off_ids = ids.note_off
@@ -142,7 +147,7 @@ class VoiceConstraints:
         self.bar_end = ids["BAR_END"]
         self.key_bias = None  # (V,) added to the scores of rows in a free cell
         if key is not None and key_strength:
-            scale = MINOR_SCALE if key.mode == "minor" else MAJOR_SCALE
+            scale = MINOR_PULL if key.mode == "minor" else MAJOR_SCALE
             outside = ~np.isin((self.pitches - key.tonic) % 12, scale) & (ids.note_on >= 0)
             self.key_bias = np.zeros(ids.size, np.float32)
             self.key_bias[ids.note_on[outside]] = -key_strength
@@ -199,13 +204,19 @@ class VoiceConstraints:
         pc = self.pitches % 12
         line.conflict = ((clash[:, None] >> pc[None, :]) & 1).astype(bool)  # (S, 128)
         line.conflict |= (self.pitches[None, :] > ceiling[:, None]) | (self.pitches[None, :] < floor[:, None])
-        bass = spec.voice == 3 or (spec.voice is None and self._lowest(k))
+        if spec.voice == 3 or (spec.voice is None and self._lowest(k)):
+            part = "bass"
+        elif spec.voice == 0 or (spec.voice is None and k == 0):
+            part = "soprano"
+        else:
+            part = "inner"
         if self.key is not None and self.opening:
-            line.conflict[:BEAT, :] |= ~tonic_triad(self.key, bass)[pc][None, :]
+            opening = "bass" if part == "bass" else "inner"  # the tonic triad, its root in the bass
+            line.conflict[:BEAT, :] |= ~tonic_triad(self.key, opening)[pc][None, :]
         if self.final_bar is not None and self.key is not None:
             cadence = self.final_bar * STEPS_PER_BAR + CADENCE_STEP
-            line.conflict[cadence - BEAT : cadence, :] |= ~dominant_chord(self.key, bass)[pc][None, :]
-            line.conflict[cadence:, :] |= ~tonic_triad(self.key, bass)[pc][None, :]
+            line.conflict[cadence - BEAT : cadence, :] |= ~dominant_chord(self.key, part)[pc][None, :]
+            line.conflict[cadence:, :] |= ~tonic_triad(self.key, part)[pc][None, :]
         index = np.where(line.onset, steps[None, :], -1)
         last = np.maximum.accumulate(index, axis=1)  # last onset at or before each step
         line.prev_onset = np.concatenate([np.full((len(self.tracks), 1), -1), last[:, :-1]], axis=1)
@@ -255,11 +266,9 @@ class VoiceConstraints:
                     out.append((HARMONY, np.array([self.bar_end])))
             if spec.monophonic:
                 return out
-        elif spec.harmony:
-            beat = -(-x // BEAT) * BEAT  # the next beat, now included
-            if beat < bar_line:
-                out.append((HARD, self.delta_ids[max(beat - x, 0) + 1 :]))
-                out.append((HARD, np.array([self.bar_end])))
+        elif spec.harmony and x < bar_line:  # a voice sings legato: a note ends where the next begins
+            out.append((HARD, self.delta_ids))
+            out.append((HARD, np.array([self.bar_end])))
         out.append((HARD, self.on_ids[(self.pitches < spec.low) | (self.pitches > spec.high)]))
         if spec.harmony:
             out.append((HARMONY, self.on_ids[line.conflict[min(x, self.steps - 1)]]))
@@ -307,7 +316,7 @@ class VoiceConstraints:
         new = input_ids[:, self.seen :].tolist()
         self.seen = input_ids.shape[1]
         mask = np.zeros(scores.shape, dtype=bool)
-        bias = np.zeros(scores.shape, dtype=np.float32) if self.key_bias is not None else None
+        pulled = []
         finite = None
         for r, (line, tokens) in enumerate(zip(self.rows, new, strict=True)):
             for token in tokens:
@@ -316,18 +325,23 @@ class VoiceConstraints:
             if banned:
                 if finite is None:
                     finite = torch.isfinite(scores).cpu().numpy()
-                levels = np.zeros((3, scores.shape[1]), bool)
-                for level, ids in banned:
-                    levels[level, ids[ids >= 0]] = True
-                for keep in (3, 2, 1, 0):  # give way level by level while nothing the grammar allows is left
-                    mask[r] = levels[:keep].any(axis=0)
-                    if (finite[r] & ~mask[r]).any():
-                        break
-                self.relaxed[r] += keep < 3
-            if bias is not None and self._in_free_cell(line) and not self.tracks[line.track].drums:
-                width = min(len(self.key_bias), scores.shape[1])  # tokens added to a vocabulary are no notes
-                bias[r, :width] = self.key_bias[:width]
-        if bias is not None and bias.any():
+                for _, ids in banned:
+                    mask[r, ids[ids >= 0]] = True
+                if not (finite[r] & ~mask[r]).any():  # give way level by level until something is left
+                    levels = np.zeros((3, scores.shape[1]), bool)
+                    for level, ids in banned:
+                        levels[level, ids[ids >= 0]] = True
+                    for keep in (2, 1, 0):
+                        mask[r] = levels[:keep].any(axis=0)
+                        if (finite[r] & ~mask[r]).any():
+                            break
+                    self.relaxed[r] += 1
+            if self.key_bias is not None and self._in_free_cell(line) and not self.tracks[line.track].drums:
+                pulled.append(r)
+        if pulled:
+            width = min(len(self.key_bias), scores.shape[1])  # tokens added to a vocabulary are no notes
+            bias = np.zeros(scores.shape, dtype=np.float32)
+            bias[pulled, :width] = self.key_bias[:width]
             scores = scores + torch.from_numpy(bias).to(scores.device)
         if not mask.any():
             return scores
@@ -337,6 +351,7 @@ class VoiceConstraints:
         """Every row takes row `row`'s state, `length` tokens in (best-of-N: the chosen candidate goes on)."""
         self.rows = [copy.deepcopy(self.rows[row]) for _ in self.rows]
         self.relaxed = [self.relaxed[row]] * len(self.rows)
+        self.kept_relaxed = self.relaxed[row]
         self.seen = length
 
     def lines(self, row: int) -> tuple[np.ndarray, np.ndarray]:

@@ -57,6 +57,7 @@ class PiecePlan:
     shift: int = 0  # semitones the prompt was moved to suit the voices; the piece moves back at the end
     tempo: float = 120.0
     warnings: list[str] = field(default_factory=list)
+    key_free: bool = False  # no key was asked for: the cadence may follow the key the music has come to
 
     def done_bars(self) -> int:
         """Bars from the start whose every track is final."""
@@ -138,6 +139,19 @@ def density_token(notes: np.ndarray, first: int, bars: int, edges: tuple[float, 
     a, b = first * STEPS_PER_BAR, (first + bars) * STEPS_PER_BAR
     count = int(((notes[:, 0] < b) & (notes[:, 1] > a)).sum()) if len(notes) else 0
     return f"DENSITY={int(np.searchsorted(np.asarray(edges, float), count / max(bars, 1), side='right'))}"
+
+
+def known_key(plan: PiecePlan, bars: int) -> Key | None:
+    """The key (estimated) of the first `bars` bars of the piece's notes, or None when they hold none."""
+    from orchestrion.core.music import estimate_key, score_from_notes
+
+    end = bars * STEPS_PER_BAR
+    tracks = [t.notes[t.notes[:, 0] < end] for t in plan.tracks if t.instrument != "DRUMS" and len(t.notes)]
+    tracks = [n for n in tracks if len(n)]
+    if not tracks:
+        return None
+    specs = [{"pitch": n[:, 2], "start": n[:, 0], "duration": np.minimum(n[:, 1], end) - n[:, 0]} for n in tracks]
+    return estimate_key(score_from_notes(specs, tpq=4))
 
 
 def piece_tokens(plan: PiecePlan, bars: int | None = None) -> list[str]:

@@ -8,7 +8,11 @@ batch, block i of sample b streamed with index i*B + b. A prompt (any audio file
 MAX_PROMPT_SECONDS) is fed in and streamed back first, then its continuation. Every draw takes its noise
 from a generator seeded with `request.seed`, so a request replays sample for sample. `check` and
 `compose_batch` judge each piece silence, noise or tonal music (`orchestrion.core.audio_analysis.classify`):
-only tonal audio is valid.
+only tonal audio is valid. A continuation's report adds `continuation_chroma`, the chroma similarity of
+the second before and the second after the end of the prompt (does it keep the prompt's notes?).
+
+Sampling reads temperature, top-k (0: off) and top-p; a model directory may set their defaults
+(config.json "sampling"), and any other request field is refused by name.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import numpy as np
 
 from orchestrion.composer import AudioBlock, Composer, Piece
 from orchestrion.core.audio import load_audio
-from orchestrion.core.audio_analysis import classify
+from orchestrion.core.audio_analysis import chroma_similarity, classify
 from orchestrion.core.files import atomic_path, write_atomic
 from orchestrion.errors import BadInput, InvalidRequest
 from orchestrion.requests import ComposeRequest
@@ -40,6 +44,13 @@ from orchestrion.sashimi.model import (
 
 if TYPE_CHECKING:
     from orchestrion.evaluation.heldout import EvalConfig, HeldOut
+
+# The request fields a SaShiMi model reads. Any other field set to something but its default is refused by
+# name, so that an option that shaped nothing is never recorded in a piece's provenance.
+SASHIMI_FIELDS = ("model", "seconds", "temperature", "top_p", "top_k", "seed", "num_samples", "prompt")
+# Sampling fields a model directory may give defaults for (config.json "sampling"), used when a request
+# leaves them out; the request then records the values used.
+SAMPLING_FIELDS = ("temperature", "top_p", "top_k")
 
 # ------------------------------------------------------------------------------------------- composer
 
@@ -81,9 +92,17 @@ class SashimiComposer(Composer):
         return directory
 
     def validate(self, request: ComposeRequest) -> ComposeRequest:
+        for name, info in type(request).model_fields.items():
+            if name not in SASHIMI_FIELDS and getattr(request, name) != info.default:
+                raise InvalidRequest(name, f"a SaShiMi (raw audio) model has no {name} option; leave it out")
         request = request.with_seed()
+        defaults = self.card.get("sampling") or {}
+        update: dict = {k: defaults[k] for k in SAMPLING_FIELDS if k in defaults and k not in request.model_fields_set}
         if request.seconds is None:
-            request = request.model_copy(update={"seconds": DEFAULT_SECONDS})
+            update["seconds"] = DEFAULT_SECONDS
+        request = request.model_copy(update=update)
+        if request.top_k > self.config.n_classes:
+            raise InvalidRequest("top_k", f"top_k is at most {self.config.n_classes} (the 8-bit classes); 0 = off")
         if request.prompt is not None and not Path(request.prompt).is_file():
             raise InvalidRequest("prompt", f"no such audio file: {request.prompt}")
         return request
@@ -95,7 +114,8 @@ class SashimiComposer(Composer):
             "sample_rate": self.config.sample_rate,
             "n_layers": self.config.n_layers,
             "default_seconds": DEFAULT_SECONDS,
-            "fields": ["seconds", "temperature", "top_p", "seed", "num_samples", "prompt"],
+            "defaults": {"temperature": 1.0, "top_p": 1.0, "top_k": 0, **(self.card.get("sampling") or {})},
+            "fields": ["seconds", "temperature", "top_p", "top_k", "seed", "num_samples", "prompt"],
         }
 
     def _prompt(self, request: ComposeRequest, batch: int) -> np.ndarray | None:
@@ -107,7 +127,7 @@ class SashimiComposer(Composer):
     def stream(self, request: ComposeRequest) -> Iterator[AudioBlock]:
         """Yield 0.25 s blocks. With num_samples B > 1 the B samples are made together, one batch, and
         block i of sample b has index i*B + b. A prompt is streamed first, then its continuation."""
-        from orchestrion.sashimi.sampler import Sampler, choose  # numba: compiled only to compose
+        from orchestrion.sashimi.sampler import Sampler  # numba: compiled only to compose
 
         request = self.validate(request)
         rate, batch = self.config.sample_rate, request.num_samples
@@ -118,7 +138,7 @@ class SashimiComposer(Composer):
         prompt = self._prompt(request, batch)
         index, position = 0, 0
         if prompt is not None:
-            logits = sampler.feed(prompt).copy()
+            sampler.feed(prompt)
             audio = mulaw.decode(prompt[0], self.config.quantization)
             for start in range(0, len(audio), block):
                 for _ in range(batch):
@@ -127,14 +147,11 @@ class SashimiComposer(Composer):
                 position += len(audio[start : start + block])
         else:
             silence = mulaw.encode(np.zeros(batch), self.config.quantization).astype(np.int64)
-            logits = sampler.step(silence).copy()
+            sampler.step(silence)
         for start in range(0, total, block):
             n = min(block, total - start)
             gumbel = rng.gumbel(size=(n, batch, self.config.n_classes)).astype(np.float32)
-            out = np.empty((batch, n), dtype=np.int64)
-            for t in range(n):
-                out[:, t] = choose(logits, request.temperature, request.top_p, gumbel[t])
-                logits = sampler.step(out[:, t])
+            out = sampler.sample(n, request.temperature, request.top_p, gumbel, request.top_k)  # (B, n)
             for row in out:
                 yield AudioBlock(index, position, mulaw.decode(row, self.config.quantization), rate)
                 index += 1
@@ -153,8 +170,14 @@ class SashimiComposer(Composer):
         pieces = []
         for b in range(batch):
             audio = np.concatenate(parts[b])
-            report = audio_report(audio[prompt_samples:], self.config.sample_rate)
-            report["prompt_seconds"] = round(prompt_samples / self.config.sample_rate, 3)
+            rate = self.config.sample_rate
+            report = audio_report(audio[prompt_samples:], rate)
+            report["prompt_seconds"] = round(prompt_samples / rate, 3)
+            if prompt_samples:
+                # Does the continuation keep the prompt's notes? Up to a second either side of the seam.
+                span = min(rate, prompt_samples, len(audio) - prompt_samples)
+                seam = audio[prompt_samples - span : prompt_samples], audio[prompt_samples : prompt_samples + span]
+                report["continuation_chroma"] = round(chroma_similarity(*seam, rate), 4) if span else None
             report["sample"] = b
             pieces.append(
                 Piece(

@@ -17,7 +17,9 @@ Shards are memory-mapped for reading, so a dataset far larger than memory trains
 
 The built-in corpus `builtin:piano` is the Bach chorales (from music21's corpus) rendered by FluidSynth
 with General MIDI program 0 (acoustic grand piano) on every voice: a piano dataset in the spirit of
-YouTubeMix that needs no download.
+YouTubeMix that needs no download. `builtin:piano-melody` is the same chorales' soprano lines alone, one
+note at a time on the same piano: simpler audio (one pitch and its partials), for a small model to learn
+tones from.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from orchestrion.errors import BadInput
 FORMAT = "orchestrion-audio"
 VERSION = 1
 PIANO = "builtin:piano"
+PIANO_MELODY = "builtin:piano-melody"
+PIANO_VOICES = {PIANO: "all", PIANO_MELODY: "soprano"}  # which chorale voices each built-in corpus plays
 PIANO_VERSION = 2
 TRIM_DB = -60.0  # rendered rests before the first and after the last note are trimmed below this
 MIN_CHUNK_SECONDS = 0.5  # a file's last, shorter chunk is kept when at least this long
@@ -47,15 +51,20 @@ HELD_OUT = 0.1  # share of source files for validation, and again for test
 # ------------------------------------------------------------------------------------ piano corpus
 
 
-def _render_piano(job: tuple[str, str], sample_rate: int) -> str | None:
-    """Engine worker: render one chorale (source, dest) as mono piano into `dest`; an error message or None."""
+def _render_piano(job: tuple[str, str], context: tuple[int, str]) -> str | None:
+    """Engine worker: render one chorale (source, dest) as mono piano into `dest`; an error message or None.
+
+    `context` is (sample rate, voices): "all", or "soprano" for the first (highest) part alone."""
     source, dest = job
+    sample_rate, voices = context
     from orchestrion.core.music import load_midi
     from orchestrion.core.render import render_wav
     from orchestrion.errors import OrchestrionError
 
     try:
         score = load_midi(source)
+        if voices == "soprano":
+            score.tracks = score.tracks[:1]
         for track in score.tracks:
             track.program = 0
             track.is_drum = False
@@ -92,8 +101,11 @@ def piano_corpus(
     cache_dir: Path | None = None,
     sample_rate: int = 16000,
     parallel: Parallel | None = None,
+    voices: str = "all",
 ) -> list[Path]:
     """The built-in piano audio: the chorales rendered once into the cache (resumable), sorted by name.
+
+    `voices`: "all" (the four parts) or "soprano" (the melody alone).
 
     Rendered on `parallel`'s workers (default: `workers` local processes); a file that exists is finished.
     """
@@ -106,12 +118,15 @@ def piano_corpus(
     midis = corpora.corpus_files("bach-chorales", cache_dir=cache_dir)
     if limit is not None:
         midis = midis[:limit]
-    root = (corpora.cache_dir(cache_dir) / f"piano-{sample_rate}-v{PIANO_VERSION}").resolve()
+    if voices not in ("all", "soprano"):
+        raise BadInput(f"unknown piano voices {voices!r}; use 'all' or 'soprano'")
+    name = "piano" if voices == "all" else f"piano-{voices}"
+    root = (corpora.cache_dir(cache_dir) / f"{name}-{sample_rate}-v{PIANO_VERSION}").resolve()
     root.mkdir(parents=True, exist_ok=True)
     wavs = [root / f"{m.stem}.wav" for m in midis]
     jobs = [(str(m), str(w)) for m, w in zip(midis, wavs, strict=True) if not w.is_file()]
     console = Console(stderr=True)
-    rendering = imap(_render_piano, jobs, parallel, context=sample_rate, label="render piano")
+    rendering = imap(_render_piano, jobs, parallel, context=(sample_rate, voices), label="render piano")
     for (source, dest), error in zip(jobs, rendering, strict=True):
         if isinstance(error, Failed):
             error = error.reason
@@ -216,8 +231,10 @@ def encode_audio(
     files: list[Path] = []
     plain = []
     for item in inputs:
-        if item == PIANO:
-            files.extend(piano_corpus(piano_limit, sample_rate=sample_rate, parallel=parallel))
+        if item in PIANO_VOICES:
+            files.extend(
+                piano_corpus(piano_limit, sample_rate=sample_rate, parallel=parallel, voices=PIANO_VOICES[item])
+            )
         else:
             plain.append(item)
     files.extend(find_audio_files(plain))

@@ -49,6 +49,14 @@ class SashimiConfig:
     n_classes: int = 256
     quantization: str = "mulaw"
     sample_rate: int = 16000
+    # Add a learned linear map of each class's amplitude (its decoded value and its companded level) to
+    # its embedding, so that the ordinal structure of the 256 classes is known from the first step and the
+    # linear S4 layers can predict the waveform at once. Off in the models trained before it existed.
+    amplitude_input: bool = False
+    # Add to the logits a peak over the classes' decoded amplitudes, -((a_c - mu) / sigma)^2 / 2, with mu and
+    # log sigma two more outputs of the head: a unimodal prediction (a waveform's next value and how sure
+    # the model is) from the first step, which the 256 free logits then reshape. Off in older models.
+    amplitude_output: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -130,6 +138,25 @@ def _stage(d: int, config: SashimiConfig) -> list[nn.Module]:
     return blocks
 
 
+def class_levels(config: SashimiConfig) -> torch.Tensor:
+    """(C, 2) float: each class's decoded amplitude in [-1, 1] and its place on the class scale in [-1, 1]."""
+    from orchestrion.sashimi import mulaw
+
+    classes = torch.arange(config.n_classes)
+    bits = max(1, (config.n_classes - 1).bit_length())
+    decoded = torch.from_numpy(mulaw.decode(classes.numpy(), config.quantization, bits).astype("float32"))
+    return torch.stack([decoded, classes.float() / (config.n_classes - 1) * 2 - 1], dim=1)
+
+
+LOG_SIGMA = (-8.0, 2.0)  # the peak's width, sigma, from 3e-4 (about the finest mu-law step) to 7
+
+
+def amplitude_peak(params: torch.Tensor, amplitudes: torch.Tensor) -> torch.Tensor:
+    """params (..., 2) = (mu, log sigma), amplitudes (C,) -> (..., C): -((a_c - mu) / sigma)^2 / 2."""
+    mu, log_sigma = params[..., :1], params[..., 1:].clamp(*LOG_SIGMA)
+    return -0.5 * ((amplitudes - mu) * torch.exp(-log_sigma)).square()
+
+
 # ---------------------------------------------------------------------------------------------- model
 
 
@@ -139,6 +166,9 @@ class Sashimi(nn.Module):
         self.config = config
         d = config.d_model
         self.embedding = nn.Embedding(config.n_classes, d)
+        if config.amplitude_input:
+            self.amplitude = nn.Linear(2, d)
+            self.register_buffer("levels", class_levels(config), persistent=False)  # (C, 2)
         self.down = nn.ModuleList()
         for p in config.pool:
             self.down.append(DownPool(d, config.expand, p))
@@ -151,13 +181,22 @@ class Sashimi(nn.Module):
             block.extend(_stage(d, config))
             self.up.append(block)
         self.norm = nn.LayerNorm(d)
-        self.head = nn.Linear(d, config.n_classes)
+        self.head = nn.Linear(d, config.n_classes + (2 if config.amplitude_output else 0))
+        if config.amplitude_output and not config.amplitude_input:
+            self.register_buffer("levels", class_levels(config), persistent=False)  # (C, 2)
+
+    def input_table(self) -> torch.Tensor:
+        """(C, D): what each class puts into the network (its embedding, plus its amplitude's map)."""
+        table = self.embedding.weight
+        if self.config.amplitude_input:
+            table = table + self.amplitude(self.levels)
+        return table
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, L) with L a multiple of config.frame -> logits (B, L, n_classes)."""
         if tokens.shape[1] % self.config.frame:
             raise ValueError(f"sequence length {tokens.shape[1]} is not a multiple of {self.config.frame}")
-        x = self.embedding(tokens.long())  # (B, L, D)
+        x = F.embedding(tokens.long(), self.input_table())  # (B, L, D)
         skips = [x]
         for pool in self.down:
             x = pool(x)
@@ -171,4 +210,7 @@ class Sashimi(nn.Module):
             for layer in block[1:]:
                 x = layer(x)
             x = x + h
-        return self.head(self.norm(x))
+        out = self.head(self.norm(x))  # (B, L, C) or (B, L, C + 2)
+        if not self.config.amplitude_output:
+            return out
+        return out[..., :-2].float() + amplitude_peak(out[..., -2:].float(), self.levels[:, 0])  # fp32 under autocast

@@ -19,10 +19,15 @@ import numpy as np
 import torch
 from numba import njit
 
+from orchestrion.sashimi.model import LOG_SIGMA, class_levels
+
 if TYPE_CHECKING:
     from torch import nn
 
     from orchestrion.sashimi.model import DownPool, Sashimi, UpPool
+
+
+LOG_SIGMA_LOW, LOG_SIGMA_HIGH = LOG_SIGMA
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -113,16 +118,26 @@ def _linear(x, W, b):  # noqa: N803
 
 
 @njit(cache=True, fastmath=True, error_model="numpy")
-def _head(x, W, b, logits):  # noqa: N803
-    """logits (B, C) = LayerNorm(x) @ W + b, with the norm's affine part folded into W and b."""
+def _head(x, W, b, amplitudes, logits):  # noqa: N803
+    """logits (B, C) = LayerNorm(x) @ W + b, with the norm's affine part folded into W and b. When W has
+    two more columns (amplitude_output) they are the peak's mu and log sigma, added as in `amplitude_peak`."""
     n = np.empty(x.shape[1], np.float32)
+    out = np.empty(W.shape[1], np.float32)
+    c = logits.shape[1]
     for r in range(x.shape[0]):
         _normalize(x[r], n)
-        logits[r] = b
+        out[:] = b
         for i in range(x.shape[1]):
             ni = n[i]
             for j in range(W.shape[1]):
-                logits[r, j] += ni * W[i, j]
+                out[j] += ni * W[i, j]
+        logits[r] = out[:c]
+        if W.shape[1] > c:
+            mu = out[c]
+            inv = math.exp(-min(max(out[c + 1], LOG_SIGMA_LOW), LOG_SIGMA_HIGH))
+            for j in range(c):
+                d = (amplitudes[j] - mu) * inv
+                logits[r, j] -= 0.5 * d * d
 
 
 def _fold_stage(blocks: list, batch: int) -> tuple:
@@ -191,7 +206,8 @@ class Sampler:
     def __init__(self, model: Sashimi, batch: int = 1):
         model = model.eval()
         self.batch = batch
-        self.embedding = _np(model.embedding.weight)  # (C, D)
+        with torch.no_grad():
+            self.embedding = _np(model.input_table())  # (C, D): embedding plus the amplitude map, folded
         # stage k pairs down[k] with up[-1-k]: both work at the finer resolution of that scale
         self.stages = [_Stage(model.down[k], model.up[len(model.down) - 1 - k], batch) for k in range(len(model.down))]
         self.center = _fold_stage(list(model.center), batch)
@@ -199,7 +215,8 @@ class Sampler:
         w = _np(model.head.weight).T  # (D, C)
         self.head_W = np.ascontiguousarray(g[:, None] * w, dtype=np.float32)
         self.head_b = (b @ w + _np(model.head.bias)).astype(np.float32)
-        self.logits = np.zeros((batch, self.head_b.shape[0]), dtype=np.float32)
+        self.amplitudes = _np(class_levels(model.config)[:, 0])  # (C,): each class's decoded value
+        self.logits = np.zeros((batch, model.config.n_classes), dtype=np.float32)
         self.t = 0
         self._net = None
         if len(self.stages) == 2:
@@ -223,6 +240,7 @@ class Sampler:
                 self.center,
                 self.head_W,
                 self.head_b,
+                self.amplitudes,
                 self.logits,
             )
 
@@ -249,7 +267,8 @@ class Sampler:
         if self._net is not None:
             _advance(self._net, self.t, classes)
         else:
-            _head(self._run(0, self.embedding[classes], self.t), self.head_W, self.head_b, self.logits)
+            x = self._run(0, self.embedding[classes], self.t)
+            _head(x, self.head_W, self.head_b, self.amplitudes, self.logits)
         self.t += 1
         return self.logits
 
@@ -264,15 +283,15 @@ class Sampler:
                 self.step(classes[:, t])
         return self.logits
 
-    def sample(self, n: int, temperature: float, top_p: float, gumbel: np.ndarray) -> np.ndarray:
+    def sample(self, n: int, temperature: float, top_p: float, gumbel: np.ndarray, top_k: int = 0) -> np.ndarray:
         """n samples (B, n) from the current logits on (choose, step, choose, ...); gumbel is (n, B, C) noise."""
         out = np.empty((self.batch, n), dtype=np.int64)
         if self._net is not None:
-            _sample(self._net, self.t, gumbel, 1.0 / temperature, top_p, out)
+            _sample(self._net, self.t, gumbel, 1.0 / temperature, top_k, top_p, out)
             self.t += n
         else:
             for s in range(n):
-                out[:, s] = choose(self.logits, temperature, top_p, gumbel[s])
+                out[:, s] = choose(self.logits, temperature, top_p, gumbel[s], top_k)
                 self.step(out[:, s])
         return out
 
@@ -283,7 +302,7 @@ class Sampler:
 
 @njit(cache=True, fastmath=True, error_model="numpy")
 def _advance(net, t, classes):  # noqa: ANN001, ANN201
-    emb, b0, q0, dW0, db0, uW0, ub0, L0, b1, q1, dW1, db1, uW1, ub1, L1, Lc, hW, hb, logits = net  # noqa: N806
+    emb, b0, q0, dW0, db0, uW0, ub0, L0, b1, q1, dW1, db1, uW1, ub1, L1, Lc, hW, hb, amps, logits = net  # noqa: N806
     batch, p0, p1 = classes.shape[0], b0.shape[1], b1.shape[1]
     x = np.empty((batch, emb.shape[1]), np.float32)
     for b in range(batch):
@@ -303,7 +322,7 @@ def _advance(net, t, classes):  # noqa: ANN001, ANN201
         _stage_layers(y1, *L1)
         q0[:] = _linear(y1, uW0, ub0).reshape(batch, p0, q0.shape[2])
     _stage_layers(y0, *L0)
-    _head(y0, hW, hb, logits)
+    _head(y0, hW, hb, amps, logits)
 
 
 @njit(cache=True, fastmath=True, error_model="numpy")
@@ -313,23 +332,28 @@ def _feed(net, t, classes):  # noqa: ANN001, ANN201
 
 
 @njit(cache=True, fastmath=True, error_model="numpy")
-def _choose_row(logits, inv_temperature, top_p, gumbel):  # noqa: ANN001, ANN201
-    """Gumbel-max over temperature-scaled logits, restricted to the smallest top-p nucleus."""
+def _choose_row(logits, inv_temperature, top_k, top_p, gumbel):  # noqa: ANN001, ANN201
+    """Gumbel-max over temperature-scaled logits, restricted to the k most likely classes (top_k > 0) and
+    then to the smallest nucleus holding top_p of their renormalised mass (top_p < 1)."""
     c = logits.shape[0]
     z = logits * inv_temperature
     keep = c
     order = np.arange(c)
-    if top_p < 1.0:
+    if top_p < 1.0 or 0 < top_k < c:
         order = np.argsort(-z)
-        top = z[order[0]]
-        p = np.exp(z - top)
-        total = p.sum()
-        cum = 0.0
-        for r in range(c):
-            cum += p[order[r]] / total
-            if cum >= top_p:
-                keep = r + 1
-                break
+        if 0 < top_k < c:
+            keep = top_k
+        if top_p < 1.0:
+            top = z[order[0]]
+            total = 0.0
+            for r in range(keep):
+                total += math.exp(z[order[r]] - top)
+            cum = 0.0
+            for r in range(keep):
+                cum += math.exp(z[order[r]] - top) / total
+                if cum >= top_p:
+                    keep = r + 1
+                    break
     best, best_score = order[0], -np.inf
     for r in range(keep):
         k = order[r]
@@ -340,16 +364,19 @@ def _choose_row(logits, inv_temperature, top_p, gumbel):  # noqa: ANN001, ANN201
 
 
 @njit(cache=True, fastmath=True, error_model="numpy")
-def _sample(net, t, gumbel, inv_temperature, top_p, out):  # noqa: ANN001, ANN201
+def _sample(net, t, gumbel, inv_temperature, top_k, top_p, out):  # noqa: ANN001, ANN201
     logits = net[-1]
     classes = np.empty(out.shape[0], np.int64)
     for s in range(out.shape[1]):
         for b in range(out.shape[0]):
-            classes[b] = _choose_row(logits[b], inv_temperature, top_p, gumbel[s, b])
+            classes[b] = _choose_row(logits[b], inv_temperature, top_k, top_p, gumbel[s, b])
             out[b, s] = classes[b]
         _advance(net, t + s, classes)
 
 
-def choose(logits: np.ndarray, temperature: float, top_p: float, gumbel: np.ndarray) -> np.ndarray:
-    """Sample one class per row of logits (B, C) with Gumbel noise (B, C), at a temperature, within top-p."""
-    return np.array([_choose_row(row, 1.0 / temperature, top_p, g) for row, g in zip(logits, gumbel, strict=True)])
+def choose(logits: np.ndarray, temperature: float, top_p: float, gumbel: np.ndarray, top_k: int = 0) -> np.ndarray:
+    """Sample one class per row of logits (B, C) with Gumbel noise (B, C), at a temperature, within the top
+    k (0: all) and then the top-p nucleus."""
+    return np.array(
+        [_choose_row(row, 1.0 / temperature, top_k, top_p, g) for row, g in zip(logits, gumbel, strict=True)]
+    )

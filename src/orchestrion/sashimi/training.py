@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +71,69 @@ def evaluate(
     }
 
 
+def read_records(path: str | Path) -> list[dict]:
+    """The records of a metrics.jsonl (a line cut by kill -9 is skipped)."""
+    records = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def learning_curve(
+    records: list[dict], path: str | Path, *, baselines: dict[str, float] | None = None, title: str = ""
+) -> Path:
+    """Plot the two learning curves of a run's metrics.jsonl records: validation bits per byte (with
+    horizontal `baselines`, name -> bits per byte) and the samples' flatness and harmonicity, with the
+    share judged tonal, against the step. The quality targets are drawn as dotted lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from orchestrion.core.files import atomic_path
+
+    evals = [r for r in records if r.get("val_loss") is not None]
+    steps = [r["step"] for r in evals]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    top.plot(steps, [r["val_loss"] / math.log(2) for r in evals], marker="o", label="validation")
+    train = [(r["step"], r["train_loss"] / math.log(2)) for r in records if r.get("train_loss") is not None]
+    if train:
+        top.plot(*zip(*train, strict=True), alpha=0.4, label="train")
+    for i, (name, value) in enumerate((baselines or {}).items()):
+        top.axhline(value, color=f"C{i + 2}", linestyle="--", label=name)
+    top.set_ylabel("bits per byte")
+    top.grid(alpha=0.3)
+    top.legend(fontsize=8)
+    heard = [r for r in evals if r.get("sample_flatness") is not None]
+    if heard:
+        x = [r["step"] for r in heard]
+        bottom.semilogy(x, [r["sample_flatness"] for r in heard], marker="o", label="sample flatness (median)")
+        bottom.axhline(0.01, color="C0", linestyle=":", label="flatness target 0.01")
+        right = bottom.twinx()
+        right.plot(x, [r["sample_harmonicity"] for r in heard], marker="s", color="C1", label="harmonicity")
+        right.plot(x, [r["sample_tonal"] for r in heard], marker="^", color="C2", label="share tonal")
+        right.set_ylim(-0.05, 1.05)
+        right.set_ylabel("harmonicity, share tonal")
+        right.legend(loc="upper right", fontsize=8)
+    bottom.set_ylabel("spectral flatness")
+    bottom.set_xlabel("step")
+    bottom.grid(alpha=0.3)
+    bottom.legend(loc="upper left", fontsize=8)
+    if title:
+        top.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
+    return path
+
+
 def metric_table(metrics: dict[str, dict]) -> str:
     """Markdown table in the reference's layout: one row per split/metric."""
     lines = ["| metric | value |", "|---|---|"]
@@ -84,6 +147,40 @@ def metric_table(metrics: dict[str, dict]) -> str:
 # ------------------------------------------------------------------------------------------- training
 
 
+@torch.no_grad()
+def sample_quality(model: Sashimi, *, count: int = 3, seconds: float = 2.0, seed: int = 0) -> dict:
+    """What the model's samples sound like now: `count` unconditional samples of `seconds` (seeds fixed,
+    temperature 1), each judged by `orchestrion.core.audio_analysis.classify`; the medians and the tonal share.
+
+    The learning curve's second axis: bits per byte can fall while the samples stay noise.
+    """
+    from orchestrion.core.audio_analysis import classify
+    from orchestrion.sashimi import mulaw
+    from orchestrion.sashimi.sampler import Sampler
+
+    was_training = model.training
+    model.cpu().eval()
+    config = model.config
+    n = int(seconds * config.sample_rate)
+    sampler = Sampler(model, count)
+    sampler.step(mulaw.encode(np.zeros(count), config.quantization).astype(np.int64))
+    gumbel = np.random.default_rng(seed).gumbel(size=(n, count, config.n_classes)).astype(np.float32)
+    classes = sampler.sample(n, 1.0, 1.0, gumbel)
+    verdicts = [classify(mulaw.decode(row, config.quantization), config.sample_rate) for row in classes]
+    model.train(was_training)
+
+    def median(values: list[float]) -> float | None:
+        values = [v for v in values if not math.isnan(v)]
+        return float(np.median(values)) if values else None
+
+    return {
+        "sample_flatness": median([v.flatness for v in verdicts]),
+        "sample_harmonicity": median([v.harmonicity for v in verdicts]),
+        "sample_tonal": sum(v.label == "tonal" for v in verdicts) / count,
+        "sample_labels": [v.label for v in verdicts],
+    }
+
+
 @dataclass
 class SashimiTraining:
     """What `orchestrion train sashimi` needs beyond the shared loop's TrainConfig; saved for --resume."""
@@ -91,6 +188,9 @@ class SashimiTraining:
     layers: int = 2
     seq_len: int = 4096  # training window, a multiple of 16 (0.26 s at 16 kHz)
     eval_windows: int = 32
+    model: dict = field(default_factory=dict)  # more SashimiConfig fields (d_model, amplitude_input, ...)
+    sample_count: int = 3  # at every evaluation, this many unconditional samples are judged (0: none) ...
+    sample_seconds: float = 2.0  # ... of this length: the learning curve of flatness, harmonicity, verdict
     train: dict = field(
         default_factory=lambda: {
             "steps": 2000,
@@ -105,6 +205,25 @@ class SashimiTraining:
             "log_every": 10,
         }
     )
+
+
+# Named settings for `orchestrion train sashimi --preset NAME` (the command line's options override them).
+PRESETS: dict[str, dict] = {
+    # the reference's 2-layer SaShiMi, as the first builtin:piano was trained
+    "reference": {"layers": 2, "model": {}},
+    # the same network, told each class's amplitude on the way in and predicting a peak on the way out
+    "piano": {"layers": 2, "model": {"amplitude_input": True, "amplitude_output": True}},
+}
+
+
+def preset(name: str) -> SashimiTraining:
+    """The SashimiTraining of a preset by name (a fresh copy)."""
+    if name not in PRESETS:
+        raise BadInput(f"unknown SaShiMi preset {name!r}; use one of: {', '.join(PRESETS)}")
+    fields_ = json.loads(json.dumps(PRESETS[name]))
+    settings = SashimiTraining(**{k: v for k, v in fields_.items() if k != "train"})
+    settings.train.update(fields_.get("train", {}))
+    return settings
 
 
 def train_sashimi(
@@ -129,15 +248,35 @@ def train_sashimi(
         raise BadInput(
             f"layers must be >= 1 and the window a multiple of 16 (got {settings.layers}, {settings.seq_len})"
         )
+    fixed = {"n_layers", "quantization", "sample_rate"}  # from --layers and the dataset
+    unknown = set(settings.model) - ({f.name for f in fields(SashimiConfig)} - fixed)
+    if unknown:
+        raise BadInput(f"unknown or fixed model settings: {', '.join(sorted(unknown))}")
     dataset = AudioDataset(data)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(saved, json.dumps(asdict(settings), indent=2) + "\n")  # read back by every --resume
-    config = SashimiConfig(n_layers=settings.layers, quantization=dataset.quantization, sample_rate=dataset.sample_rate)
+    config = SashimiConfig.from_dict(
+        {
+            **settings.model,
+            "n_layers": settings.layers,
+            "quantization": dataset.quantization,
+            "sample_rate": dataset.sample_rate,
+        }
+    )
     train_config = TrainConfig.from_dict(settings.train)
     torch.manual_seed(train_config.seed)
     model = Sashimi(config)
     task = AudioTask(dataset, settings.seq_len, train_config.batch_size, seed=train_config.seed)
-    result = train(model, task, train_config, out, resume=resume)
+
+    from orchestrion.sashimi import sampler  # noqa: F401  (loaded now: a long run keeps the code it began with)
+
+    def listen(trained: Sashimi) -> dict:
+        device = next(trained.parameters()).device
+        quality = sample_quality(trained, count=settings.sample_count, seconds=settings.sample_seconds)
+        trained.to(device)
+        return quality
+
+    result = train(model, task, train_config, out, resume=resume, extra_eval=listen if settings.sample_count else None)
     model.cpu()
     metrics = {
         split: evaluate(model, data, split, seq_len=settings.seq_len, windows=settings.eval_windows)
@@ -156,4 +295,6 @@ def train_sashimi(
     }
     SashimiComposer(model, card).save(out)
     write_atomic(out / "metrics.md", metric_table(metrics) + "\n")
+    title = f"{out.name}: width {config.d_model}, {config.n_layers} layers per stage"
+    learning_curve(read_records(out / "metrics.jsonl"), out / "learning_curve.png", title=title)
     return card

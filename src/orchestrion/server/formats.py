@@ -10,8 +10,11 @@ import tempfile
 from pathlib import Path
 
 from orchestrion.composer import Piece
+from orchestrion.core.abcfile import engraving_problem
 from orchestrion.core.abcmidi import abc_to_midi
-from orchestrion.core.render import midi_title, render_svg, render_wav
+from orchestrion.core.isolate import run_isolated
+from orchestrion.core.render import midi_title, render_wav
+from orchestrion.errors import BadInput
 from orchestrion.server.errors import ApiError
 
 FORMATS = {
@@ -172,7 +175,11 @@ def render_piece(piece: Piece, fmt: str) -> bytes:
             else:
                 raise ApiError(406, "format", "this piece is audio and has no score (ask for wav)")
             out = tmp / "piece.svg"
-            render_svg(source, out, title=svg_title(piece) if piece.abc is None else None)
+            problem = engraving_problem(piece.abc) if piece.abc is not None else None
+            if problem:
+                raise BadInput(f"cannot engrave the score: {problem}")
+            # In a child process: a tune that crashes verovio ends the child, not the server.
+            run_isolated("svg", source, out, title=svg_title(piece) if piece.abc is None else None, name="the piece")
             return out.read_bytes()
     raise ApiError(422, "format", f"unknown format {fmt!r}")
 

@@ -26,10 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrion.abc import text as abc
+from orchestrion.core import abcfile
 from orchestrion.core.abcmidi import Validity, compile_notes
 from orchestrion.core.audio import load_audio
 from orchestrion.core.corpora import cache_dir
+from orchestrion.core.isolate import Isolated
 from orchestrion.core.music import load_midi
+from orchestrion.core.render import render_file
 from orchestrion.errors import BadInput, OrchestrionError
 from orchestrion.mmm.codec import decode, encode_batch, encode_windows
 from orchestrion.mmm.vocabulary import MMMOptions, vocabulary
@@ -67,6 +70,7 @@ class FuzzStats:
     maxrss: int = 0  # bytes: the process's peak resident memory when the run ended (getrusage, spikes included)
     failures: list[Failure] = field(default_factory=list)
     errors_seen: dict[str, int] = field(default_factory=dict)  # our error messages' first words -> count
+    contained: int = 0  # child processes that died by a signal on an input (render readers): ours, not a crash
 
     @property
     def rss_growth(self) -> int:
@@ -198,6 +202,32 @@ def read_abc2midi(text: str) -> object:
     return notes
 
 
+def read_render(text: str, scratch: Path, child: Isolated, limit_s: float) -> object:
+    """`orchestrion render FILE.abc --svg`: each tune compiled by abc2midi, then engraved in the child process."""
+    path = scratch / "input.abc"
+    path.write_text(text, encoding="utf-8", errors="replace")
+    return render_file(path, svg=scratch / "out.svg", child=child, problems=[], timeout=limit_s)
+
+
+def read_engrave(text: str, scratch: Path, child: Isolated, limit_s: float) -> object:
+    """verovio on the text after our own check (`abcfile.engraving_problem`) and no abc2midi before it to refuse
+    what it cannot compile, in the child: `contained` counts the crashes the check does not foresee."""
+    problem = abcfile.engraving_problem(text)
+    if problem:
+        raise BadInput(problem)
+    path = scratch / "input.abc"
+    path.write_text(text, encoding="utf-8", errors="replace")
+    return child.call("svg", path, scratch / "out.svg", timeout=limit_s, name=path)
+
+
+def read_render_midi(data: bytes, scratch: Path, child: Isolated, limit_s: float) -> object:
+    """`orchestrion render FILE.mid --svg --wav`: FluidSynth, then music21 and verovio, in the child process."""
+    path = scratch / "input.mid"
+    path.write_bytes(data)
+    outs = {"svg": scratch / "out.svg", "wav": scratch / "out.wav"}
+    return render_file(path, **outs, child=child, problems=[], timeout=limit_s, sample_rate=8000)
+
+
 def read_audio(data: bytes, path: Path) -> object:
     path.write_bytes(data)
     return load_audio(path)
@@ -256,11 +286,16 @@ def run_all(
     readers: tuple[str, ...] = ("midi", "midi-path", "mmm", "abc", "audio-soundfile", "audio-ffmpeg"),
     ffmpeg_n: int | None = None,
     abc2midi_n: int | None = None,
+    render_midi_n: int | None = None,
     limit_s: float = 2.0,
     warmup: int = 200,
 ) -> list[FuzzStats]:
     """Fuzz each named reader with `n` inputs; the external programs may get fewer (`ffmpeg_n`, default `n // 50`,
-    for the ffmpeg fallback: one process per input; `abc2midi_n`, default `n // 100`, for abc2midi)."""
+    for the ffmpeg fallback: one process per input; `abc2midi_n`, default `n // 100`, for abc2midi;
+    `render_midi_n`, default `n // 50`, for rendering MIDI through music21, verovio and FluidSynth).
+
+    The render readers (`render`, `engrave`, `render-midi`) engrave and synthesise in one child process,
+    started again after a crash; `FuzzStats.contained` counts the children that died on an input."""
     midi = midi_seeds(fixtures, corpus_limit)
     results = []
     with tempfile.TemporaryDirectory(prefix="orchestrion-fuzz-") as tmp:
@@ -290,6 +325,8 @@ def run_all(
                     limit_s=limit_s,
                     warmup=warmup,
                 )
+            elif reader in ("render", "engrave", "render-midi"):
+                stats = _fuzz_render(reader, fixtures, corpus_limit, midi, rng, scratch, n, render_midi_n, limit_s)
             elif reader == "abc2midi":
                 count = abc2midi_n if abc2midi_n is not None else max(n // 100, 1)
                 inputs = abc_inputs(abc_seeds(fixtures, corpus_limit), rng, count)
@@ -323,15 +360,45 @@ def run_all(
     return results
 
 
+def _fuzz_render(
+    reader: str,
+    fixtures: Path,
+    corpus_limit: int,
+    midi: list[bytes],
+    rng: random.Random,
+    scratch: Path,
+    n: int,
+    render_midi_n: int | None,
+    limit_s: float,
+) -> FuzzStats:
+    """One render reader over its inputs, with one child process (recycled every 2,000 calls) for all of them.
+
+    The child's limit is below the harness's, so a stuck engraver is killed and reported as our error."""
+    child_limit = max(limit_s, 10.0)
+    with Isolated(quiet=True, recycle=2_000) as child:
+        if reader == "render-midi":
+            count = render_midi_n if render_midi_n is not None else max(n // 50, 1)
+            run = lambda d: read_render_midi(d, scratch, child, child_limit)  # noqa: E731
+            inputs: Iterator = midi_inputs(midi, rng, count)
+        else:
+            count = n
+            read = read_render if reader == "render" else read_engrave
+            run = lambda t: read(t, scratch, child, child_limit)  # noqa: E731
+            inputs = abc_inputs(abc_seeds(fixtures, corpus_limit), rng, count)
+        stats = fuzz_reader(reader, run, inputs, limit_s=4 * child_limit + 20, warmup=min(200, count // 2))
+        stats.contained = child.crashes
+    return stats
+
+
 def format_table(results: list[FuzzStats]) -> str:
     head = (
         "| reader | inputs | decoded | our error | foreign exceptions | hangs | max ms per input | RSS growth "
-        "| peak RSS so far |"
+        "| peak RSS so far | child crashes contained |"
     )
-    rows = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in results:
         rows.append(
             f"| {s.reader} | {s.inputs:,} | {s.decoded:,} | {s.our_error:,} | {s.foreign} | {s.hangs} | "
-            f"{s.max_ms:.1f} | {s.rss_growth / 2**20:.1f} MiB | {s.maxrss / 2**20:.0f} MiB |"
+            f"{s.max_ms:.1f} | {s.rss_growth / 2**20:.1f} MiB | {s.maxrss / 2**20:.0f} MiB | {s.contained} |"
         )
     return "\n".join(rows)

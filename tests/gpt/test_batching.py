@@ -120,3 +120,28 @@ def test_a_stopped_streams_next_step_is_refused():
     thread.start()
     thread.join(30)
     assert outcome == ["cancelled"]
+
+
+def test_bar_positions_go_through_a_batched_step_as_alone():
+    model = _model("chorales")
+    if not getattr(model.config, "token_types", None):
+        pytest.skip("builtin:chorales reads no bar positions")
+    rows = [8, 1, 3]
+    g = torch.Generator().manual_seed(4)
+    with torch.inference_mode():
+        alone, shared = _pair(model, rows, 2)
+        for _ in range(6):
+            ids = [torch.randint(0, model.config.vocab_size, (n, 1), generator=g) for n in rows]
+            types = [torch.randint(0, model.config.vocab_size, (n, 1), generator=g) for n in rows]
+            together = forward_rows(shared, ids, types)
+            for i in range(len(rows)):
+                assert torch.equal(alone[i].forward(ids[i], types[i]), together[i]), f"decoder {i}"
+        # and a step with positions is the model's own forward with token_type_ids
+        ids = torch.randint(0, model.config.vocab_size, (1, 12), generator=g)
+        types = torch.randint(0, model.config.vocab_size, (1, 12), generator=g)
+        decoder = KVDecoder(model, 1, 32)
+        decoder.forward(ids[:, :8], types[:, :8])
+        for t in range(8, 12):
+            logits = decoder.forward(ids[:, t : t + 1], types[:, t : t + 1])
+        reference = model(input_ids=ids, token_type_ids=types).logits[:, -1]
+    assert torch.allclose(logits, reference, atol=1e-4)

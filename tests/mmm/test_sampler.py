@@ -51,7 +51,7 @@ def test_four_real_voices_and_a_final_tonic_from_random_weights(mmm_model, mmm_t
 @pytest.mark.parametrize("bars", [16, 32])
 def test_any_length_composes_window_by_window(mmm_model, mmm_tokenizer, bars):
     (piece,), events = compose(mmm_model, mmm_tokenizer, bars=bars, candidates=1)
-    assert piece.report["windows"] == 1 + (bars - 4) // 2
+    assert piece.report["windows"] == 2 + (bars - 4) // 2  # bar 0 alone first, then 4 bars, then 2 at a time
     spans = [t for t in piece.tokens if t == "TRACK_START"]
     assert len(spans) == 4 and piece.tokens.count("BAR_START") == 4 * bars
     score, repairs = mmm.decode(piece.tokens)
@@ -59,7 +59,7 @@ def test_any_length_composes_window_by_window(mmm_model, mmm_tokenizer, bars):
     per_bar = np.bincount(np.concatenate([t.notes.numpy()["time"] // 16 for t in score.tracks]), minlength=bars)
     assert per_bar.min() >= 4  # every bar of every window sounds: no starved bars at the end
     measures = [e for e in events if e.kind == "measures"]
-    assert [e.bars for e in measures] == list(range(4, bars + 1, 2))  # final bars stream out window by window
+    assert [e.bars for e in measures] == [1, *range(4, bars + 1, 2)]  # final bars stream out window by window
 
 
 def test_sixty_four_bars(mmm_model, mmm_tokenizer):

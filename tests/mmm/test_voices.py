@@ -66,6 +66,14 @@ def test_windows_cover_any_length_two_bars_at_a_time():
     fill[:, 9] = True
     assert next_window(fill) == (7, 11)  # bar 9 between bars 7-8 and 10
     assert next_window(np.zeros((2, 3), bool)) is None
+    # a first window of one bar (a stream's first measure comes sooner), then the same schedule
+    todo = np.ones((4, 8), bool)
+    windows = []
+    while (window := next_window(todo, first=1)) is not None:
+        windows.append(window)
+        todo[:, window[0] : window[1]] = False
+    assert windows == [(0, 1), (0, 4), (2, 6), (4, 8)]
+    assert next_window(np.ones((4, 1), bool), first=1) == (0, 1)
 
 
 def test_cut_notes_keeps_the_parts_outside():

@@ -279,6 +279,6 @@ def test_serve_binds_127_0_0_1_by_default() -> None:
         f"{module}:{line}"
         for module, audit in AUDITS.items()
         for text, line in audit.strings
-        if text in ("0.0.0.0", "::")
+        if text == "0.0.0.0" or (text == "::" and not module.startswith("abc/"))  # "::" is also ABC's repeat bar
     ]
     assert wildcard == []

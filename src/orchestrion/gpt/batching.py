@@ -46,8 +46,11 @@ LINGER = 0.004  # seconds a batch waits for the decoders that stepped lately and
 RECENT = 0.05  # a decoder that stepped this recently is counted on for the next batch
 
 
-def forward_rows(decoders: Sequence[KVDecoder], ids: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """One step of each decoder (all over the same model): ids[i] (B_i, 1) -> logits (B_i, V), caches extended."""
+def forward_rows(
+    decoders: Sequence[KVDecoder], ids: Sequence[torch.Tensor], types: Sequence[torch.Tensor | None] | None = None
+) -> list[torch.Tensor]:
+    """One step of each decoder (all over the same model): ids[i] (B_i, 1) -> logits (B_i, V), caches extended.
+    `types[i]` (B_i, 1) or None: token_type_ids, embedded with the word table (a model with `token_types`)."""
     d0 = decoders[0]
     rows = [int(t.shape[0]) for t in ids]
     for d, t in zip(decoders, ids, strict=True):
@@ -56,7 +59,11 @@ def forward_rows(decoders: Sequence[KVDecoder], ids: Sequence[torch.Tensor]) -> 
         if d.length + 1 > d.max_len:
             raise InvalidRequest("max_tokens", f"the sequence would pass the cache length of {d.max_len}")
     C, H, D, N = d0.wte.shape[1], d0.n_head, d0.head_dim, sum(rows)
-    x = [d.wte[t[:, 0]] + d.wpe[d.length] for d, t in zip(decoders, ids, strict=True)]
+    types = types if types is not None else [None] * len(ids)
+    x = [
+        d.wte[t[:, 0]] + d.wpe[d.length] + (d.wte[u[:, 0]] if u is not None else 0)
+        for d, t, u in zip(decoders, ids, types, strict=True)
+    ]
     pad = [x[0].new_zeros(MIN_ROWS - N, C)] if N < MIN_ROWS else []  # rows that only fill the matmuls
     x = torch.cat(x + pad) if len(x) + len(pad) > 1 else x[0]  # (P, C), P = max(N, MIN_ROWS)
     for layer, (l1w, l1b, aw, ab, pw, pb, l2w, l2b, fw, fb, mw, mb, scale) in enumerate(d0.blocks):
@@ -92,6 +99,7 @@ class StepsCancelled(Exception):
 class _Step:
     decoder: KVDecoder
     ids: torch.Tensor
+    types: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     error: BaseException | None = None
     done: bool = False
@@ -144,12 +152,12 @@ class StepBatcher:
         self._busy = False
         self._seen: dict[int, float] = {}  # id(decoder) -> when it last asked for a step
 
-    def step(self, decoder: KVDecoder, ids: torch.Tensor) -> torch.Tensor:
-        """`decoder.forward(ids)` for ids (B, 1), run in the next batch."""
+    def step(self, decoder: KVDecoder, ids: torch.Tensor, types: torch.Tensor | None = None) -> torch.Tensor:
+        """`decoder.forward(ids, types)` for ids (B, 1), run in the next batch."""
         stop = getattr(threading.current_thread(), "stop_event", None)
         if stop is not None and stop.is_set():  # a server's stream whose client left: no more steps
             raise StepsCancelled("the stream was stopped")
-        mine = _Step(decoder, ids)
+        mine = _Step(decoder, ids, types)
         with self._cond:
             self._waiting.append(mine)
             self._seen[id(decoder)] = time.monotonic()
@@ -205,7 +213,7 @@ class StepBatcher:
             if ready:
                 rows = sum(int(s.ids.shape[0]) for s in ready)
                 with torch.inference_mode(), decode_threads(self.model, rows):
-                    logits = forward_rows([s.decoder for s in ready], [s.ids for s in ready])
+                    logits = forward_rows([s.decoder for s in ready], [s.ids for s in ready], [s.types for s in ready])
                 for step, out in zip(ready, logits, strict=True):
                     step.logits = out
                 self.stats.add(len(ready), rows)

@@ -93,7 +93,7 @@ class KVDecoder:
         self.v = torch.zeros(shape, device=self.device, dtype=self.dtype)
         self.batch_size, self.max_len, self.length = batch_size, max_len, 0
         batcher = SHARED_STEPS.get(model)
-        self.shared: Callable[[KVDecoder, torch.Tensor], torch.Tensor] | None = batcher.step if batcher else None
+        self.shared: Callable[..., torch.Tensor] | None = batcher.step if batcher else None
 
     def keep(self, row: int, length: int) -> None:
         """Every row takes row `row`'s first `length` cached positions (best-of-N: the chosen row goes on)."""
@@ -105,8 +105,8 @@ class KVDecoder:
         """ids (B, T) -> logits (B, V) of the last position; the T positions join the cache. `types` (B, T):
         token_type_ids, embedded with the word table as GPT-2 does (a model whose config has `token_types`)."""
         B, T = ids.shape
-        if T == 1 and types is None:  # one token per row: shared with concurrent streams when the model has a batcher
-            return self.shared(self, ids) if self.shared is not None else forward_rows([self], [ids])[0]
+        if T == 1:  # one token per row: shared with concurrent streams when the model has a batcher
+            return self.shared(self, ids, types) if self.shared is not None else forward_rows([self], [ids], [types])[0]
         start, end = self.length, self.length + T
         if end > self.max_len:
             raise InvalidRequest("max_tokens", f"the sequence would pass the cache length of {self.max_len}")

@@ -149,11 +149,7 @@ def train_gpt(
             train=replace(config.train, lr=config.train.lr / 3, min_lr=config.train.min_lr / 3),
         )
     else:
-        tokenizer = data_tok
-        if config.token_types:  # the feature's tokens join the vocabulary before the model is built
-            _add_type_tokens(tokenizer, encoding_for(dataset.encoding), config.token_types)
-        model = build_model(config, tokenizer, dataset.meta, dataset.encoding)
-        model.config.token_types = config.token_types
+        model, tokenizer = _fresh_model(config, dataset, data_tok)
     types = None
     if getattr(model.config, "token_types", None):  # a feature beside each token (mmm: bar positions)
         encoding = encoding_for(dataset.encoding)
@@ -217,6 +213,64 @@ def train_gpt(
     return result
 
 
+def _fresh_model(config, dataset, tokenizer):
+    """A new model of `config`'s shape for the dataset's tokenizer (plus the feature's tokens, if any)."""
+    if config.token_types:  # the feature's tokens join the vocabulary before the model is built
+        _add_type_tokens(tokenizer, encoding_for(dataset.encoding), config.token_types)
+    model = build_model(config, tokenizer, dataset.meta, dataset.encoding)
+    model.config.token_types = config.token_types
+    return model, tokenizer
+
+
+def export_checkpoint(run: str | Path, out: str | Path, *, preset_name: str, data: str | Path | None = None) -> dict:
+    """Export the latest checkpoint of a `train gpt` run (`run`/checkpoint) to `out` as `train_gpt` exports
+    its end: weights, tokenizer, config.json with what the data gives, model card; returns the card.
+
+    For a run still going (ship a checkpoint now, a later one again later); `data` defaults to the run's
+    data_fingerprint.json. Only runs trained afresh (no `--init`) are rebuilt this way."""
+    from tokenizers import Tokenizer
+
+    from orchestrion.core.training import LOSS_CURVE, load_checkpoint, plot_loss_curve
+
+    run, out = Path(run), Path(out)
+    data = data or json.loads((run / "data_fingerprint.json").read_text())["data"]
+    dataset = TokenDataset(data)
+    config = preset(preset_name)
+    data_tok = Tokenizer.from_file(str(dataset.tokenizer_path))
+    model, tokenizer = _fresh_model(config, dataset, Tokenizer.from_file(str(dataset.tokenizer_path)))
+    state = load_checkpoint(model, None, checkpoint_dir(run))
+    for name, value in encoding_for(dataset.encoding).data_defaults(dataset, data_tok).items():
+        setattr(model.config, name, value)
+    history = run / "commands.jsonl"
+    commands = [json.loads(line)["command"] for line in history.read_text().splitlines() if line.strip()]
+    step = int(state["step"])
+    out.mkdir(parents=True, exist_ok=True)
+    records = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r.get("step", 0) <= step]
+    write_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    plot_loss_curve(records, out / LOSS_CURVE)
+    card = {
+        "data": str(Path(data).resolve()),
+        "encoding": dataset.encoding,
+        "preset": preset_name,
+        "init": None,
+        "added_tokens": 0,
+        "command": commands[-1] if commands else None,
+        "commands": commands,
+        "steps": step,
+        "of_steps": int(state["config"]["steps"]),
+        "train_loss": state.get("train_loss"),
+        "val_loss": state.get("val_loss"),
+        "best_val_loss": state.get("best_val_loss"),
+        "tokens_per_second": round(float(np.mean([r["tokens_per_second"] for r in records[-20:]] or [0])), 1),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "dataset_tokens": {k: int(dataset.split(k).tokens) for k in ("train", "validation")},
+        "config": config.to_dict(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    export(model, tokenizer, out, card)
+    return card
+
+
 def _add_type_tokens(tokenizer, encoding, kind: str) -> bool:
     """Add the tokens of an encoding's token-type feature `kind` to a tokenizer; True when any were missing."""
     from tokenizers import AddedToken
@@ -278,7 +332,7 @@ def _card_markdown(card: dict) -> str:
         f"- preset: {card.get('preset')} ({cfg.get('n_layer')} layers, {cfg.get('n_head')} heads, "
         f"{cfg.get('n_embd')} wide, context {cfg.get('n_positions')}); {card.get('parameters'):,} parameters",
         f"- init: {card.get('init') or 'random'}; tokens added to the vocabulary: {card.get('added_tokens')}",
-        f"- steps: {card.get('steps')}",
+        f"- steps: {card.get('steps')}" + (f" (of a {card['of_steps']}-step run)" if card.get("of_steps") else ""),
         f"- validation loss: {card.get('val_loss'):.4f} nats/token (best {card.get('best_val_loss'):.4f}); "
         f"train loss {card.get('train_loss'):.4f}",
         f"- training throughput: {card.get('tokens_per_second')} tokens/s",

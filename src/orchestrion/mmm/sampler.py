@@ -6,7 +6,10 @@
    the notes known, the (track, bar) cells to compose, the key.
 2. `orchestrion.mmm.windows.next_window` picks windows of 4 bars (the length the model was trained on),
    each starting 2 bars before the first cell left to compose, so every window is conditioned on the bars
-   before it: 16, 32 or 64 bars, continuations, fills and long harmonisations all work the same way.
+   before it: 16, 32 or 64 bars, continuations, fills and long harmonisations all work the same way. A
+   piece composed from nothing starts with a window of `SearchSettings.first_window` bars (1): its first
+   measure is final, and streams out, after a quarter of the work of a 4-bar window; the next window
+   (bars 0-3) composes bars 1-3 after it.
 3. In a window, each track's given bars are forced and its free bars sampled (`orchestrion.mmm.search`,
    best-of-N at bar level) under the grammar (`grammar.MMMGrammar`), the chorale voice rules
    (`voices.VoiceConstraints`) and the sampling filters; the harmony critic (`critic.Critic`) keeps one
@@ -82,6 +85,7 @@ class SearchSettings:
     key_strength: float = 2.0
     weights: CriticWeights = field(default_factory=CriticWeights)
     token_nats: float = 0.95  # about the chorale model's loss per token (the critic's length normalisation)
+    first_window: int | None = 1  # bars of the first window of a piece composed from nothing (None: 4)
 
     @classmethod
     def from_request(cls, request: ComposeRequest, **overrides: object) -> SearchSettings:
@@ -139,7 +143,7 @@ def _compose(
     report = Report(extra={"relaxed": 0})
     emitted = 0
     windows = 0
-    while (window := next_window(plan.todo)) is not None:
+    while (window := next_window(plan.todo, first=settings.first_window)) is not None:
         start, end = window
         if plan.key_free and end == plan.bars and start >= WINDOW_BARS:
             # The last window of a long piece without a requested key cadences in the key the music is in.

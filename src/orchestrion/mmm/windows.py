@@ -65,12 +65,17 @@ class PiecePlan:
         return int(open_[0]) if len(open_) else self.bars
 
 
-def next_window(todo: np.ndarray, window: int = WINDOW_BARS, context: int = CONTEXT_BARS) -> tuple[int, int] | None:
-    """(first bar, end bar) of the next window, or None when nothing is left to compose."""
+def next_window(
+    todo: np.ndarray, window: int = WINDOW_BARS, context: int = CONTEXT_BARS, first: int | None = None
+) -> tuple[int, int] | None:
+    """(first bar, end bar) of the next window, or None when nothing is left to compose. With `first`, a piece
+    composed from nothing starts with a window of `first` bars (a stream's first bar comes sooner)."""
     bars = todo.shape[1]
     open_ = np.flatnonzero(todo.any(axis=0))
     if not len(open_):
         return None
+    if first is not None and todo.all():
+        return 0, min(first, bars)
     start = max(0, min(int(open_[0]) - context, bars - window))
     return start, min(start + window, bars)
 

@@ -4,7 +4,11 @@ For prompts cut from held-out audio (the test split of an audio dataset), the mo
 the measure is the chroma similarity (`orchestrion.core.audio_analysis.chroma_similarity`: the
 correlation of two pitch-class profiles) between the prompt's last second and the continuation's first.
 The peer is the real audio itself at the same places: the last second of the prompt against the second
-that really followed. A third row, seconds of two different pieces, shows what "unrelated" scores.
+that really followed. A third row, seconds of two different pieces, shows what "unrelated" scores; the last row compares each
+continuation with the other prompts: a continuation that keeps its own prompt's notes scores higher
+against its prompt than against the others (the real audio does: 0.43 against 0.33 on the chorales),
+one that ignores its prompt (or whose fixed spectral colour has a pitch-class profile of its own) scores
+the same against both.
 
     .venv/bin/python benchmarks/sashimi_continuation.py [--model builtin:piano] [--data /work/data/piano]
         [--prompts 8] [--seeds 2] [--prompt-seconds 2] [--json out.json]
@@ -76,7 +80,7 @@ def main() -> None:
     unrelated = [
         chroma_similarity(pairs[i][0][-second:], pairs[(i + 1) % len(pairs)][1], rate) for i in range(len(pairs))
     ]
-    model, labels = [], []
+    model, labels, other = [], [], []
     began = time.perf_counter()
     sampling = {k: v for k, v in (("temperature", args.temperature), ("top_k", args.top_k)) if v is not None}
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,8 +92,17 @@ def main() -> None:
             for piece in composer.compose_batch(request):
                 model.append(piece.report["continuation_chroma"])
                 labels.append(piece.report["label"])
+                after = piece.audio[len(piece.audio) - second :]  # the continuation's (first and only) second
+                other.append(
+                    np.mean([chroma_similarity(q[-second:], after, rate) for j, (q, _) in enumerate(pairs) if j != i])
+                )
     seconds = time.perf_counter() - began
-    rows = {"real (what followed)": summary(real), "unrelated pieces": summary(unrelated), "model": summary(model)}
+    rows = {
+        "real (what followed)": summary(real),
+        "unrelated pieces": summary(unrelated),
+        "model": summary(model),
+        "model's continuation vs the other prompts": summary(other),
+    }
     judged = Row(rows["model"]["mean"], rows["real (what followed)"]["mean"], rows["real (what followed)"]["std"],
                  len(model), len(real))  # fmt: skip
     print(f"{args.model}: {len(pairs)} prompts of {args.prompt_seconds:g} s x {args.seeds} seeds, {seconds:.0f} s")

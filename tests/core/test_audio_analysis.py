@@ -78,6 +78,30 @@ def test_model_like_coloured_noise_is_noise() -> None:
     assert verdict.label == "noise" and 0.05 < verdict.flatness < 0.15
 
 
+def test_a_steady_hum_over_noise_is_noise() -> None:
+    """What a SaShiMi trained 400 steps on melodies makes: one tone held over hiss, pitched in every frame.
+    Flatness and harmonicity alone pass it; it has no onsets and no dynamics, so it is a hum, not music."""
+    hiss = lowpassed(1000.0)
+    x = sine(480.0) + 0.5 * hiss / np.abs(hiss).max()
+    verdict = aa.classify(x, SR)
+    assert verdict.flatness < aa.NOISE_FLATNESS and verdict.harmonicity > aa.MIN_HARMONICITY  # the old rules pass it
+    assert verdict.flatness > 0.01 and verdict.dynamics < 1.0
+    assert verdict.label == "noise" and verdict.reason.startswith("a steady hum over noise"), verdict
+    assert aa.classify(sine(480.0), SR).label == "tonal"  # a clean tone is still a tone
+
+
+def test_piano_at_8_khz_in_8_bits_is_still_tonal(piano: np.ndarray) -> None:
+    """Down to 8 kHz and mu-law 8 bits a piano gets 2-5x flatter (0.005-0.009 on the chorales), yet it stays
+    music: its notes start and decay."""
+    from orchestrion.core.audio import resample
+    from orchestrion.sashimi import mulaw
+
+    x = mulaw.decode(mulaw.encode(resample(piano, SR, 8000)))
+    verdict = aa.classify(x, 8000)
+    assert verdict.label == "tonal", verdict
+    assert verdict.flatness >= aa.TONAL_FLATNESS > aa.classify(piano, SR).flatness  # the hum rule looks at it
+
+
 @pytest.mark.parametrize("level", [0.0, 1e-5])
 def test_silence(level: float) -> None:
     x = level * np.random.default_rng(1).standard_normal(SR * SECONDS)

@@ -129,15 +129,31 @@ def test_generate_writes_16k_audio_with_a_report(tmp_path: Path) -> None:
     assert not np.array_equal(piece.audio, other.audio)
 
 
+def test_a_piece_built_from_the_stream_carries_the_verdict(tmp_path: Path) -> None:
+    """The web app builds its piece from the streamed chunks (`Composer.piece`): the verdict comes with it,
+    and noise is never valid."""
+    composer = _composer(tmp_path)
+    request = composer.validate(ComposeRequest(model="x", seconds=0.5, seed=5))
+    chunks = list(composer.stream(request))
+    assert chunks[-1].to_json()["type"] == "report"  # what the websocket sends last
+    piece = composer.piece(request, chunks)
+    assert piece.report == composer.compose(request).report
+    assert piece.report["label"] == "noise" and piece.report["ok"] is False  # an untrained model's hiss
+    assert piece.report["flatness"] > 0.05 and piece.report["prompt_seconds"] == 0.0
+    assert composer.check(piece) == {"valid": False, "why": piece.report["reason"]}
+
+
 def test_batch_and_stream(tmp_path: Path) -> None:
     composer = _composer(tmp_path)
     request = ComposeRequest(model="x", seconds=0.5, seed=1, num_samples=3, top_p=0.9, temperature=0.8)
     pieces = composer.compose_batch(request)
     assert len(pieces) == 3 and all(len(p.audio) == 8000 for p in pieces)
     assert not np.array_equal(pieces[0].audio, pieces[1].audio)
-    blocks = list(composer.stream(request))
+    chunks = list(composer.stream(request))
+    blocks, reports = chunks[:-3], [c.report for c in chunks[-3:]]
     assert [b.index for b in blocks] == list(range(6)) and blocks[0].sample_rate == 16000
     assert np.array_equal(np.concatenate([b.samples for b in blocks[0::3]]), pieces[0].audio)
+    assert [r["sample"] for r in reports] == [0, 1, 2] and [p.report for p in pieces] == reports
 
 
 def test_top_k_shapes_the_audio_and_is_recorded(tmp_path: Path) -> None:
@@ -273,3 +289,35 @@ def test_encode_audio_on_ray_is_byte_identical(
         return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
     assert files(tmp_path / "ray") == files(tmp_path / "local")
+
+
+def test_the_gpu_preset_trains_under_bf16_autocast(tmp_path: Path) -> None:
+    """`--preset piano-gpu` asks for CUDA and bf16; its code path (bf16 autocast) runs here on the CPU, tiny."""
+    from orchestrion.errors import BadInput
+    from orchestrion.sashimi.dataset import encode_audio
+    from orchestrion.sashimi.training import preset
+
+    settings = preset("piano-gpu")
+    assert (settings.train["device"], settings.train["precision"]) == ("cuda", "bf16")
+    assert settings.layers == 2 and settings.seq_len % 16 == 0
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    x = np.arange(16000) / 16000
+    for i in range(3):
+        sf.write(folder / f"t{i}.wav", 0.5 * np.sin(2 * np.pi * (110 + 40 * i) * x), 16000)
+    encode_audio([str(folder)], tmp_path / "data", chunk_seconds=1.0)
+    if not torch.cuda.is_available():
+        with pytest.raises(BadInput, match="CUDA GPU"):  # said before anything is written
+            train_sashimi(tmp_path / "data", tmp_path / "refused", preset("piano-gpu"))
+        assert not (tmp_path / "refused").exists()
+    settings.seq_len, settings.eval_windows, settings.sample_count = 256, 2, 0
+    settings.model["d_model"] = 16
+    settings.train.update(
+        device="cpu", steps=6, batch_size=2, warmup_steps=1, eval_every=6, eval_batches=1, checkpoint_every=3
+    )
+    card = train_sashimi(tmp_path / "data", tmp_path / "model", settings)
+    assert np.isfinite(card["metrics"]["test"]["bpb"]) and card["metrics"]["test"]["bpb"] < 8.0
+    saved = json.loads((tmp_path / "model" / "sashimi_training.json").read_text())
+    assert saved["train"]["precision"] == "bf16"  # what --resume reads back
+    composer = load_composer(tmp_path / "model")
+    assert composer.model.embedding.weight.dtype == torch.float32  # weights stay fp32; autocast only computes

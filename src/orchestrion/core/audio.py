@@ -3,6 +3,7 @@
 soundfile (libsndfile) reads wav, flac, ogg, aiff and friends directly; anything it cannot read (mp3,
 m4a, opus in odd containers, video) is decoded by ffmpeg into a WAV in memory. Resampling is soxr's
 high-quality mode, which is both faster and cleaner than ffmpeg's default resampler.
+Whether audio is silence, noise or music is `orchestrion.core.audio_analysis`.
 """
 
 from __future__ import annotations
@@ -121,9 +122,3 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, *, use_ffmpeg: 
     if not np.isfinite(mono).all():
         raise BadInput("the audio holds NaN or infinite samples", path)
     return np.clip(resample(mono, rate, sample_rate), -1.0, 1.0)
-
-
-# ------------------------------------------------------------------------------- quality checks
-#
-# The two failure modes the SaShiMi reference describes: long stretches of silence (what low
-# temperatures produce) and "runaway noise" (a sample that degenerates into hiss). Both are judged on

@@ -8,8 +8,11 @@ batch, block i of sample b streamed with index i*B + b. A prompt (any audio file
 MAX_PROMPT_SECONDS) is fed in and streamed back first, then its continuation. Every draw takes its noise
 from a generator seeded with `request.seed`, so a request replays sample for sample. `check` and
 `compose_batch` judge each piece silence, noise or tonal music (`orchestrion.core.audio_analysis.classify`):
-only tonal audio is valid. A continuation's report adds `continuation_chroma`, the chroma similarity of
-the second before and the second after the end of the prompt (does it keep the prompt's notes?).
+only tonal audio is valid. The stream ends with one `PieceReport` per sample (in sample order, each with
+its "sample" index), so that every path that builds a piece from the stream (compose, the web app's
+websocket) carries the verdict: label, reason, flatness, harmonicity, "ok" (tonal). A continuation's
+report adds `continuation_chroma`, the chroma similarity of the second before and the second after the
+end of the prompt (does it keep the prompt's notes?).
 
 Sampling reads temperature, top-k (0: off) and top-p; a model directory may set their defaults
 (config.json "sampling"), and any other request field is refused by name.
@@ -25,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from orchestrion.composer import AudioBlock, Composer, Piece
+from orchestrion.composer import AudioBlock, Composer, Piece, PieceReport
 from orchestrion.core.audio import load_audio
 from orchestrion.core.audio_analysis import chroma_similarity, classify
 from orchestrion.core.files import atomic_path, write_atomic
@@ -137,57 +140,53 @@ class SashimiComposer(Composer):
         sampler = Sampler(self.model, batch)
         prompt = self._prompt(request, batch)
         index, position = 0, 0
+        heard = np.zeros(0, dtype=np.float32)  # the prompt as the model heard it (8-bit)
         if prompt is not None:
             sampler.feed(prompt)
-            audio = mulaw.decode(prompt[0], self.config.quantization)
-            for start in range(0, len(audio), block):
+            heard = mulaw.decode(prompt[0], self.config.quantization)
+            for start in range(0, len(heard), block):
                 for _ in range(batch):
-                    yield AudioBlock(index, position, audio[start : start + block], rate)
+                    yield AudioBlock(index, position, heard[start : start + block], rate)
                     index += 1
-                position += len(audio[start : start + block])
+                position += len(heard[start : start + block])
         else:
             silence = mulaw.encode(np.zeros(batch), self.config.quantization).astype(np.int64)
             sampler.step(silence)
+        made: list[list[np.ndarray]] = [[] for _ in range(batch)]
         for start in range(0, total, block):
             n = min(block, total - start)
             gumbel = rng.gumbel(size=(n, batch, self.config.n_classes)).astype(np.float32)
             out = sampler.sample(n, request.temperature, request.top_p, gumbel, request.top_k)  # (B, n)
-            for row in out:
-                yield AudioBlock(index, position, mulaw.decode(row, self.config.quantization), rate)
+            for b, row in enumerate(out):
+                made[b].append(mulaw.decode(row, self.config.quantization))
+                yield AudioBlock(index, position, made[b][-1], rate)
                 index += 1
             position += n
+        for b in range(batch):
+            generated = np.concatenate(made[b]) if made[b] else np.zeros(0, dtype=np.float32)
+            yield PieceReport({**continuation_report(heard, generated, rate), "sample": b})
 
     def compose_batch(self, request: ComposeRequest) -> list[Piece]:
-        """All num_samples pieces of one batched run, each judged silence, noise or tonal music."""
+        """All num_samples pieces of one batched run, each with its report (the verdict: silence, noise or
+        tonal music) from the stream."""
         request = self.validate(request)
         batch = request.num_samples
         parts: list[list[np.ndarray]] = [[] for _ in range(batch)]
-        prompt_samples = 0
+        reports: list[dict] = [{} for _ in range(batch)]
         for chunk in self.stream(request):
-            parts[chunk.index % batch].append(chunk.samples)
-        if request.prompt is not None:
-            prompt_samples = min(len(self._prompt(request, 1)[0]), int(MAX_PROMPT_SECONDS * self.config.sample_rate))
-        pieces = []
-        for b in range(batch):
-            audio = np.concatenate(parts[b])
-            rate = self.config.sample_rate
-            report = audio_report(audio[prompt_samples:], rate)
-            report["prompt_seconds"] = round(prompt_samples / rate, 3)
-            if prompt_samples:
-                # Does the continuation keep the prompt's notes? Up to a second either side of the seam.
-                span = min(rate, prompt_samples, len(audio) - prompt_samples)
-                seam = audio[prompt_samples - span : prompt_samples], audio[prompt_samples : prompt_samples + span]
-                report["continuation_chroma"] = round(chroma_similarity(*seam, rate), 4) if span else None
-            report["sample"] = b
-            pieces.append(
-                Piece(
-                    provenance=self.provenance(request, batch_index=b),
-                    audio=audio,
-                    sample_rate=self.config.sample_rate,
-                    report=report,
-                )
+            if isinstance(chunk, PieceReport):
+                reports[chunk.report["sample"]] = chunk.report
+            else:
+                parts[chunk.index % batch].append(chunk.samples)
+        return [
+            Piece(
+                provenance=self.provenance(request, batch_index=b),
+                audio=np.concatenate(parts[b]),
+                sample_rate=self.config.sample_rate,
+                report=reports[b],
             )
-        return pieces
+            for b in range(batch)
+        ]
 
     def compose(self, request: ComposeRequest) -> Piece:
         """The first piece of `compose_batch` (a batch of one, as `orchestrion generate` asks for)."""
@@ -221,3 +220,16 @@ def audio_report(audio: np.ndarray, sample_rate: int) -> dict:
     """What `generate` and the server say of a piece of audio: the verdict, its reason and the numbers."""
     verdict = classify(audio, sample_rate).to_json()
     return {"ok": verdict["label"] == "tonal", **verdict}
+
+
+def continuation_report(prompt: np.ndarray, generated: np.ndarray, sample_rate: int) -> dict:
+    """The report of a piece made of `prompt` (maybe empty) then `generated`: the verdict on what the model
+    made (the prompt is not judged), the prompt's length, and for a continuation `continuation_chroma`, the
+    chroma similarity of up to a second either side of the seam (does it keep the prompt's notes?)."""
+    report = audio_report(generated, sample_rate)
+    report["prompt_seconds"] = round(len(prompt) / sample_rate, 3)
+    if len(prompt):
+        span = min(sample_rate, len(prompt), len(generated))
+        similarity = chroma_similarity(prompt[len(prompt) - span :], generated[:span], sample_rate) if span else None
+        report["continuation_chroma"] = round(similarity, 4) if similarity is not None else None
+    return report

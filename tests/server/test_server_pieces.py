@@ -131,3 +131,17 @@ def test_a_markov_score_has_a_title_of_its_own(client):
     svg = client.get(f"/api/pieces/{piece}", params={"format": "svg"}).text
     assert "Music21 Fragment" not in svg
     assert "Markov piece" in svg or "seed 4" in svg
+
+
+def test_an_audio_piece_carries_the_detectors_verdict(tmp_path):
+    """builtin:piano makes noise today: the server's summary says so (never a bare "valid")."""
+    from fastapi.testclient import TestClient
+
+    from orchestrion.server.app import create_app
+
+    with TestClient(create_app(["builtin:piano"], max_jobs=2, data_dir=tmp_path)) as c:
+        r = c.post("/api/compose", json={"model": "builtin:piano", "seconds": 1.0, "seed": 1})
+        assert r.status_code == 200, r.text
+        (listed,) = c.get("/api/pieces").json()["pieces"]
+    verdict = listed["verdict"]
+    assert verdict["label"] == "noise" and "flatness" in verdict["reason"]

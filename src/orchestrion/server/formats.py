@@ -122,6 +122,8 @@ def summarize(piece: Piece) -> dict:
         title = title or midi_title(score)
     if piece.audio is not None:
         out.update(kind="audio", seconds=round(len(piece.audio) / piece.sample_rate, 2))
+        if "label" in piece.report:  # the detector's verdict (silence, noise or tonal): noise is never called valid
+            out["verdict"] = {"label": piece.report["label"], "reason": piece.report.get("reason", "")}
     key = piece.report.get("key") or request.get("key")
     if key:
         out["key"] = key

@@ -276,7 +276,10 @@ async function openPiece(id, { keepPlaying = false, request = null } = {}) {
   }
   if (piece.abc) { $("abc").hidden = false; $("abc").textContent = piece.abc; }
   updateSummary({ title: summary.title, key: summary.key });
-  if (piece.audio) $("summary").textContent = `${summary.seconds} s of audio (seed ${summary.seed}).`;
+  if (piece.audio) {
+    const verdict = summary.verdict ? ` Heard as ${summary.verdict.label}${summary.verdict.reason ? `: ${summary.verdict.reason}` : ""}.` : "";
+    $("summary").textContent = `${summary.seconds} s of audio (seed ${summary.seed}).${verdict}`;
+  }
   showTools(id, summary, model, piece);
   return piece;
 }

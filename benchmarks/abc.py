@@ -12,6 +12,7 @@
 
     .venv/bin/python benchmarks/abc.py [--tunes 2000] [--vocab 2048] [--checks 100] [--sampling 24]
     .venv/bin/python benchmarks/abc.py --only-sampling       # just the decoding speed
+    .venv/bin/python benchmarks/abc.py --only-sampling --model DIR --caps 96,32   # another model; caps compared
 """
 
 from __future__ import annotations
@@ -121,10 +122,15 @@ def bench_novelty(train: list[str], queries: int) -> None:
     print(f"  ratio peer/ours    {peer_s / ours_s:8.2f}x")
 
 
-def bench_sampling(tunes: int, model_ref: str = "builtin:folk") -> None:
-    """Decoding speed: `sample_abc` (header, body grammar, meter) vs the same model sampled unconstrained."""
+def bench_sampling(tunes: int, model_ref: str = "builtin:folk", caps: tuple[int, ...] = ()) -> None:
+    """Decoding speed: `sample_abc` (header, body grammar, meter) vs the same model sampled unconstrained.
+
+    `caps`: values of `orchestrion.abc.grammar.MAX_CHECKED` (tokens checked per step once some fit) to
+    compare, taken in turn for each tune so that the machine's load hits them alike.
+    """
     import torch
 
+    from orchestrion.abc import grammar
     from orchestrion.abc.sampler import sample_abc
     from orchestrion.core.sampling import SamplingConfig, build_processors
     from orchestrion.gpt.decoding import generate_tokens
@@ -135,34 +141,37 @@ def bench_sampling(tunes: int, model_ref: str = "builtin:folk") -> None:
     model, tokenizer = composer.model, composer.tokenizer
     eos, bos = tokenizer.token_to_id("</s>"), tokenizer.token_to_id("<s>")
     rhythms = ("reel", "jig", "hornpipe", "polka")
-    ours_tokens = peer_tokens = 0
-    ours_s = peer_s = 0.0
-    per_tune = []
+    caps = caps or (grammar.MAX_CHECKED,)
+    ours = {cap: [0, 0.0, []] for cap in caps}  # tokens, seconds, seconds per whole tune
+    peer_tokens, peer_s = 0, 0.0
     for i in range(tunes):
         request = composer.validate(ComposeRequest(model=model_ref, rhythm=rhythms[i % 4], seed=i))
-        start = time.perf_counter()
-        tune = next(e for e in sample_abc(model, tokenizer, request, token_events=False) if e.kind == "tune")
-        per_tune.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        done = next(e for e in sample_abc(model, tokenizer, request, token_events=False, check=False)
-                    if e.kind == "tune")  # fmt: skip
-        ours_s += time.perf_counter() - start
-        n = len(tokenizer.encode(done.text, add_special_tokens=False).ids)
-        ours_tokens += n
+        n = 0
+        for cap in caps:
+            grammar.MAX_CHECKED = cap
+            start = time.perf_counter()
+            next(e for e in sample_abc(model, tokenizer, request, token_events=False) if e.kind == "tune")
+            ours[cap][2].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            done = next(e for e in sample_abc(model, tokenizer, request, token_events=False, check=False)
+                        if e.kind == "tune")  # fmt: skip
+            ours[cap][1] += time.perf_counter() - start
+            n = len(tokenizer.encode(done.text, add_special_tokens=False).ids)
+            ours[cap][0] += n
         config = SamplingConfig.from_request(request)
         start = time.perf_counter()
         steps = generate_tokens(model, torch.tensor([[bos]]), config, build_processors(config), [eos], n,
                                 torch.Generator().manual_seed(i))  # fmt: skip
         peer_tokens += sum(1 for _ in steps)
         peer_s += time.perf_counter() - start
-        del tune
-    ours, peer = ours_tokens / ours_s, peer_tokens / peer_s
+    peer = peer_tokens / peer_s
     print(f"ABC decoding speed ({tunes} tunes of {', '.join(rhythms)}, {model_ref}, batch 1)")
-    print(f"  ours (header + body grammar) {ours:8.0f} tokens/s")
-    print(f"  peer (unconstrained)         {peer:8.0f} tokens/s")
-    print(f"  ratio ours/peer              {ours / peer:8.2f}x")
-    print(f"  seconds per tune, abc2midi check and retries included: median {statistics.median(per_tune):.2f}, "
-          f"max {max(per_tune):.2f}")  # fmt: skip
+    for cap, (tokens, seconds, per_tune) in ours.items():
+        rate = tokens / seconds
+        print(f"  ours (header + body grammar, MAX_CHECKED {cap:3}) {rate:8.0f} tokens/s  ({rate / peer:.2f}x the peer); "
+              f"seconds per tune, abc2midi check and retries included: median {statistics.median(per_tune):.2f}, "
+              f"max {max(per_tune):.2f}")  # fmt: skip
+    print(f"  peer (unconstrained)                  {peer:8.0f} tokens/s")
 
 
 def main() -> None:
@@ -172,9 +181,11 @@ def main() -> None:
     parser.add_argument("--checks", type=int, default=100)
     parser.add_argument("--sampling", type=int, default=24, help="tunes for the decoding speed (0: skip)")
     parser.add_argument("--only-sampling", action="store_true", help="only the decoding speed")
+    parser.add_argument("--model", default="builtin:folk", help="the model for the decoding speed")
+    parser.add_argument("--caps", default="", help="MAX_CHECKED values to compare, e.g. 96,32")
     args = parser.parse_args()
     if args.sampling:
-        bench_sampling(args.sampling)
+        bench_sampling(args.sampling, args.model, tuple(int(c) for c in args.caps.split(",") if c))
     if args.only_sampling:
         return
     train, held = corpus(args.tunes)

@@ -65,6 +65,11 @@ def test_two_strains_may_end(body: str) -> None:
         ("D2D2 D2|", "D2D2D2"),  # an anacrusis is half a bar at most
         (REEL_A + "1cBAG G4:|2cBAG G2d2||:dc", REEL_A.replace(" ", "") + "1cBAGG4:|2cBAGG2d2||"),  # abc2midi
         ("|:" + REEL_A + "cBAG G4:||:" + REEL_B + "B2A2 A4", None),  # the last note is the tonic (A2 may go on)
+        ("GA.^B<c", "GA.^B"),  # abc2midi: no broken rhythm after a decorated note, accidental or not
+        ("GA_^B", "GA_"),  # double accidentals are `^^` and `__` only (abc2midi: "Malformed note")
+        ("GA{_^a}B", "GA{_"),  # ... in grace notes too
+        (".A.B.c", ".A.B"),  # two decorated notes in a bar at most (a weak model loops on `.A.A.A.A`)
+        ("GGGG GGGG|", "GGGGGG"),  # six notes of one pitch in a row at most (a weak model drones)
     ],
     ids=[
         "overflow",
@@ -77,6 +82,11 @@ def test_two_strains_may_end(body: str) -> None:
         "pickup",
         "double-bar-repeat",
         "tonic",
+        "decorated-accidental-broken",
+        "mixed-accidentals",
+        "mixed-accidentals-grace",
+        "decorations",
+        "drone",
     ],
 )
 def test_broken_rules_are_refused_where_they_break(body: str, where: str | None) -> None:
@@ -84,6 +94,11 @@ def test_broken_rules_are_refused_where_they_break(body: str, where: str | None)
     assert refused >= 0, body
     if where is not None:
         assert body.replace(" ", "")[:refused] == where
+
+
+def test_double_accidentals_of_one_sign_are_read_and_decorations_count_per_bar() -> None:
+    assert walk("GA^^Bc __dBGB|")[1] == -1
+    assert walk("~GABc .dBGB|.c~BAG FGAB|")[1] == -1
 
 
 def test_the_last_note_must_be_the_tonic() -> None:

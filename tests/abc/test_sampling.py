@@ -1,5 +1,6 @@
-"""ABC sampling end to end with tiny random models, over two vocabularies: the ABC BPE and one token per
-ABC symbol (as a folk-rnn-style tokenizer has it). Whatever the weights, every tune keeps the meter, has two
+"""ABC sampling end to end with tiny random models, over three vocabularies: the ABC BPE, the folk-symbol
+vocabulary of `encode abc --vocab folk` (`orchestrion.abc.folkvocab`) and a hand-made one token per ABC
+symbol with no letters for titles. Whatever the weights, every tune keeps the meter, has two
 strains, ends on the tonic and carries a header of known values."""
 
 from __future__ import annotations
@@ -44,6 +45,19 @@ def bpe_tokenizer(fixtures_dir):
     return make_tokenizer([tune] * 4 + [f"T:{t}\n" for t in TITLES] * 4, 300)
 
 
+def folk_tokenizer(fixtures_dir):
+    """The folk-symbol vocabulary fitted on the fixture tune under a few headers (title words and R: values
+    become tokens, as in the folk corpus)."""
+    from orchestrion.abc.folkvocab import make_folk_tokenizer
+
+    body = abccodec.spaceless(abccodec.clean((fixtures_dir / "tune.abc").read_text()).abc).split("K:", 1)[1]
+    heads = [f"X:1\nT:{t}\nR:{r}\nM:{m}\nL:1/8\nK:" for t in TITLES for r, m in (("reel", "4/4"), ("jig", "6/8"))]
+    return make_folk_tokenizer([head + body for head in heads], min_count=3, min_word_count=3)
+
+
+TOKENIZERS = {"bpe": bpe_tokenizer, "folk": folk_tokenizer, "symbols": lambda _: symbol_tokenizer()}
+
+
 def tiny_model(vocab_size: int):
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -51,9 +65,9 @@ def tiny_model(vocab_size: int):
     return GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_positions=1024, n_embd=32, n_layer=1, n_head=2)).eval()
 
 
-@pytest.fixture(scope="module", params=["bpe", "symbols"])
+@pytest.fixture(scope="module", params=list(TOKENIZERS))
 def setup(request, fixtures_dir):
-    tok = bpe_tokenizer(fixtures_dir) if request.param == "bpe" else symbol_tokenizer()
+    tok = TOKENIZERS[request.param](fixtures_dir)
     return request.param, tiny_model(tok.get_vocab_size()), tok
 
 
@@ -82,9 +96,10 @@ def test_free_form_ends_on_the_tonic(setup):
         assert am.bar_length_ok(tune.text), tune.text
 
 
-def test_free_header_values_are_known_ones(fixtures_dir):
-    """With the BPE (which can spell words) the model writes R: and M: itself, within known values."""
-    tok = bpe_tokenizer(fixtures_dir)
+@pytest.mark.parametrize("vocab", ["bpe", "folk"])
+def test_free_header_values_are_known_ones(fixtures_dir, vocab):
+    """With a vocabulary that can spell words the model writes R: and M: itself, within known values."""
+    tok = TOKENIZERS[vocab](fixtures_dir)
     model = tiny_model(tok.get_vocab_size())
     for tune in tunes(model, tok, seed=7, num_samples=3, key="G major", max_tokens=500):
         head = abccodec.header(tune.text)
@@ -100,8 +115,9 @@ def test_a_field_the_tokenizer_cannot_spell_is_added_to_the_text(setup):
     assert tune.text.startswith("X:1\nT:Rakish Paddy\nR:polka\nM:2/4\n"), tune.text
 
 
-def test_titles_are_made_of_the_vocabularys_words(fixtures_dir):
-    tok = bpe_tokenizer(fixtures_dir)
+@pytest.mark.parametrize("vocab", ["bpe", "folk"])
+def test_titles_are_made_of_the_vocabularys_words(fixtures_dir, vocab):
+    tok = TOKENIZERS[vocab](fixtures_dir)
     vocabulary = vocabulary_of(TITLES, min_titles=1)
     header = ABCHeader(tok, 1, [("X", "1"), ("T", None), ("R", "reel"), ("M", "4/4"), ("L", "1/8"), ("K", "G")],
                        tok.token_to_id("</s>"), tok.token_to_id("<s>"), titles=vocabulary)  # fmt: skip

@@ -12,7 +12,9 @@ A `Body` carries three automata that read the same characters:
   what this module adds from abc2midi's behaviour: octave marks `'` on small letters and `,` on capitals, no
   broken rhythm in a chain or after a decorated note, none at all (nor decorations) under R:hornpipe, whose
   pairs abc2midi swings itself; tuplets without lengths inside; grace groups of up to `MAX_GRACE`
-  characters, without lengths, before a note of a unit at least; line breaks only after bar lines;
+  characters, without lengths, before a note of a unit at least; `MAX_DECORATIONS` decorated notes in a
+  bar, `MAX_SAME` notes of one pitch in a row; a decoration holds through its note's accidentals; double
+  accidentals `^^` and `__` only; line breaks only after bar lines;
 - `meter`: `orchestrion.abc.meter`, the duration of the bar being written under `L:` and `M:`. No token may
   overfill a bar, and a bar line comes only where the bar is full (or is a pickup: see below). Note lengths
   are the usual ones (`LENGTHS`: never shorter than half a unit), and a state from which the bar cannot be
@@ -75,6 +77,8 @@ SECTION_LINES = ("|", "||", "|]", "|:", "||:", ":|", "::", ":||:", ":|]", "[|", 
 STRAIN_BARS = 8
 FREE_BARS = 32  # a free-form tune is steered to an end once it has this many full bars
 MAX_GRACE = 4  # characters in a grace group ({g}, {gag}, {/g}); inside one no time passes, so a weak model loops
+MAX_DECORATIONS = 2  # decorated notes in a bar (`~A`, `.B`): at temperature 0.6 a weak model loops on `.A.A.A.A`
+MAX_SAME = 6  # notes of one pitch in a row (O'Neill's 1850: 99% of tunes have 5 at most); a weak model drones
 
 
 class Body(NamedTuple):
@@ -90,6 +94,8 @@ class Body(NamedTuple):
     off_tonic: bool = False  # an accidental in this bar took the tonic's letter off the tonic
     repeated: bool = False  # free form: a repeat has closed (a later `:|` needs its own `|:`)
     repeat_open: bool = False  # free form: a `|:` (or `::`) is waiting for its `:|`
+    decorations: int = 0  # decorated notes in this bar (at most `MAX_DECORATIONS`; bars of a free meter: any)
+    same: int = 0  # notes of the last note's pitch in a row (at most `MAX_SAME`)
     decorated: bool = False  # the last note has a decoration (`.E`): abc2midi refuses a broken rhythm after it
     host: int = 0  # 1: grace notes were written, their note comes next; 2: it is being written
     grace: int = 0  # characters of the grace group being written
@@ -154,7 +160,12 @@ class BodyGrammar:
         if grace > MAX_GRACE:
             return None
         letter = c in "ABCDEFGabcdefg" and mode in ("note", "fieldq")
-        decorated = b.syntax[0] == "deco" if letter else b.decorated
+        if syntax[0] == "deco":
+            decorated = True
+        elif letter or syntax[0] == "acc":  # a decoration holds through the note's accidentals (`.^g`)
+            decorated = b.decorated and old_syntax[0] in ("deco", "acc")
+        else:
+            decorated = b.decorated
         host = 1 if c == "}" else (2 if b.host == 1 else 0) if letter else b.host
         if host and (c == "(" or (host == 2 and mode == "note" and met.buf.startswith("/"))):
             return None  # after grace notes a note of a unit at least (abc2midi: "grace sequence exceeds host")
@@ -162,11 +173,15 @@ class BodyGrammar:
         if self.m is None:
             return b
         if met.closed is not None:
-            b = self._closed(b, met, old_syntax)
+            b = self._closed(replaced(b, decorations=0), met, old_syntax)
             if b is None:
                 return None
         elif mode == "ending" and before.mode != "ending":
             return None  # an ending starts after a bar (`|1`, `:|2`), never before the first
+        if syntax[0] == "deco" and old_syntax[0] != "deco":
+            if b.decorations >= MAX_DECORATIONS:
+                return None
+            b = replaced(b, decorations=b.decorations + 1)
         if (
             mode in ("note", "fieldq")
             and not met.buf[mode == "fieldq" :]
@@ -218,16 +233,18 @@ class BodyGrammar:
     def _note(self, b: Body, before: MeterState, c: str) -> Body | None:
         """A note's letter: remember its pitch; in the final bar, a note that must end the bar is the tonic."""
         acc = before.buf if before.mode == "acc" else ""
-        b = replaced(b, pitch=acc + c)
+        same = b.same + 1 if acc + c == b.pitch else 1
+        b = replaced(b, pitch=acc + c, same=same)
         if self.tonic is not None and acc and c.upper() == self.tonic[0]:
             off = _ALTER.get(acc) != self.tonic[1]
             if off and self._final_bar(b):
                 return None
             b = replaced(b, off_tonic=off)
-        if self._final_bar(b) and not self._is_tonic(b):
-            room = self._capacity(b) - b.meter.pos
-            if room <= duration_of(b.meter, self.unit):
-                return None  # a note of the default length would end the tune: it has to be the tonic
+        last = self._final_bar(b) and self._capacity(b) - b.meter.pos <= duration_of(b.meter, self.unit)
+        if last and not self._is_tonic(b):
+            return None  # a note of the default length would end the tune: it has to be the tonic
+        if same > MAX_SAME + last:  # (one more where the tune's last note has to be the tonic: no dead end)
+            return None
         return b
 
     def _begins(self, b: Body) -> bool:

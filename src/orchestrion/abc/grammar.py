@@ -108,8 +108,8 @@ FIELD_VALUES = {
 _TITLE_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz' "
 FALLBACK = {"R": "reel", "M": "4/4", "L": "1/8", "K": "C"}  # when a tokenizer cannot spell a field at all
 ENDING_TOKENS = 32  # this close to the token budget, a tune is steered to a place where it may end
-MAX_CHECKED = 96  # body tokens checked per step once some fit (the likeliest first)
-CHUNK = 32  # ... in chunks of this many
+MAX_CHECKED = 32  # tokens checked per step once some fit (the likeliest first; 96: no better, BENCHMARKS.md)
+CHUNK = 16  # ... in chunks of this many
 
 
 _TEXTS: dict[int, tuple[object, tuple[str, ...]]] = {}
@@ -170,7 +170,7 @@ class ABCHeader:
             if t and i not in specials and "\n" not in t.removesuffix("\n")
         ]
         self.line_ends = [i for i, _, ends in self.line_tokens if ends] or [eos_id]
-        self._candidates: dict[frozenset, list] = {}
+        self._candidates: dict[frozenset, tuple[list, torch.Tensor]] = {}
         self.body_ok = torch.tensor([bool(t) and set(t) <= BODY_CHARS for t in self.text])
         self.body_ok[list(specials)] = False
         self.fields, self.form, self.seed = fields, form, seed
@@ -294,25 +294,34 @@ class ABCHeader:
                 row["values"][letter] = row["line"][2:].removesuffix("\n")
                 self._next_field(row)
 
-    def _free_tokens(self, row: dict) -> list[int]:
-        """The tokens that may come next in a free header line."""
+    def _free_tokens(self, row: dict, scores: torch.Tensor | None = None) -> list[int]:
+        """The tokens that may come next in a free header line, the likeliest by `scores` first, until
+        `MAX_CHECKED` have been checked and some fit (each is a check of the line so far); without `scores`,
+        the first that fits (can the field be written at all?)."""
         letter = self.fields[row["field"]][0]
         line, spent = row["line"], row["used"] >= self.max_field_tokens
+        candidates, ids = self._line_candidates(row, letter)
+        if scores is not None and len(candidates) > MAX_CHECKED:
+            order = torch.argsort(scores[ids], descending=True, stable=True).tolist()
+            candidates = [candidates[k] for k in order]
         good = []
-        for i, text, ends in self._line_candidates(row, letter):
+        for checked, (i, text, ends) in enumerate(candidates):
+            if good and (scores is None or checked >= MAX_CHECKED):
+                break
             if spent and not ends and (letter != "T" or " " in text):
                 continue  # the line has to come to its end: finish the word, then the line
             if self._line_ok(row, letter, line + text, ends):
                 good.append(i)
         return good
 
-    def _line_candidates(self, row: dict, letter: str) -> list[tuple[int, str, bool]]:
-        """The line tokens made only of characters the field's line can hold (the rest never fit)."""
+    def _line_candidates(self, row: dict, letter: str) -> tuple[list[tuple[int, str, bool]], torch.Tensor]:
+        """The line tokens made only of characters the field's line can hold (the rest never fit), and their ids."""
         choices = self._choices(row, letter)
         chars = frozenset(f"{letter}:" + ("".join(choices) if choices is not None else _TITLE_CHARS))
         found = self._candidates.get(chars)
         if found is None:
-            found = self._candidates[chars] = [t for t in self.line_tokens if set(t[1]) <= chars]
+            tokens = [t for t in self.line_tokens if set(t[1]) <= chars]
+            found = self._candidates[chars] = (tokens, torch.tensor([t[0] for t in tokens], dtype=torch.long))
         return found
 
     def complete(self, r: int) -> bool:
@@ -404,5 +413,6 @@ class ABCHeader:
                     mask[r] = self._body_mask(row, scores[r].masked_fill(mask[r], NEG_INF))
             elif row["free"]:
                 mask[r] = True
-                mask[r, self._free_tokens(row) or self.line_ends] = False  # (a dead end: end the line as it is)
+                allowed = self._free_tokens(row, scores[r]) or self.line_ends  # (a dead end: end the line as it is)
+                mask[r, allowed] = False
         return scores.masked_fill(mask.to(scores.device), NEG_INF)

@@ -80,10 +80,10 @@ def _abc_step(state: tuple, c: str) -> tuple | None:
         if grace or kind in ("acc", "deco", "colon", "tuplet", "broken", "grace_done"):
             return None
         return ("rest", "", need if kind == "broken" else None, slur, grace, bars, 0, rep)
-    if c in "^_=":
-        if kind == "colon" or acc >= (1 if c == "=" else 2):
+    if c in "^_=":  # (an accidental keeps its sign in `length`: only `^^` and `__` are double)
+        if kind == "colon" or acc >= (1 if c == "=" else 2) or (kind == "acc" and length != c):
             return None
-        return ("acc", "", need if kind == "broken" else None, slur, grace, bars, acc + 1, rep)
+        return ("acc", c, need if kind in ("broken", "acc") else None, slur, grace, bars, acc + 1, rep)
     if c in "<>":
         if kind != "note" or grace or length not in ("", "2"):
             return None

@@ -1,6 +1,6 @@
 """Music quality of every built-in model against the real data, on fixed samples: the measuring stick.
 
-    .venv/bin/python benchmarks/quality.py [--models chorales,folk,markov,piano] [--json out.json]
+    .venv/bin/python benchmarks/quality.py [--models chorales,folk,markov,piano] [--json out.json] [--chorales DIR]
 
 Each model composes a fixed set of pieces (fixed seeds, default settings) and every measure of
 `orchestrion.evaluation.quality` is taken on them and on real pieces of the same kind and length:
@@ -46,14 +46,18 @@ TARGETS = {
 }  # fmt: skip
 
 
+MODELS: dict[str, str] = {}  # --chorales DIR: another chorale model in place of builtin:chorales
+
+
 def compose_all(model: str, requests: list[dict]) -> tuple[list, list[str], float]:
     """Compose each request; returns the pieces, the failures (with their reason) and the seconds taken."""
-    composer = load_composer(f"builtin:{model}")
+    name = MODELS.get(model, f"builtin:{model}")
+    composer = load_composer(name)
     pieces, failures = [], []
     began = time.perf_counter()
     for fields in requests:
         try:
-            pieces.append(composer.compose(ComposeRequest(model=f"builtin:{model}", **fields)))
+            pieces.append(composer.compose(ComposeRequest(model=name, **fields)))
         except OrchestrionError as exc:
             failures.append(f"{fields}: {exc}")
     return pieces, failures, time.perf_counter() - began
@@ -181,7 +185,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="chorales,folk,markov,piano")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--chorales", help="measure this chorale model (a directory) in place of builtin:chorales")
     args = parser.parse_args()
+    if args.chorales:
+        MODELS["chorales"] = args.chorales
     report = {}
     with tempfile.TemporaryDirectory() as tmp:
         runners = {"chorales": lambda: run_chorales(Path(tmp)), "folk": run_folk, "markov": run_markov,

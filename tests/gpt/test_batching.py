@@ -145,3 +145,34 @@ def test_bar_positions_go_through_a_batched_step_as_alone():
             logits = decoder.forward(ids[:, t : t + 1], types[:, t : t + 1])
         reference = model(input_ids=ids, token_type_ids=types).logits[:, -1]
     assert torch.allclose(logits, reference, atol=1e-4)
+
+
+def test_rows_with_a_common_prefix_read_it_once_and_attend_as_before():
+    """Best-of-N candidates after their common prefix (`KVDecoder.common`): the prefix is read from row 0
+    for all rows, one matmul per head; the logits agree with every row reading its own copy, and the same
+    decoder gives the same bits alone and batched with others."""
+    from orchestrion.gpt.batching import COMMON_MIN
+
+    model = _model("chorales")
+    n, prefix = 8, COMMON_MIN + 9
+    g = torch.Generator().manual_seed(3)
+    with torch.inference_mode():
+        decoders = [KVDecoder(model, n, 256) for _ in range(3)]
+        block = torch.randint(0, model.config.vocab_size, (1, prefix), generator=g).expand(n, -1)
+        for d in decoders:
+            d.forward(block)
+        decoders[0].common = decoders[2].common = prefix  # the rows are the same up to here
+        other = KVDecoder(model, 3, 256)
+        other.forward(torch.randint(0, model.config.vocab_size, (3, 5), generator=g))
+        for _ in range(6):
+            ids = torch.randint(0, model.config.vocab_size, (n, 1), generator=g)
+            common, plain = decoders[0].forward(ids), decoders[1].forward(ids)
+            batched = forward_rows([other, decoders[2]], [ids[:3], ids])[1]
+            assert torch.allclose(common, plain, atol=1e-4, rtol=1e-4)
+            assert torch.equal(common, batched)
+        assert decoders[0].common == prefix  # the rows' own tokens after it differ
+        decoders[0].keep(5, decoders[0].length)
+        assert decoders[0].common == decoders[0].length
+        decoders[0].length = 10  # set back: nothing after it is common any more
+        decoders[0].forward(ids)
+        assert decoders[0].common == 10

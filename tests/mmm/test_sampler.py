@@ -223,3 +223,20 @@ def test_a_model_with_bar_positions_trains_samples_and_scores(tmp_path, monkeypa
     from orchestrion.gpt.likelihood import gpt_likelihood
 
     assert gpt_likelihood(composer, data, windows=2, context=32)["loss"] < math.log(len(vocab))
+
+
+def test_fewer_candidates_in_the_first_window_only(mmm_model, mmm_tokenizer):
+    """`SearchSettings.first_candidates` (off by default): the one-bar first window searched with fewer rows;
+    the piece stays whole, decodable without repair, and the same for the same seed."""
+    from orchestrion.mmm.sampler import SearchSettings
+
+    assert SearchSettings().first_candidates is None
+    request = ComposeRequest(model="x", bars=4, seed=3)
+    settings = SearchSettings(candidates=2, first_candidates=1)
+    pieces = [
+        [e for e in sample_mmm(mmm_model, mmm_tokenizer, request, settings=settings, token_events=False)][-1]
+        for _ in range(2)
+    ]
+    assert pieces[0].tokens == pieces[1].tokens and pieces[0].report["windows"] == 2
+    score, repairs = mmm.decode(pieces[0].tokens)
+    assert repairs == [] and len(score.tracks) == 4

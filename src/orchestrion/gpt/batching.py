@@ -14,7 +14,7 @@ that is busy elsewhere (running its grammar, or paced to its listener).
     for each layer:                                    N = the rows of all decoders
         h = layer_norm(x)                              (N, C)     one matmul for all rows
         q, k, v = split(h @ W_qkv)                     per decoder: its rows, its cache, its length
-        att = softmax(q k^T) v                         per decoder
+        att = softmax(q k^T) v                         per decoder (a prefix common to its rows read once)
         x = x + att @ W_proj ; x = x + mlp(x)          (N, C)     one matmul each for all rows
 
 Same seed, same piece: a row gets the same bits in a batch as alone. Every one-token step runs through
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 MIN_ROWS = 4  # matmuls of fewer rows take another path through the BLAS, with other rounding
 MAX_ROWS = 4096  # rows in one batched step; steps past it wait for the next one
+COMMON_MIN = 128  # a common prefix of rows read once from this length on (shorter: n copies cost less)
 LINGER = 0.004  # seconds a batch waits for the decoders that stepped lately and are not waiting yet
 RECENT = 0.05  # a decoder that stepped this recently is counted on for the next batch
 
@@ -67,28 +68,50 @@ def forward_rows(
     pad = [x[0].new_zeros(MIN_ROWS - N, C)] if N < MIN_ROWS else []  # rows that only fill the matmuls
     x = torch.cat(x + pad) if len(x) + len(pad) > 1 else x[0]  # (P, C), P = max(N, MIN_ROWS)
     for layer, (l1w, l1b, aw, ab, pw, pb, l2w, l2b, fw, fb, mw, mb, scale) in enumerate(d0.blocks):
-        h = F.layer_norm(x, (C,), l1w, l1b, d0.eps)
+        h = torch.layer_norm(x, (C,), l1w, l1b, d0.eps)  # the aten op: F.layer_norm adds Python checks a step
         qkv = torch.addmm(ab, h, aw)  # (P, 3C): Conv1D, x @ W + b
         parts, r = [], 0
         for d, n in zip(decoders, rows, strict=True):
             q, k, v = qkv[r : r + n].view(n, 1, 3, H, D).permute(2, 0, 3, 1, 4)  # each (n, H, 1, D)
             end = d.length + 1
-            d.k[layer, :n, :, d.length : end] = k
-            d.v[layer, :n, :, d.length : end] = v
-            keys, values = d.k[layer, :n, :, :end], d.v[layer, :n, :, :end]  # (n, H, end, D)
-            weights = torch.softmax((q @ keys.transpose(-1, -2)) * scale, dim=-1)  # (n, H, 1, end)
-            parts.append((weights @ values).transpose(1, 2).reshape(n, C))  # (n, C)
+            cache_k, cache_v = d.layers[layer]  # (B, H, Tmax, D) each
+            cache_k[:n, :, d.length : end] = k
+            cache_v[:n, :, d.length : end] = v
+            d.common = min(d.common, d.length)  # a length set back: what follows may differ by row
+            if n > 1 and d.common >= COMMON_MIN:
+                parts.append(_attend_shared(q, cache_k, cache_v, d.common, end, scale))
+            else:
+                keys, values = cache_k[:n, :, :end], cache_v[:n, :, :end]  # (n, H, end, D)
+                weights = torch.softmax((q @ keys.transpose(-1, -2)) * scale, dim=-1)  # (n, H, 1, end)
+                parts.append((weights @ values).transpose(1, 2).reshape(n, C))  # (n, C)
             r += n
         att = torch.cat(parts + pad) if len(parts) + len(pad) > 1 else parts[0]  # (P, C)
         x = x + torch.addmm(pb, att, pw)
-        h = F.layer_norm(x, (C,), l2w, l2b, d0.eps)
+        h = torch.layer_norm(x, (C,), l2w, l2b, d0.eps)
         x = x + torch.addmm(mb, F.gelu(torch.addmm(fb, h, fw), approximate=d0.approximate), mw)
     for d in decoders:
         d.length += 1
-    logits = F.layer_norm(x, (C,), *d0.ln_f, d0.eps) @ d0.lm_head.T  # (P, V)
+    logits = torch.layer_norm(x, (C,), *d0.ln_f, d0.eps) @ d0.lm_head.T  # (P, V)
     if d0.lm_bias is not None:
         logits = logits + d0.lm_bias
     return [logits[:N]] if len(rows) == 1 else list(logits[:N].split(rows))
+
+
+def _attend_shared(
+    q: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor, shared: int, end: int, scale: float
+) -> torch.Tensor:
+    """Attention of n rows whose first `shared` cached positions are the same (best-of-N candidates after
+    their common prefix): q (n, H, 1, D) -> (n, C). The prefix is read once, from row 0, as one matmul of
+    all n rows per head, instead of n matrix-vector products over n copies of it; the rows' own positions
+    (shared .. end) as before. One softmax over both parts."""
+    n, H, _, D = q.shape
+    qh = q.view(n, H, D).transpose(0, 1)  # (H, n, D)
+    front = (qh @ cache_k[0, :, :shared].transpose(-1, -2)).transpose(0, 1)  # (n, H, shared)
+    own = (q @ cache_k[:n, :, shared:end].transpose(-1, -2)).view(n, H, end - shared)  # (n, H, end - shared)
+    weights = torch.softmax(torch.cat([front, own], dim=-1) * scale, dim=-1)  # (n, H, end)
+    out = (weights[..., :shared].transpose(0, 1) @ cache_v[0, :, :shared]).transpose(0, 1)  # (n, H, D)
+    out = out + (weights[..., shared:].unsqueeze(2) @ cache_v[:n, :, shared:end]).view(n, H, D)
+    return out.reshape(n, H * D)  # (n, C)
 
 
 class StepsCancelled(Exception):

@@ -46,6 +46,8 @@ class KVDecoder:
 
     Uses the parameters of a `GPT2LMHeadModel` in place (no copy). `forward(ids)` appends T positions to
     the cache and returns the logits of the last one; `length` can be set back to drop cached positions.
+    `common`: positions before it are the same in every row (after `keep`, or as a caller declares), and a
+    one-token step of several rows reads them once (`orchestrion.gpt.batching.forward_rows`).
     """
 
     def __init__(self, model: torch.nn.Module, batch_size: int, max_len: int):
@@ -89,17 +91,23 @@ class KVDecoder:
                 )
             )
         shape = (len(self.blocks), batch_size, cfg.n_head, max_len, self.head_dim)
-        self.k = torch.zeros(shape, device=self.device, dtype=self.dtype)  # (L, B, H, Tmax, D)
-        self.v = torch.zeros(shape, device=self.device, dtype=self.dtype)
+        # Never read before written (attention reads positions < length only): no zeroing of 2 x 8 MiB a window.
+        self.k = torch.empty(shape, device=self.device, dtype=self.dtype)  # (L, B, H, Tmax, D)
+        self.v = torch.empty(shape, device=self.device, dtype=self.dtype)
+        self.layers = [(self.k[i], self.v[i]) for i in range(len(self.blocks))]  # (B, H, Tmax, D) views
         self.batch_size, self.max_len, self.length = batch_size, max_len, 0
+        # Positions 0 .. common - 1 are the same in every row (set by `keep` and by a caller that fed every
+        # row the same tokens): one-token steps then read that prefix once for all rows.
+        self.common = 0
         batcher = SHARED_STEPS.get(model)
         self.shared: Callable[..., torch.Tensor] | None = batcher.step if batcher else None
 
     def keep(self, row: int, length: int) -> None:
         """Every row takes row `row`'s first `length` cached positions (best-of-N: the chosen row goes on)."""
+        start = min(self.common, length)  # positions before it are the same in every row already
         for cache in (self.k, self.v):
-            cache[:, : self.batch_size, :, :length] = cache[:, row : row + 1, :, :length].clone()  # (L, B, H, T, D)
-        self.length = length
+            cache[:, : self.batch_size, :, start:length] = cache[:, row : row + 1, :, start:length].clone()
+        self.length = self.common = length
 
     def forward(self, ids: torch.Tensor, types: torch.Tensor | None = None) -> torch.Tensor:
         """ids (B, T) -> logits (B, V) of the last position; the T positions join the cache. `types` (B, T):
@@ -108,6 +116,7 @@ class KVDecoder:
         if T == 1:  # one token per row: shared with concurrent streams when the model has a batcher
             return self.shared(self, ids, types) if self.shared is not None else forward_rows([self], [ids], [types])[0]
         start, end = self.length, self.length + T
+        self.common = min(self.common, start)
         if end > self.max_len:
             raise InvalidRequest("max_tokens", f"the sequence would pass the cache length of {self.max_len}")
         C, H, D = self.wte.shape[1], self.n_head, self.head_dim

@@ -86,6 +86,7 @@ class SearchSettings:
     weights: CriticWeights = field(default_factory=CriticWeights)
     token_nats: float = 0.95  # about the chorale model's loss per token (the critic's length normalisation)
     first_window: int | None = 1  # bars of the first window of a piece composed from nothing (None: 4)
+    first_candidates: int | None = None  # at most this many candidates in that first window (None: `candidates`)
 
     @classmethod
     def from_request(cls, request: ComposeRequest, **overrides: object) -> SearchSettings:
@@ -143,8 +144,14 @@ def _compose(
     report = Report(extra={"relaxed": 0})
     emitted = 0
     windows = 0
-    while (window := next_window(plan.todo, first=settings.first_window)) is not None:
+    while True:
+        opening = settings.first_window is not None and bool(plan.todo.all())  # the one-bar first window
+        if (window := next_window(plan.todo, first=settings.first_window)) is None:
+            break
         start, end = window
+        n = settings.candidates
+        if opening and settings.first_candidates:
+            n = min(n, settings.first_candidates)
         if plan.key_free and end == plan.bars and start >= WINDOW_BARS:
             # The last window of a long piece without a requested key cadences in the key the music is in.
             key = known_key(plan, start)
@@ -152,7 +159,8 @@ def _compose(
                 plan.key = Key(key.tonic, key.mode)
                 critic = Critic(settings.weights, plan.key, settings.token_nats)
         chosen: dict[tuple[int, int], list[str]] = {}
-        for choice in _search_window(model, ids, plan, window, specs, critic, config, settings, generator, report):
+        searched = _search_window(model, ids, plan, window, specs, critic, config, settings, n, generator, report)
+        for choice in searched:
             tokens = [names[t] for t in choice.tokens]
             chosen[choice.cell] = tokens
             report.tokens += len(tokens)
@@ -199,15 +207,15 @@ def _search_window(
     critic: Critic,
     config: SamplingConfig,
     settings: SearchSettings,
+    n: int,
     generator: torch.Generator,
     report: Report,
 ) -> Iterator[Choice]:
-    """Best-of-N over one window: its units, the grammar and voice rules for it, the critic as judge."""
+    """Best-of-`n` over one window: its units, the grammar and voice rules for it, the critic as judge."""
     start, end = window
     edges = tuple(getattr(model.config, "density_edges", None) or DEFAULT_DENSITY_EDGES)
     units, free, close = _units(plan, start, end, edges)
     final = plan.bars - 1 - start if start <= plan.bars - 1 < end else None
-    n = settings.candidates
     grammar = MMMGrammar(ids, n, bars=end - start, tracks=len(plan.tracks), close_bars=close)
     rules = VoiceConstraints(
         ids,

@@ -33,9 +33,8 @@ and the rhythm of the rules) and the step is counted in `relaxed`. `keep(row, le
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -113,6 +112,11 @@ class _Line:
     last: tuple[int, int, int] | None = None  # (start, end, pitch) of the current track's last closed note
     conflict: np.ndarray | None = None  # (S, 128) bool: pitch p may not sound at step y (current track)
     prev_onset: np.ndarray | None = None  # (T, S) last onset of each track strictly before the step
+
+    def copy(self) -> _Line:
+        """A deep copy of what changes in place (the grids, the sounding notes); `conflict` and `prev_onset`
+        are only ever replaced, never changed, so rows may share them."""
+        return replace(self, pitch=self.pitch.copy(), onset=self.onset.copy(), sounding=dict(self.sounding))
 
 
 class VoiceConstraints:
@@ -349,7 +353,7 @@ class VoiceConstraints:
 
     def keep(self, row: int, length: int) -> None:
         """Every row takes row `row`'s state, `length` tokens in (best-of-N: the chosen candidate goes on)."""
-        self.rows = [copy.deepcopy(self.rows[row]) for _ in self.rows]
+        self.rows = [self.rows[row].copy() for _ in self.rows]
         self.relaxed = [self.relaxed[row]] * len(self.rows)
         self.kept_relaxed = self.relaxed[row]
         self.seen = length

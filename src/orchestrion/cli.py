@@ -72,7 +72,12 @@ def corpus_export(
     elif Path(source).expanduser().is_dir():
         from orchestrion.core.folder_export import export_folder
 
-        export_folder(Path(source).expanduser(), out)
+        report = export_folder(Path(source).expanduser(), out)
+        if not report["written"]:  # an empty corpus is a failure: the reasons are listed above
+            found = (
+                f"{report['files']} file(s), {len(report['bad'])} bad, {len(report['ignored'])} neither MIDI nor ABC"
+            )
+            raise BadInput(f"no usable MIDI or ABC file to export ({found}; see {out / 'report.json'})", source)
     else:
         known = ", ".join(corpora.CORPORA)
         raise BadInput(f"unknown corpus {source!r} and no such folder; the built-in corpora are: {known}")
@@ -159,9 +164,15 @@ def encode_events(
     address: Annotated[str | None, typer.Option(help="Ray cluster address (with --engine ray)")] = None,
 ) -> None:
     """Encode MIDI into melody/chord events for the Markov model."""
+    from orchestrion.errors import BadInput
     from orchestrion.markov.dataset import encode_to_dir
 
-    print(encode_to_dir(inputs, out, workers=workers, engine=engine, address=address))
+    events = encode_to_dir(inputs, out, workers=workers, engine=engine, address=address)
+    if events.stat().st_size == 0:  # nothing encoded is a failure, whatever was written
+        problems = (out / "problems.txt").read_text(encoding="utf-8").splitlines()
+        example = f"; for example {problems[0]}" if problems else ""
+        raise BadInput(f"no piece could be encoded ({len(problems)} file(s) skipped, see problems.txt){example}", out)
+    print(events)
 
 
 @encode_app.command("audio")
@@ -452,10 +463,15 @@ def render(
     from orchestrion.core.render import render_file
 
     problems: list[str] = []
+    repaired: list[str] = []
     for path in render_file(
-        source, wav=wav, png=png, svg=svg, sample_rate=sample_rate, strict=strict, problems=problems
+        source, wav=wav, png=png, svg=svg, sample_rate=sample_rate, strict=strict, problems=problems, repaired=repaired
     ):
         print(path)
+    if repaired:
+        _console().print(
+            f"[yellow]repaired:[/yellow] {escape(f'{source}: dropped ' + '; '.join(repaired))}", soft_wrap=True
+        )
     for problem in problems:
         _console().print(f"[yellow]not rendered:[/yellow] {escape(problem)}", soft_wrap=True)
 

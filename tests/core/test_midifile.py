@@ -117,6 +117,29 @@ def test_more_programs_than_channels_take_turns_or_are_reported() -> None:
     assert len(report) == 1 and "more than 15 programs sound at once" in report[0]
 
 
+def test_synthesis_and_rendering_write_proper_channels(tmp_path: Path) -> None:
+    """The MIDI file FluidSynth plays for a score, and the one `render` writes for a damaged file: 16 tracks of
+    15 programs, which symusic alone writes with two programs on channel 1."""
+    from orchestrion.core.render import _midi_file, score_from_file
+
+    def one_program_a_channel(data: bytes) -> bool:
+        programs: dict[int, set[int]] = {}
+        for chans, changes in channels(data):
+            for c in chans:
+                programs.setdefault(c, set()).update(p for _, p in changes)
+        return all(len(p) == 1 for p in programs.values())
+
+    song = real_world.many_tracks(16, repeat_program=True)
+    assert not one_program_a_channel(bytes(song.dumps_midi()))
+    with _midi_file(song) as (path, _):
+        assert one_program_a_channel(path.read_bytes())
+    damaged = tmp_path / "damaged.mid"
+    damaged.write_bytes(real_world.with_bad_controller(bytes(song.dumps_midi()), 168))
+    (tmp_path / "work").mkdir()
+    _, midi = score_from_file(damaged, tmp_path / "work")
+    assert midi != damaged and one_program_a_channel(midi.read_bytes())
+
+
 def test_a_file_with_proper_channels_keeps_its_bytes(fixtures_dir: Path) -> None:
     score = load_midi(fixtures_dir / "pop_song.mid")
     assert midi_bytes(score) == (bytes(score.dumps_midi()), [])

@@ -361,9 +361,63 @@ def test_repeats_faster_than_the_grid_and_a_note_at_the_very_end_are_reported() 
                     "duration": [half, half, half, 56 * STEP, half]}])  # fmt: skip
     notes = mmm.canonical_notes(score)
     assert int(notes.end.max()) == 64  # still four bars: the last 32nd moved back onto the last 16th
-    assert (notes.merged, notes.moved_back, notes.off_grid) == (1, 1, 4)
+    assert (notes.merged, notes.moved_back, notes.off_grid, notes.resized) == (1, 1, 2, 2)
     assert notes.quantised() == [
-        "4 notes were moved onto the 16th-note grid",
-        "1 notes were merged with a note of the same pitch on the same 16th (repeated notes faster than 16ths)",
-        "1 notes at the very end were moved a 16th earlier to end with the piece",
+        "2 notes moved onto the 16th-note grid",
+        "2 notes with a length rounded to whole 16ths",
+        "1 note merged with a note of the same pitch on the same 16th (repeated notes faster than 16ths)",
+        "1 note just before the end moved a 16th earlier (so that no bar is added)",
     ]
+
+
+def test_a_prompt_is_read_with_its_tempo_programs_and_length_and_says_what_changed(fixtures_dir) -> None:
+    """Harmonising a melody (issue 22): the prompt keeps its tempo, its bass guitar is INST=33 (a program, not
+    a voice), a 32nd just before its end adds no bar, and what reading it changed is reported."""
+    import symusic
+
+    from orchestrion.core.music import load_midi
+
+    song = load_midi(fixtures_dir / "pop_song.mid")  # 8 bars at 175 qpm
+    song.tracks = [song.tracks[0], song.tracks[3]]  # the melody (flute) and "Bass" (an electric bass)
+    melody = song.tracks[0].notes
+    for start in (0, STEP // 2, STEP):  # three repeated 32nds: the last two round onto one 16th
+        melody.append(symusic.Note(start, STEP // 2, 84, 90))
+    melody.append(symusic.Note(32 * 4 * STEP - STEP // 2, STEP // 2, 79, 90))  # a 32nd just before the end
+    melody.sort()
+    reading = mmm.read_prompt(song)
+    assert reading.bars == 8 and round(reading.tempo) == 175 and reading.notes.inst == ["73", "33"]
+    assert reading.report == [
+        "2 notes moved onto the 16th-note grid",
+        "50 notes with a length rounded to whole 16ths",
+        "1 note merged with a note of the same pitch on the same 16th (repeated notes faster than 16ths)",
+        "1 note just before the end moved a 16th earlier (so that no bar is added)",
+        'track 2 ("Bass") is INST=33, its General MIDI program, not BASS: only sung parts (choir programs) are '
+        "read as voices",
+    ]
+    assert mmm.read_prompt(load_midi(fixtures_dir / "meter_2_4.mid")).report[-2:] == [
+        "2/4 regrouped into 4/4 bars",
+        'track 2 ("bass") is INST=32, its General MIDI program, not BASS: only sung parts (choir programs) are '
+        "read as voices",
+    ]
+    with pytest.raises(BadInput, match="3/4"):
+        mmm.read_prompt(load_midi(fixtures_dir / "three_four.mid"))
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "windows"), [((3, 4), (4, 4), 2), ((4, 4), (3, 4), 0)], ids=["4-4-last", "3-4-last"]
+)
+def test_signatures_on_one_tick_are_taken_in_file_order(first, last, windows) -> None:
+    """Two time signatures on tick 0: the later in the file holds (it was the larger after sorting)."""
+    import struct
+
+    import symusic
+
+    def signature(num: int, den: int) -> bytes:
+        return b"\x00\xff\x58\x04" + bytes([num, {4: 2}[den], 24, 8])
+
+    notes = b"".join(b"\x00\x90\x3c\x40\x83\x60\x80\x3c\x00" for _ in range(16))  # 16 quarters: 4 bars of 4/4
+    body = signature(*first) + signature(*last) + notes + b"\x00\xff\x2f\x00"
+    data = b"MThd" + struct.pack(">IHHH", 6, 1, 1, TPQ) + b"MTrk" + struct.pack(">I", len(body)) + body
+    score = symusic.Score.from_midi(data)
+    assert [(m[0], m[1]) for m in mmm.canonical_notes(score).meters] == [last]
+    assert mmm.encode_ids(score, mmm.MMMOptions(bars=2, hop=2)).sequences == windows

@@ -66,6 +66,47 @@ def test_decode_abc_of_nothing_fails_and_says_why(tmp_path: Path) -> None:
     assert f'{path}: tune 2 ("broken too"): abc2midi could not compile the tune' in said(run)
 
 
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        (("encode", "mmm"), "no window to train on"),
+        (("encode", "events"), "no piece could be encoded (1 file(s) skipped"),
+        (("corpus", "export"), "no usable MIDI or ABC file to export"),
+    ],
+    ids=lambda v: "-".join(v) if isinstance(v, tuple) else None,
+)
+def test_a_command_that_produced_nothing_fails_and_says_why(
+    command: tuple[str, ...], says: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    (folder / "cut short.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0")  # no track
+    run = cli(*command, folder, "--out", tmp_path / "out", "-j", "1")
+    assert run.returncode == 1, said(run)  # it was 0, with an empty dataset or folder
+    assert says in said(run) and "cut short.mid: corrupt or truncated MIDI" in said(run)
+
+
+def test_encode_abc_takes_each_tune_of_a_collection_on_its_own(collection: Path, tmp_path: Path) -> None:
+    import json
+
+    run = cli("encode", "abc", collection, "--out", tmp_path / "out", "-j", "1")
+    assert run.returncode == 0, said(run)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["validity"] == {"clean": 2, "warnings": 0, "errors": 1}  # the version line, comments: no error
+    (error,) = report["errors"]
+    assert error["source"] == str(collection) and error["id"].endswith("-0003") and "nest chords" in error["error"]
+    text = (tmp_path / "out" / "text" / "train-00000.txt").read_text()
+    assert "T:Spaced Polka" in text and "T:Spaced Jig" in text and "%abc" not in text
+
+
+def test_encode_abc_of_nothing_fails_and_measures_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "broken.abc"
+    path.write_text("%abc-2.1\nX:1\nT:broken\nK:C\n[[[[ |||| ((((\n")
+    run = cli("encode", "abc", path, "--out", tmp_path / "out", "-j", "1")
+    assert run.returncode == 1 and "no tune survived cleaning" in said(run)
+    assert "spaceless equivalence: not measured" in said(run) and "0 of 0" not in said(run)  # was "0 of 0 (100.00%)"
+
+
 def test_decode_mmm_gives_each_program_its_channel_and_drums_channel_ten(tmp_path: Path) -> None:
     score = real_world.many_tracks(16, drums=True)
     score.tracks[14].program = score.tracks[0].program  # 14 programs and drums: they all fit
@@ -83,7 +124,8 @@ def test_decode_mmm_gives_each_program_its_channel_and_drums_channel_ten(tmp_pat
 
 def test_render_repairs_a_damaged_midi_file_and_strict_refuses_it(fixtures_dir: Path, tmp_path: Path) -> None:
     damaged = fixtures_dir / "pop_damaged_cc.mid"
-    assert cli("render", damaged, "--png", tmp_path / "x.png").returncode == 0
+    run = cli("render", damaged, "--png", tmp_path / "x.png")
+    assert run.returncode == 0 and f"repaired: {damaged}: dropped control change with a value over 127" in said(run)
     run = cli("render", damaged, "--png", tmp_path / "y.png", "--strict")
     assert run.returncode == 1 and f"{damaged}: corrupt" in said(run)
 

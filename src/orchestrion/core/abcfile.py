@@ -136,6 +136,7 @@ def tunes_of(text: str) -> list[Tune]:
 
 # What the bracket check skips: quoted text, decorations, comments, inline fields, `[|]` and `[|` bar lines, endings.
 _SKIP = re.compile(r'"[^"\n]*"?|![^!\n]*!?|%[^\n]*|\[[A-Za-z]:[^\]\n]*\]?|\[\|\]?|\[[0-9]')
+_ZERO_REST = re.compile(r"[zx]0+(?![0-9])")  # a rest of no length: z0, x00, z0/2 (z02 is a rest of 2)
 
 
 def engraving_problem(tune: str) -> str | None:
@@ -143,7 +144,7 @@ def engraving_problem(tune: str) -> str | None:
     K: line or an empty one (`K:` and nothing after it), on a tune that ends on its K: line, on a `]` that
     closes no chord (`C]`, `[C]]`, `|]]`), on an empty chord `[]`, a chord inside a chord (`[[B]]`) or one
     left open, a quote, decoration or inline field left open, a header line that is no field, a `Q:` with
-    nothing after its `=` and an `X:` without a number, all of which fuzzing found; `orchestrion.core.render` refuses them before engraving (and engraves in a
+    nothing after its `=`, an `X:` without a number and a rest of no length (`z0`), all of which fuzzing found; `orchestrion.core.render` refuses them before engraving (and engraves in a
     child process, for what this check does not know)."""
     head, k, body = tune.partition("\nK:")
     if re.match(r"X:[ \t]*(\n|$)", tune):
@@ -171,6 +172,8 @@ def engraving_problem(tune: str) -> str | None:
 
 def _line_problem(line: str) -> str | None:
     """What in one line of music would crash verovio (see `engraving_problem`), or None."""
+    if not _FIELD_LINE.match(line) and _ZERO_REST.search(_SKIP.sub(" ", line)):
+        return "a rest of no length (z0), which the score engraver cannot draw"
     depth, empty, last, pos = 0, False, "", 0
     for match in [*_SKIP.finditer(line), None]:
         for char in line[pos : match.start() if match else len(line)]:

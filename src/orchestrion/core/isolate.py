@@ -12,7 +12,8 @@ parent goes on (to the next tune of the file, the next output, the next input of
 
 A task is a name in `TASKS` (never a function sent over the pipe); arguments and results are JSON. The
 child speaks on a duplicate of its stdout and sends its stdout to stderr, so that nothing a library prints
-can break the protocol; its stderr goes to a scratch file, whose tail explains a crash.
+can break the protocol; its stderr goes to a scratch file, whose tail explains a crash. The child dies with
+its parent (Linux: PR_SET_PDEATHSIG), so a parent killed mid-task leaves no engraver running on.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class Isolated:
     def _start(self) -> subprocess.Popen:
         self.stderr = None if self.quiet else tempfile.TemporaryFile(prefix="orchestrion-isolate-")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrion.core.isolate"],
+            [sys.executable, "-m", "orchestrion.core.isolate", str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL if self.quiet else self.stderr,
@@ -216,8 +217,23 @@ def _jsonable(value: object) -> object:
     return value
 
 
-def _serve() -> None:
+def _die_with_parent(parent: int) -> None:
+    """Have Linux end this child when its parent dies, even by SIGKILL: a child stuck in verovio would
+    otherwise run on with nobody to read its answer (its stdin closing is only seen between tasks)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if parent and os.getppid() != parent:  # the parent died before the request above took effect
+        os._exit(1)
+
+
+def _serve(parent: int = 0) -> None:
     """The child: one JSON request a line on stdin, one JSON answer a line on the original stdout."""
+    _die_with_parent(parent)
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # whatever a library prints goes to stderr, never into the answers
     sys.stdout = sys.stderr
@@ -238,4 +254,4 @@ def _serve() -> None:
 
 
 if __name__ == "__main__":
-    _serve()
+    _serve(int(sys.argv[1]) if len(sys.argv) > 1 else 0)

@@ -19,7 +19,7 @@ from orchestrion.core import abcfile
 from orchestrion.core.abcmidi import abc_to_midi
 from orchestrion.core.corpora import music21_to_score
 from orchestrion.core.files import atomic_path, write_atomic
-from orchestrion.core.music import MIDI_SUFFIXES, load_midi, read_midi, time_signatures
+from orchestrion.core.music import MIDI_SUFFIXES, load_midi, read_midi, save_midi, time_signatures
 from orchestrion.core.tools import find_soundfont, require, run_tool
 from orchestrion.errors import BadInput
 
@@ -103,8 +103,7 @@ def _midi_file(score_or_path: symusic.Score | str | Path) -> Iterator[tuple[Path
     if sum(len(t.notes) for t in score.tracks) == 0:
         raise BadInput("the piece has no notes to render")
     with tempfile.TemporaryDirectory(prefix="orchestrion-render-") as tmp:
-        path = Path(tmp) / "piece.mid"
-        score.dump_midi(str(path))
+        path = save_midi(score, Path(tmp) / "piece.mid")  # each program its own channel, drums on 10
         yield path, score
 
 
@@ -421,7 +420,9 @@ def render_svg(source: symusic.Score | str | Path, out_svg: str | Path, *, title
 # ------------------------------------------------------------------------------------------ dispatch
 
 
-def score_from_file(source: str | Path, work_dir: Path, *, strict: bool = False) -> tuple[symusic.Score, Path]:
+def score_from_file(
+    source: str | Path, work_dir: Path, *, strict: bool = False, dropped: list[str] | None = None
+) -> tuple[symusic.Score, Path]:
     """Load MIDI, ABC (its first tune, compiled with abc2midi) or MusicXML (through music21) as a score and a
     MIDI file to synthesise (a damaged MIDI file's readable part is written afresh; `strict` refuses it).
 
@@ -433,11 +434,12 @@ def score_from_file(source: str | Path, work_dir: Path, *, strict: bool = False)
     suffix = path.suffix.lower()
     midi = work_dir / f"{path.stem}.mid"
     if suffix in MIDI_SUFFIXES:
-        score, dropped = read_midi(path, strict=strict)
-        if not dropped:
+        score, lost = read_midi(path, strict=strict)
+        if dropped is not None:
+            dropped.extend(lost)  # what a damaged file lost, a line per kind
+        if not lost:
             return score, path
-        score.dump_midi(str(midi))
-        return score, midi
+        return score, save_midi(score, midi)
     if suffix in ABC_SUFFIXES:
         tunes = abcfile.tunes_of(abcfile.decode(path.read_bytes()))
         if not tunes:
@@ -455,8 +457,7 @@ def score_from_file(source: str | Path, work_dir: Path, *, strict: bool = False)
             raise BadInput(exc.reason, path) from exc
         except Exception as exc:  # music21's parse errors come in many types
             raise BadInput(f"music21 could not read the MusicXML file: {exc}", path) from exc
-        score.dump_midi(str(midi))
-        return score, midi
+        return score, save_midi(score, midi)
     raise BadInput(f"cannot render {suffix or 'files without a suffix'}: use one of {', '.join(RENDER_SUFFIXES)}", path)
 
 
@@ -477,6 +478,7 @@ def render_file(
     sample_rate: int = 44100,
     strict: bool = False,
     problems: list[str] | None = None,
+    repaired: list[str] | None = None,
     child: Isolated | None = None,
     timeout: float | None = None,
 ) -> list[Path]:
@@ -485,8 +487,9 @@ def render_file(
     Engraving and synthesis run in a child process (`orchestrion.core.isolate`; `child` reuses one), so input
     that crashes verovio or hangs a tool is our BadInput naming `source`, not the end of this process. Each
     tune of an ABC file is rendered on its own, to `out-1.svg`, `out-2.svg`, ... when there are several;
-    a tune that fails goes to `problems` (when given, else it is raised once the others are written).
-    `timeout` bounds each engraving and synthesis (default: 2 minutes plus the piece's length, 3 times over).
+    a tune that fails goes to `problems` (when given, else it is raised once the others are written), and
+    what a damaged MIDI file lost to `repaired` (a line per kind; `strict` refuses such a file). `timeout`
+    bounds each engraving and synthesis (default: 2 minutes plus the piece's length, 3 times over).
     """
     from orchestrion.core.isolate import Isolated
 
@@ -505,7 +508,9 @@ def render_file(
                 number = tune.number if tune else 1
                 outs = [_numbered(p, number, len(tunes)) for p in (wav, png, svg)]
                 try:
-                    written += _render_one(source, tune, outs, Path(tmp), worker, sample_rate, strict, timeout)
+                    written += _render_one(
+                        source, tune, outs, Path(tmp), worker, sample_rate, strict, timeout, repaired=repaired
+                    )
                 except BadInput as exc:
                     if tune is None or len(tunes) == 1:
                         raise BadInput(exc.reason, source) from exc
@@ -529,11 +534,12 @@ def _render_one(
     sample_rate: int,
     strict: bool,
     timeout: float | None,
+    repaired: list[str] | None = None,
 ) -> list[Path]:
     """One piece (a MIDI or MusicXML file, or one tune of an ABC file) to the outputs given (wav, png, svg)."""
     wav, png, svg = outs
     if tune is None:
-        score, midi = score_from_file(source, tmp, strict=strict)
+        score, midi = score_from_file(source, tmp, strict=strict, dropped=repaired)
         engrave, title = source, source.name
     else:
         problem = abcfile.engraving_problem(tune.text) if svg is not None else None

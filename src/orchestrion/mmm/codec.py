@@ -5,6 +5,7 @@
     encode_batch(scores, options)         many scores as token ids in one vectorised pass (what the dataset
                                           pipeline calls), per score an `Encoded` or the `BadInput` it raised
     decode(tokens) -> (score, repairs)    never raises on model output (`orchestrion.mmm.decode`)
+    read_prompt(score) -> PromptReading   a prompt's notes, 4/4 bars and tempo, and what reading it changed
 
 What the round trip keeps: `decode(encode(score))` gives back `canonical_notes(score)` exactly: pitch,
 start, end, track and program of every note on the grid, where canonical means quantized (starts and ends
@@ -75,22 +76,29 @@ class Notes:
     inst: list[str] = field(default_factory=list)  # "0".."127", "DRUMS" or a voice name
     is_drum: list[bool] = field(default_factory=list)
     meters: list[tuple[int, int, int, int]] = field(default_factory=list)  # (num, den, start, end) in steps
-    off_grid: int = 0  # notes whose start or end was moved onto the grid
+    off_grid: int = 0  # notes whose start was moved onto the grid
+    resized: int = 0  # notes whose start was on the grid but whose end was not (a length rounded to 16ths)
     merged: int = 0  # notes dropped as a second note of one key at one step (repeats faster than a 16th)
     moved_back: int = 0  # notes starting on the piece's last grid point, moved a step back (see canonical_batch)
 
     def quantised(self) -> list[str]:
         """What putting the piece on the 16th-note grid changed, a line each (none when nothing did)."""
+
+        def notes(n: int) -> str:
+            return f"{n} note" if n == 1 else f"{n} notes"
+
         lines = []
         if self.off_grid:
-            lines.append(f"{self.off_grid} notes were moved onto the 16th-note grid")
+            lines.append(f"{notes(self.off_grid)} moved onto the 16th-note grid")
+        if self.resized:
+            lines.append(f"{notes(self.resized)} with a length rounded to whole 16ths")
         if self.merged:
             lines.append(
-                f"{self.merged} notes were merged with a note of the same pitch on the same 16th "
+                f"{notes(self.merged)} merged with a note of the same pitch on the same 16th "
                 "(repeated notes faster than 16ths)"
             )
         if self.moved_back:
-            lines.append(f"{self.moved_back} notes at the very end were moved a 16th earlier to end with the piece")
+            lines.append(f"{notes(self.moved_back)} just before the end moved a 16th earlier (so that no bar is added)")
         return lines
 
 
@@ -120,7 +128,8 @@ def canonical_batch(scores: list[symusic.Score], *, voices: bool = False) -> lis
         tpq_of = np.repeat(np.asarray(tpqs, np.int64), sizes)
         time = np.concatenate(times).astype(np.int64)
         stop = time + np.concatenate(durations)
-        off = ((time * STEPS_PER_QUARTER) % tpq_of != 0) | ((stop * STEPS_PER_QUARTER) % tpq_of != 0)
+        off = (time * STEPS_PER_QUARTER) % tpq_of != 0
+        ragged = ~off & ((stop * STEPS_PER_QUARTER) % tpq_of != 0)
         start = (2 * time * STEPS_PER_QUARTER + tpq_of) // (2 * tpq_of)
         end = (2 * stop * STEPS_PER_QUARTER + tpq_of) // (2 * tpq_of)
         # A short note rounded onto the piece's last grid point would begin a bar of its own: one step back.
@@ -133,8 +142,9 @@ def canonical_batch(scores: list[symusic.Score], *, voices: bool = False) -> lis
         pitch = np.concatenate(pitches).astype(np.int64)
     else:
         tr = start = end = pitch = piece_of = np.zeros(0, np.int64)
-        off = at_end = np.zeros(0, bool)
+        off = ragged = at_end = np.zeros(0, bool)
     off_grid = np.bincount(piece_of[off], minlength=n_scores)
+    resized = np.bincount(piece_of[ragged], minlength=n_scores)
     moved_back = np.bincount(piece_of[at_end], minlength=n_scores)
     # One note per (track, pitch, start), the longest; then cut each where the next of its key begins.
     order = np.lexsort((-end, start, pitch, tr))
@@ -157,7 +167,8 @@ def canonical_batch(scores: list[symusic.Score], *, voices: bool = False) -> lis
         total = int(end[a:b].max()) if b > a else 0
         notes = Notes(tr[a:b] - t0, start[a:b], end[a:b], pitch[a:b], inst[t0:t1], drums[t0:t1])
         notes.meters = meter_segments(score, total)
-        notes.off_grid, notes.merged, notes.moved_back = int(off_grid[i]), int(merged[i]), int(moved_back[i])
+        notes.off_grid, notes.resized = int(off_grid[i]), int(resized[i])
+        notes.merged, notes.moved_back = int(merged[i]), int(moved_back[i])
         out.append(notes)
     return out
 
@@ -165,6 +176,43 @@ def canonical_batch(scores: list[symusic.Score], *, voices: bool = False) -> lis
 def canonical_notes(score: symusic.Score) -> Notes:
     """Quantize every non-empty track onto the grid and normalise it (see the module docstring)."""
     return canonical_batch([score])[0]
+
+
+@dataclass
+class PromptReading:
+    """A prompt (a score to continue, fill or harmonise) as the codec reads it: see `read_prompt`."""
+
+    notes: Notes
+    bars: int  # 4/4 bars (a note rounded onto the last grid point adds none)
+    tempo: float | None  # quarter notes per minute: the prompt's first tempo (None when it gives none)
+    report: list[str]  # a line for each thing reading changed; [] when the prompt is taken as it is
+
+
+def read_prompt(score: symusic.Score) -> PromptReading:
+    """The prompt's notes on the grid, its length in 4/4 bars, its tempo, and what reading it changed: notes
+    moved onto the 16th grid, merged (repeats faster than 16ths) or moved back from the very end; meters
+    regrouped into 4/4 bars; tempo changes not kept; tracks named like a voice that keep their program.
+
+    Raises BadInput for a prompt without notes, or in a meter whose bars do not regroup into 4/4 bars.
+    """
+    notes = canonical_notes(score)
+    if not len(notes.pitch):
+        raise BadInput("the prompt has no notes")
+    _, bars, _, regrouped = window_starts(notes, MMMOptions(bars=None))
+    report = notes.quantised() + regrouped
+    qpm = sorted({round(float(t.qpm), 2) for t in score.tempos}) if len(score.tempos) else []
+    tempo = float(score.tempos[0].qpm) if len(score.tempos) else None
+    if len(qpm) > 1:
+        report.append(f"the prompt changes tempo ({qpm[0]:g}-{qpm[-1]:g} qpm): its first tempo, {tempo:g}, is kept")
+    sounding = [t for t in score.tracks if len(t.notes)]
+    for k, (track, inst) in enumerate(zip(sounding, notes.inst, strict=True)):
+        named = instrument_of(track.program, track.is_drum, track.name, voices=True)
+        if named in VOICES and inst not in VOICES:
+            report.append(
+                f'track {k + 1} ("{track.name.strip()}") is INST={inst}, its General MIDI program, not {named}: '
+                "only sung parts (choir programs) are read as voices"
+            )
+    return PromptReading(notes, bars, tempo, report)
 
 
 # ------------------------------------------------------------------------------------------ encode

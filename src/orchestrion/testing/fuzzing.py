@@ -71,6 +71,7 @@ class FuzzStats:
     failures: list[Failure] = field(default_factory=list)
     errors_seen: dict[str, int] = field(default_factory=dict)  # our error messages' first words -> count
     contained: int = 0  # child processes that died by a signal on an input (render readers): ours, not a crash
+    crashed: list[bytes | str] = field(default_factory=list)  # the first inputs that ended a child, to study
 
     @property
     def rss_growth(self) -> int:
@@ -385,8 +386,18 @@ def _fuzz_render(
             read = read_render if reader == "render" else read_engrave
             run = lambda t: read(t, scratch, child, child_limit)  # noqa: E731
             inputs = abc_inputs(abc_seeds(fixtures, corpus_limit), rng, count)
-        stats = fuzz_reader(reader, run, inputs, limit_s=4 * child_limit + 20, warmup=min(200, count // 2))
-        stats.contained = child.crashes
+        crashed: list[bytes | str] = []
+
+        def kept(data: bytes | str, read: Callable[[object], object] = run) -> object:
+            before = child.crashes
+            try:
+                return read(data)
+            finally:
+                if child.crashes > before and len(crashed) < 20:
+                    crashed.append(data)
+
+        stats = fuzz_reader(reader, kept, inputs, limit_s=4 * child_limit + 20, warmup=min(200, count // 2))
+        stats.contained, stats.crashed = child.crashes, crashed
     return stats
 
 

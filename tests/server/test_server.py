@@ -452,3 +452,23 @@ def test_formats_of_an_audio_piece():
         with pytest.raises(ApiError) as err:
             render_piece(piece, fmt)
         assert err.value.status == 406
+
+
+def test_midi_downloads_share_channels_only_within_an_instrument_family():
+    """The server writes MIDI as the CLI does: 16 melodic programs need 16 channels but only 15 are not drums,
+    so two must share one: programs of one General MIDI family (symusic alone paired strings with an orchestra
+    hit on channel 1)."""
+    from orchestrion.composer import Piece
+    from orchestrion.core.midifile import read_tracks
+    from orchestrion.server.formats import render_piece
+    from orchestrion.testing import real_world
+
+    score = real_world.many_tracks(16)
+    _, tracks, _ = read_tracks(render_piece(Piece(provenance={"request": {}}, score=score), "mid"))
+    programs: dict[int, set[int]] = {}
+    for events in tracks:
+        for channel in {e.status & 0x0F for e in events if e.is_channel}:
+            programs.setdefault(channel, set()).update(e.data[1] for e in events if e.status & 0xF0 == 0xC0)
+    assert 9 not in programs and len(programs) == 15
+    (shared,) = [p for p in programs.values() if len(p) > 1]
+    assert len({program // 8 for program in shared}) == 1, shared

@@ -13,6 +13,7 @@ from orchestrion.composer import Piece
 from orchestrion.core.abcfile import engraving_problem
 from orchestrion.core.abcmidi import abc_to_midi
 from orchestrion.core.isolate import run_isolated
+from orchestrion.core.music import midi_bytes
 from orchestrion.core.render import midi_title, render_wav
 from orchestrion.errors import BadInput
 from orchestrion.server.errors import ApiError
@@ -154,7 +155,7 @@ def render_piece(piece: Piece, fmt: str) -> bytes:
             return piece.abc.encode()
         if fmt == "mid":
             if piece.score is not None:
-                return bytes(piece.score.dumps_midi())
+                return midi_bytes(piece.score)[0]
             if piece.abc is not None:
                 return _abc_midi(piece.abc, tmp).read_bytes()
             raise ApiError(406, "format", "this piece is audio and has no notes (ask for wav)")
@@ -173,7 +174,7 @@ def render_piece(piece: Piece, fmt: str) -> bytes:
                 source.write_text(piece.abc)
             elif piece.score is not None:
                 source = tmp / "piece.mid"
-                source.write_bytes(bytes(piece.score.dumps_midi()))
+                source.write_bytes(midi_bytes(piece.score)[0])
             else:
                 raise ApiError(406, "format", "this piece is audio and has no score (ask for wav)")
             out = tmp / "piece.svg"

@@ -18,6 +18,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
+from orchestrion.core.music import midi_bytes
 from orchestrion.server.errors import PIECE_ID, ApiError
 from orchestrion.server.formats import FORMATS, pick_format, piece_json, render_piece
 from orchestrion.server.state import ServerState
@@ -94,7 +95,7 @@ async def piece_as_prompt(request: Request, piece_id: str) -> JSONResponse:
     if piece.abc is not None:
         data, suffix = piece.abc.encode(), ".abc"
     elif piece.score is not None:
-        data, suffix = bytes(piece.score.dumps_midi()), ".mid"
+        data, suffix = midi_bytes(piece.score)[0], ".mid"
     elif piece.audio is not None:
         audio = piece.audio[-int(MAX_PROMPT_SECONDS * piece.sample_rate) :]
         data, suffix = _pcm_wav(audio, piece.sample_rate), ".wav"

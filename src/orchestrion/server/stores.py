@@ -25,6 +25,7 @@ from typing import Any
 
 from orchestrion.composer import Piece
 from orchestrion.core.files import is_temporary, write_atomic
+from orchestrion.core.music import midi_bytes
 from orchestrion.server.errors import PIECE_ID, PROMPT_ID, ApiError
 
 # ----------------------------------------------------------------------------------- files on disk
@@ -206,7 +207,7 @@ class PieceStore:
         piece_id = secrets.token_hex(8)
         files = {}
         if piece.score is not None:
-            files["mid"] = bytes(piece.score.dumps_midi())
+            files["mid"] = midi_bytes(piece.score)[0]
         if piece.abc is not None:
             files["abc"] = piece.abc.encode()
         if piece.audio is not None:

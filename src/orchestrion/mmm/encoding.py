@@ -18,6 +18,8 @@ from orchestrion.composer import Chunk, Measure, Note, Piece, PieceReport, TextC
 from orchestrion.mmm.codec import decode
 from orchestrion.requests import ComposeRequest
 
+MIN_TEMPO, MAX_TEMPO = 20.0, 400.0  # ComposeRequest.tempo's limits
+
 
 class MMMEncoding:
     name: ClassVar[str] = "mmm"
@@ -43,6 +45,10 @@ class MMMEncoding:
             and (request.density is None or len(request.density) == len(default))
         ):
             request = request.model_copy(update={"instruments": list(default)})  # recorded, so replays match
+        if request.prompt is not None and "tempo" not in request.model_fields_set:
+            tempo = prompt_tempo(request.prompt)
+            if tempo is not None:  # the prompt's tempo, recorded so that a replay plays at it too
+                request = request.model_copy(update={"tempo": min(max(tempo, MIN_TEMPO), MAX_TEMPO)})
         return request
 
     def chunks(self, model: object, tokenizer: object, request: ComposeRequest) -> Iterator[Chunk]:
@@ -105,6 +111,19 @@ class MMMEncoding:
             "default_instruments": typical_layout(dataset, tokenizer),
             **({"density_edges": edges} if edges else {}),
         }
+
+
+def prompt_tempo(prompt: str) -> float | None:
+    """The first tempo of a MIDI prompt (what `orchestrion.mmm.codec.read_prompt` keeps); None when it has
+    none or cannot be read (composing it then says why)."""
+    from orchestrion.core.music import load_midi
+    from orchestrion.errors import BadInput
+
+    try:
+        score = load_midi(prompt)
+    except (BadInput, OSError):
+        return None
+    return float(score.tempos[0].qpm) if len(score.tempos) else None
 
 
 def measures_from_score(score, *, bars: int, tempo: float = 120.0) -> list[Measure]:

@@ -8,13 +8,15 @@ Modes, as `docs/sampling.md` describes them:
 - compose: no prompt; `bars` (default 4) bars of `instruments` (default the model's line-up);
 - fill: `fill_bars` of the prompt are composed again between the others (notes over their edges are cut);
 - harmonise: `keep_tracks` (or a prompt with fewer tracks than asked for) are kept whole and the other
-  voices composed around them; a melody outside the soprano's range is moved by octaves (or semitones)
+  voices composed around them; with the chorale line-up, each kept track is the voice its program or register
+  says (`_kept_voices`, reported); a melody outside the soprano's range is moved by octaves (or semitones)
   into it for composing and the piece moved back, with a warning;
 - continue: `bars` longer than the prompt: every track goes on after the prompt's bars.
 
 The key is the request's, else the prompt's (its key signature, else estimated), else drawn from the keys of Bach's chorales
 (seeded); a piece composed or continued without a requested key may end in the key it has come to be in
-(`PiecePlan.key_free`, see `orchestrion.mmm.sampler`). The tempo is the request's when it gives one, else the prompt's.
+(`PiecePlan.key_free`, see `orchestrion.mmm.sampler`). The tempo is the request's when it gives one, else the prompt's
+(`MMMEncoding.validate` records it in the request, so that a replay plays at it).
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from orchestrion.core.music import Key, estimate_key, parse_key
-from orchestrion.errors import InvalidRequest
+from orchestrion.errors import BadInput, InvalidRequest
 from orchestrion.mmm.grammar import track_spans
 from orchestrion.mmm.vocabulary import STEPS_PER_BAR, STEPS_PER_QUARTER
-from orchestrion.mmm.voices import VOICE_RANGES
+from orchestrion.mmm.voices import VOICE_ORDER, VOICE_RANGES
 from orchestrion.mmm.windows import PiecePlan, PieceTrack, cut_notes, track_notes
 
 if TYPE_CHECKING:
@@ -68,30 +70,19 @@ class Prompt:
 
     @classmethod
     def from_score(cls, score: symusic.Score) -> Prompt:
-        from orchestrion.mmm.codec import canonical_notes
+        """The prompt as `orchestrion.mmm.codec.read_prompt` reads it; what reading changed becomes warnings."""
+        from orchestrion.mmm.codec import read_prompt
 
-        canon = canonical_notes(score)
-        odd = sorted({f"{n}/{d}" for n, d, _, _ in canon.meters if (n, d) != (4, 4)})
-        if odd:
-            raise InvalidRequest("prompt", f"only 4/4 prompts can be used; this one has {', '.join(odd)}")
-        if not len(canon.pitch):
-            raise InvalidRequest("prompt", "the prompt has no notes")
-        warnings = []
-        tpq = int(score.tpq)
-        off_grid = sum(
-            int((((t.notes.numpy()["time"] * STEPS_PER_QUARTER) % tpq) != 0).sum())
-            for t in score.tracks
-            if len(t.notes)
-        )
-        if off_grid:
-            warnings.append(f"{off_grid} notes of the prompt were moved onto the 16th-note grid")
+        try:
+            reading = read_prompt(score)
+        except BadInput as exc:
+            raise InvalidRequest("prompt", exc.reason) from exc
+        canon = reading.notes
         notes = [
             np.stack([canon.start[canon.track == k], canon.end[canon.track == k], canon.pitch[canon.track == k]], 1)
             for k in range(len(canon.inst))
         ]
-        tempo = float(score.tempos[0].qpm) if len(score.tempos) else None
-        bars = max(1, -(-int(canon.end.max()) // STEPS_PER_BAR))
-        return cls(list(canon.inst), notes, bars, tempo, score, tuple(warnings))
+        return cls(list(canon.inst), notes, reading.bars, reading.tempo, score, tuple(reading.report))
 
     def key(self) -> Key:
         """The prompt's key signature when it has one (a key signature says the mode), else its estimated key."""
@@ -167,7 +158,13 @@ def plan_piece(
             raise InvalidRequest("keep_tracks", f"tracks {bad} are not in the prompt (it has {len(prompt.notes)})")
         if not instruments:
             voices = list(default_instruments)
-            instruments = voices if total == len(voices) else [prompt.instruments[k] for k in keep]
+            if total == len(voices) and set(voices) == set(VOICE_ORDER):
+                chosen = _kept_voices(prompt, keep, warnings)
+                instruments = chosen + [v for v in VOICE_ORDER if v not in chosen]
+            elif total == len(voices):
+                instruments = voices
+            else:
+                instruments = [prompt.instruments[k] for k in keep]
         instruments += ["0"] * (max(total, len(keep)) - len(instruments))
         kept = [PieceTrack(instruments[i], prompt.notes[k].copy(), kept=True) for i, k in enumerate(keep)]
         shift = _melody_shift(kept, warnings)
@@ -188,6 +185,39 @@ def plan_piece(
     todo = np.zeros((len(tracks), total_bars), bool)
     todo[:, bars:] = True
     return PiecePlan(total_bars, tracks, todo, key, "continue", tempo=tempo, warnings=warnings, key_free=not given_key)
+
+
+def _kept_voices(prompt: Prompt, keep: list[int], warnings: list[str]) -> list[str]:
+    """The chorale voice each kept track is harmonised as, a warning line each: a track already a voice stays
+    one; a bass program (General MIDI 32-39) or a track lying below the tenor is the BASS; the highest other
+    track is the SOPRANO (the tune); the rest take the free voice whose range is nearest their median pitch."""
+    medians = [float(np.median(prompt.notes[k][:, 2])) if len(prompt.notes[k]) else 0.0 for k in keep]
+    chosen: list[str | None] = [None] * len(keep)
+    why = [""] * len(keep)
+    for i, k in enumerate(keep):
+        name = prompt.instruments[k]
+        if name in VOICE_ORDER and name not in chosen:
+            chosen[i] = name
+        elif name.isdigit() and 32 <= int(name) <= 39 and "BASS" not in chosen:
+            chosen[i], why[i] = "BASS", f"General MIDI {name}, a bass program"
+    tenor_low = VOICE_RANGES["TENOR"][0]
+    for i in sorted(range(len(keep)), key=lambda i: -medians[i]):
+        free = [v for v in VOICE_ORDER if v not in chosen]
+        if chosen[i] is not None or not free or prompt.instruments[keep[i]] == "DRUMS":
+            continue
+        if medians[i] < tenor_low and "BASS" in free:
+            chosen[i], why[i] = "BASS", f"median MIDI {medians[i]:g}, below the tenor's range"
+        elif "SOPRANO" in free and not any(c for c in chosen if c != "BASS"):
+            chosen[i], why[i] = "SOPRANO", f"median MIDI {medians[i]:g}, the highest part"
+        else:
+            centre = {v: sum(VOICE_RANGES[v]) / 2 for v in free}
+            chosen[i] = min(free, key=lambda v: abs(centre[v] - medians[i]))
+            why[i] = f"median MIDI {medians[i]:g}, nearest the {chosen[i].lower()}'s range"
+    out = [c or prompt.instruments[k] for c, k in zip(chosen, keep, strict=True)]  # drums, a fifth part: as given
+    for i, k in enumerate(keep):
+        if out[i] != prompt.instruments[k]:
+            warnings.append(f"prompt track {k + 1} (INST={prompt.instruments[k]}) is kept as the {out[i]} ({why[i]})")
+    return out
 
 
 def _melody_shift(kept: list[PieceTrack], warnings: list[str]) -> int:

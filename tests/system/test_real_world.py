@@ -104,6 +104,7 @@ def test_encode_abc_of_nothing_fails_and_measures_nothing(tmp_path: Path) -> Non
     path.write_text("%abc-2.1\nX:1\nT:broken\nK:C\n[[[[ |||| ((((\n")
     run = cli("encode", "abc", path, "--out", tmp_path / "out", "-j", "1")
     assert run.returncode == 1 and "no tune survived cleaning" in said(run)
+    assert "broken.abc" in said(run) and "Attempt to nest chords" in said(run)  # the file and the first reason
     assert "spaceless equivalence: not measured" in said(run) and "0 of 0" not in said(run)  # was "0 of 0 (100.00%)"
 
 

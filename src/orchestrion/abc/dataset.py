@@ -422,7 +422,13 @@ def encode_abc(
         "validation": [r for r in kept if split_of(r.text) == "validation"],
     }
     if not by_split["train"]:
-        raise BadInput(f"no tune survived cleaning and --keep {keep}; see {out / 'report.json'}")
+        sources = ", ".join(sorted({str(r.source) for r in records})[:3]) or ", ".join(map(str, inputs))
+        first = next((e for e in errors if e.get("error")), None)
+        why = f"; the first problem: {first.get('source') or first.get('id')}: {first['error']}" if first else ""
+        raise BadInput(
+            f"no tune survived cleaning and --keep {keep} in {sources} ({len(records)} read; "
+            f"{table['errors']} with errors, {table['warnings']} with warnings){why}; see {out / 'report.json'}"
+        )
 
     tok_report, tokenizer = tokenizer_report(
         [r.text for r in by_split["train"]], [r.text for r in by_split["validation"]], out, vocab_size or DEFAULT_VOCAB

@@ -288,15 +288,16 @@ def train_markov(
     """Train the Markov composer (melody and chord chains, major and minor)."""
     from rich.markup import escape
 
+    from orchestrion.markov.dataset import REPAIRED
     from orchestrion.markov.training import train
 
     composer = train(data, out, workers=workers, engine=engine, address=address, style=style)
     console = _console()
-    for problem in composer.problems:
-        console.print("[yellow]skipped[/yellow] " + escape(problem), highlight=False, soft_wrap=True)
+    for problem in composer.problems:  # "repaired: FILE: ..." (read anyway) or "FILE: reason" (skipped)
+        kind, line = ("repaired", problem[len(REPAIRED) :]) if problem.startswith(REPAIRED) else ("skipped", problem)
+        console.print(f"[yellow]{kind}[/yellow] " + escape(line), highlight=False, soft_wrap=True)
     if composer.problems:
-        report = escape(str(Path(out) / "report.json"))
-        console.print(f"{len(composer.problems)} file(s) skipped; the list is in {report}", soft_wrap=True)
+        console.print(f"the list is in {escape(str(Path(out) / 'report.json'))}", soft_wrap=True)
     print(out)
 
 

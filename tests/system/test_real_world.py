@@ -163,3 +163,19 @@ def test_a_harmonisation_prompt_keeps_its_tempo_programs_and_length(tmp_path: Pa
     song.tracks = [song.tracks[0], song.tracks[3]]  # the melody and the bass guitar
     prompt = Prompt.from_score(song)
     assert round(prompt.tempo) == 175 and prompt.instruments == ["73", "33"] and prompt.bars == 4
+
+
+def test_train_markov_and_encode_events_say_what_they_repaired(fixtures_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    damaged = fixtures_dir / "pop_damaged_cc.mid"
+    run = cli("train", "markov", damaged, "--out", tmp_path / "model", "--workers", "1")
+    assert run.returncode == 0, run.stderr
+    assert f"repaired {damaged}: dropped control change with a value over 127" in said(run)
+    report = json.loads((tmp_path / "model" / "report.json").read_text())
+    assert report["pieces"] == 1 and report["skipped"] == [] and len(report["repaired"]) == 1
+    run = cli("encode", "events", damaged, "--out", tmp_path / "events", "--workers", "1")
+    assert run.returncode == 0, run.stderr
+    assert len((tmp_path / "events" / "events.jsonl").read_text().splitlines()) == 1
+    problems = (tmp_path / "events" / "problems.txt").read_text()
+    assert problems.startswith(f"repaired: {damaged}: dropped control change with a value over 127")

@@ -30,9 +30,10 @@ from pathlib import Path
 from orchestrion.core.engine import Failed, Parallel, Store, file_key, imap
 from orchestrion.core.music import MIDI_SUFFIXES
 from orchestrion.markov import events as ev
-from orchestrion.markov.events import PieceEvents, encode_file
+from orchestrion.markov.events import PieceEvents
 
-CACHE_VERSION = 2  # bump when the codec changes in a way its settings below do not show (2: ABC files)
+CACHE_VERSION = 3  # bump when the codec changes in a way its settings below do not show (2: ABC, 3: repairs)
+REPAIRED = "repaired: "  # how a line about a damaged file that was read anyway starts, among the problems
 CHUNK = 8  # files per engine task
 ABC_SUFFIXES = (".abc",)
 ABC_CORPORA = ("builtin:folk-abc",)
@@ -44,15 +45,20 @@ FINGERPRINT = json.dumps(
 def _encode_one(path: str, context: object = None) -> PieceEvents | list[PieceEvents] | str:
     """Engine worker: one file's events (a list for an ABC file of several tunes), or why it cannot be used
     ('FILE: reason'; a batch reports it and goes on)."""
+    from orchestrion.core.music import read_midi
     from orchestrion.errors import OrchestrionError
 
     if Path(path).suffix.lower() in ABC_SUFFIXES:
         return _encode_abc(path)
     try:
-        piece = encode_file(path)
+        score, dropped = read_midi(path)
+        piece = ev.encode(score, transpose=True, name=path)
     except OrchestrionError as exc:
         return str(exc)
-    return f"{path}: no sounding notes" if piece.is_empty else piece
+    if piece.is_empty:
+        return f"{path}: no sounding notes"
+    # A damaged file is read leniently; what was dropped travels with the piece, as a line of its own.
+    return [piece, f"{REPAIRED}{path}: dropped {'; '.join(dropped)}"] if dropped else piece
 
 
 def _encode_abc(path: str) -> PieceEvents | list[PieceEvents] | str:
@@ -83,7 +89,10 @@ def _encode_json(path: str, context: object = None) -> list[dict] | str:
     result = _encode_one(path)
     if isinstance(result, str):
         return result
-    return [p.to_json() for p in (result if isinstance(result, list) else [result])]
+    return [
+        p.to_json() if isinstance(p, PieceEvents) else {"repaired": p}
+        for p in (result if isinstance(result, list) else [result])
+    ]
 
 
 def events_of(
@@ -111,7 +120,8 @@ def split_results(results: Iterable[PieceEvents | list[PieceEvents] | str]) -> t
         if isinstance(result, str):
             problems.append(result)
         elif isinstance(result, list):
-            pieces.extend(result)
+            pieces.extend(p for p in result if isinstance(p, PieceEvents))
+            problems.extend(p for p in result if isinstance(p, str))  # the repaired lines (REPAIRED)
         else:
             pieces.append(result)
     return pieces, problems
@@ -156,7 +166,9 @@ def encode_to_dir(
         elif isinstance(result, str):
             problems.append(result)
         else:
-            lines.extend(json.dumps(record) for record in (result if isinstance(result, list) else [result]))
+            records = result if isinstance(result, list) else [result]
+            problems.extend(record["repaired"] for record in records if "repaired" in record)
+            lines.extend(json.dumps(record) for record in records if "repaired" not in record)
     write_atomic(out / "events.jsonl", "\n".join(lines) + ("\n" if lines else ""))
     write_atomic(out / "problems.txt", "".join(f"{p}\n" for p in problems))
     store.prune(keys)
@@ -213,8 +225,11 @@ def training_report(paths: list[Path], pieces: dict[str, int], problems: list[st
     with broken files in it gives the same model files.
     """
     by_prefix = {f"{p}: ": str(p) for p in paths}
-    skipped = []
+    skipped, repaired = [], []
     for problem in problems:
+        if problem.startswith(REPAIRED):
+            repaired.append(problem[len(REPAIRED) :])
+            continue
         path = next((p for prefix, p in by_prefix.items() if problem.startswith(prefix)), "")
         skipped.append({"path": path, "reason": problem[len(path) + 2 :] if path else problem})
-    return {"files": len(paths), "pieces": sum(pieces.values()), "skipped": skipped}
+    return {"files": len(paths), "pieces": sum(pieces.values()), "skipped": skipped, "repaired": repaired}

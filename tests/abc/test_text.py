@@ -113,3 +113,8 @@ def test_to_readable_restores_a_generated_tune() -> None:
 def test_binary_detection() -> None:
     assert abc.is_binary(bytes(range(256)).decode("latin-1"))
     assert not abc.is_binary(COLLECTION)
+
+
+def test_a_tune_without_a_unit_length_gets_the_standards_default():
+    polka, jig = abc.split_tunes("X:1\nT:p\nM:2/4\nK:G\nABcd|\n\nX:2\nT:j\nM:6/8\nK:D\nABc def|\n")
+    assert (polka.unit, jig.unit) == ("1/16", "1/8")

@@ -87,7 +87,12 @@ def split_tunes(text: str) -> list[Tune]:
     for every tune) is not a tune; its fields (`M:6/8`) are given to every tune, as the standard says.
     """
     found = abcfile.split(text)
-    return [Tune(abc=tune, **header(tune)) for tune in (abcfile.with_fields(t, found.fields) for t in found.tunes)]
+    tunes = []
+    for tune in (abcfile.with_fields(t, found.fields) for t in found.tunes):
+        fields = header(tune)
+        fields["unit"] = fields["unit"] or abcfile.default_unit(fields["meter"])  # no L:: as the standard says
+        tunes.append(Tune(abc=tune, **fields))
+    return tunes
 
 
 # ------------------------------------------------------------------------------------------ cleaning

@@ -99,7 +99,8 @@ def _dataset_ids(composer, root: Path, split: str) -> tuple[np.ndarray, bool]:
         raise BadInput(f"the dataset is {dataset.encoding!r} but the model reads {composer.encoding.name!r}", root)
     vocab = Tokenizer.from_file(str(dataset.tokenizer_path)).get_vocab()
     features = set(getattr(composer.encoding, "type_tokens", list)()) if composer_types(composer) else set()
-    if set(vocab) == set(composer.tokenizer.get_vocab()) - features:  # a feature's tokens are never in the data
+    # a feature's tokens are never in the data; a dataset made with the model's own tokenizer file has them
+    if set(vocab) - features == set(composer.tokenizer.get_vocab()) - features:
         id_map = np.full(max(vocab.values()) + 1, -1, dtype=np.int64)
         for token, i in vocab.items():
             id_map[i] = composer.tokenizer.token_to_id(token)

@@ -297,7 +297,10 @@ def train_markov(
         kind, line = ("repaired", problem[len(REPAIRED) :]) if problem.startswith(REPAIRED) else ("skipped", problem)
         console.print(f"[yellow]{kind}[/yellow] " + escape(line), highlight=False, soft_wrap=True)
     if composer.problems:
-        console.print(f"the list is in {escape(str(Path(out) / 'report.json'))}", soft_wrap=True)
+        fixed, report = sum(p.startswith(REPAIRED) for p in composer.problems), escape(str(Path(out) / "report.json"))
+        console.print(
+            f"{len(composer.problems) - fixed} file(s) skipped, {fixed} repaired: see {report}", soft_wrap=True
+        )
     print(out)
 
 

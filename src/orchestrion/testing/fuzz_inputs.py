@@ -14,6 +14,8 @@ import random
 import struct
 from collections.abc import Iterator
 
+from orchestrion.core.midifile import vlq
+
 INTERESTING_32 = (0, 1, 2, 6, 0x7F, 0x80, 0xFF, 0x7FFF, 0x8000, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF)
 INTERESTING_16 = (0, 1, 2, 3, 0x7F, 0x80, 0xFF, 0x7FFF, 0x8000, 0xE250, 0xFFFF)
 INTERESTING_8 = (0, 1, 0x7F, 0x80, 0x90, 0xB0, 0xC0, 0xF0, 0xF7, 0xFF)
@@ -171,16 +173,6 @@ MIDI_MUTATORS = (
     _midi_add_meta_track,
     _midi_add_meta_track,
 )
-
-
-def vlq(n: int) -> bytes:
-    """`n` as a MIDI variable-length quantity (7 bits a byte, high bit set on all but the last)."""
-    out = [n & 0x7F]
-    n >>= 7
-    while n:
-        out.append(0x80 | (n & 0x7F))
-        n >>= 7
-    return bytes(reversed(out))
 
 
 def generate_midi(rng: random.Random) -> bytes:

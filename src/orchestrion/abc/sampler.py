@@ -5,11 +5,13 @@
         the model within known values), continued from a prompt or varied from `request.variations_of`,
         the body held to `orchestrion.abc.body.BodyGrammar` (abc2midi's syntax, full bars, two strains for
         dance tunes, the tonic at the end); every finished tune is compiled with abc2midi
-        (`orchestrion.core.abcmidi.validate`) and resampled up to `SamplingConfig.abc_retries` times.
+        (`orchestrion.core.abcmidi.validate`), checked for loops (`orchestrion.abc.loops`) and resampled
+        up to `SamplingConfig.abc_retries` times.
 
 Events: each token's text (kind "token"), each finished line ("line") and each checked tune ("tune", with
-`valid` and its report: retries, repetition traps broken, tokens, and `complete`: False when the grammar
-could not be followed to its end (the token budget ran out, or nothing fitted), which is resampled too). Deterministic in `request.seed`: each
+`valid` and its report: retries, repetition traps broken, tokens, `complete`: False when the grammar
+could not be followed to its end (the token budget ran out, or nothing fitted), and `looped`: why the
+music is degenerate (too few pitches, one bar over and over, a drone) or null; both are resampled too). Deterministic in `request.seed`: each
 (sample, attempt) draws from its own seeded generator, so a retry never repeats itself.
 `orchestrion.abc.encoding` turns the events into the composer's stream.
 """
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from orchestrion.abc.grammar import ABCHeader, abc_plan
+from orchestrion.abc.loops import loop_reason
 from orchestrion.core.abcmidi import validate
 from orchestrion.core.sampling import RepetitionTrap, SamplingConfig, build_processors
 from orchestrion.errors import InvalidRequest
@@ -59,7 +62,8 @@ def sample_abc(
 ) -> Iterator[ABCEvent]:
     """Sample `request.num_samples` ABC tunes with a forced header; each is checked with abc2midi.
 
-    A tune abc2midi reports errors for, or that did not reach the end its grammar asks for, is sampled
+    A tune abc2midi reports errors for, that did not reach the end its grammar asks for, or that loops
+    (`orchestrion.abc.loops.loop_reason`; a low temperature makes a small model drone), is sampled
     again (a new seed) up to `config.abc_retries` times; the last attempt is yielded with `valid=False` if
     none compiled. Events come as tokens, lines and
     tunes; each tune's report carries its retries and the repetition traps broken.
@@ -111,7 +115,8 @@ def sample_abc(
             tune = header.tune_text(r, texts[r].strip("\n") + "\n")
             complete = header.complete(r)
             ok = validate(tune).status != "errors" if check else True
-            if (not ok or (check and not complete)) and attempts[i] < config.abc_retries:
+            looped = loop_reason(tune) if check and complete else None
+            if (not ok or (check and not complete) or looped) and attempts[i] < config.abc_retries:
                 attempts[i] += 1
                 retry.append(i)
                 continue
@@ -120,7 +125,11 @@ def sample_abc(
                 retries=attempts[i],
                 invalid=int(not ok),
                 tokens=len(texts[r]),
-                extra={"fields": {k: v for k, v in plan.fields if v is not None}, "complete": complete},
+                extra={
+                    "fields": {k: v for k, v in plan.fields if v is not None},
+                    "complete": complete,
+                    "looped": looped,
+                },
             )
             yield ABCEvent("tune", i, text=tune, valid=ok, report=report.to_dict())
         pending = retry

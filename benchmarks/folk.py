@@ -9,6 +9,8 @@ meter, unit, tempo and the two-strain form) and each tune is measured as `orches
 
 - compiles: abc2midi reports no error; bar_length_ok: ... and no bar-length warning either;
 - final_tonic, repeat_structure, title_ok (real words), rhythm_ok (a known R:);
+- stepwise, repeated_notes, leaps, pitch_range: the melody's motion (`abc_metrics.stepwise_share` ...);
+  O'Neill's 2,009 tunes: 0.607, 0.097, 0.031, 18.2 semitones;
 - copies: tunes the novelty index of the training data flags (`orchestrion.core.novelty`);
 - seconds per tune (`compose`, abc2midi check and retries included).
 
@@ -54,6 +56,11 @@ def measure(abc: str, index) -> dict:
         "repeat_structure": m.repeat_structure(abc),
         "title_ok": m.title_ok(head.get("T", "")),
         "rhythm_ok": m.rhythm_ok(head.get("R", "")),
+        # the melody's motion, to hold against O'Neill's (benchmarks/quality.py prints the real figures)
+        "stepwise": m.stepwise_share(abc),
+        "repeated_notes": m.repeated_note_share(abc),
+        "leaps": m.leap_share(abc),
+        "pitch_range": m.pitch_range(abc),
     }
     if index is not None:
         try:
@@ -104,7 +111,7 @@ def main() -> None:
         resampled.append(int(report.get("retries", 0)) > 0)
         cool_tunes.append(abc)
     n = len(rows)
-    figures = {k: sum(r[k] for r in rows) / n for k in rows[0]}
+    figures = {k: statistics.fmean(r[k] for r in rows if not math.isnan(r[k])) for k in rows[0]}
     figures["degenerate_at_0.6"] = sum(cool) / len(cool) if cool else math.nan
     figures["trap_fired_at_0.6"] = sum(trapped) / len(trapped) if trapped else math.nan
     figures["resampled_at_0.6"] = sum(resampled) / len(resampled) if resampled else math.nan

@@ -24,6 +24,7 @@ DEFAULT_REQUESTS: dict[str, dict] = {
     "builtin:markov": {"bars": 16, "voices": [0, 1, 2, 2]},
     "builtin:chorales": {"bars": 4},  # the shipped model has a 512-token context: 4 bars of 4 voices fit well
     "builtin:folk": {"num_samples": 1},
+    "builtin:folk-bpe": {"num_samples": 1},
     "builtin:piano": {"seconds": 4.0},
 }
 

@@ -38,7 +38,8 @@ BUILTIN_MODELS = {
     "markov": "Markov chains (melody 2nd order, chords 1st order) trained on the Bach chorales: chorale style",
     "markov-folk": "Markov chains trained on the folk tunes and the Bach chorales: lively style (game music)",
     "chorales": "GPT-2 on mmm tokens, trained on the Bach chorales",
-    "folk": "GPT-2 on spaceless ABC, trained on the built-in folk tunes",
+    "folk": "GPT-2 on spaceless ABC in a folk vocabulary (a token per note, length, bar line), trained on the built-in folk tunes",
+    "folk-bpe": "GPT-2 on spaceless ABC with a 2,048-token BPE, trained on the built-in folk tunes (the earlier builtin:folk)",
     "piano": "SaShiMi on 16 kHz mu-law piano audio rendered from the chorales",
 }
 

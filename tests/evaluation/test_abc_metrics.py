@@ -192,3 +192,20 @@ def test_title_ok_with_the_corpus_vocabulary() -> None:
 )
 def test_rhythm_ok(value: str, ok: bool) -> None:
     assert am.rhythm_ok(value) is ok
+
+
+def test_melody_applies_key_signature_bar_accidentals_and_octaves() -> None:
+    # K:D sharpens F and C; the ^G holds to the bar line only; a chord gives its top note; {grace} and
+    # "chord symbols" are not notes; z is a rest.
+    text = tune('"D"dfa {g}^gg|g z [DFA] C,c\'', key="D")
+    assert am.melody(text) == [14, 18, 21, 20, 20, 19, 9, -12 + 1, 24 + 1]
+
+
+def test_melodic_motion_shares() -> None:
+    steps = tune("CDEF GABc|", key="C")  # every move a step
+    assert am.stepwise_share(steps) == 1.0 and am.leap_share(steps) == 0.0 and am.repeated_note_share(steps) == 0.0
+    assert am.pitch_range(steps) == 12.0
+    leaps = tune("CcCc CCcc|", key="C")  # 7 moves: 5 octave leaps, 2 repeats
+    assert am.leap_share(leaps) == 1.0 and am.stepwise_share(leaps) == 0.0
+    assert am.repeated_note_share(leaps) == pytest.approx(2 / 7)
+    assert math.isnan(am.stepwise_share(tune("z4|"))) and math.isnan(am.pitch_range(tune("z4|")))

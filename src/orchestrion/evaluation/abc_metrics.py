@@ -1,4 +1,4 @@
-"""Musical and metadata checks of ABC tunes: bar lengths, final tonic, repeats, title and rhythm.
+"""Musical and metadata checks of ABC tunes: bar lengths, final tonic, repeats, the melody's motion, title and rhythm.
 
 Pure functions of a tune's text. Bar lengths come from our own parser (`orchestrion.abc.meter`) or, for
 comparison, from abc2midi's warnings. What "right" means follows ABC practice:
@@ -235,15 +235,70 @@ def last_note_pitch_class(tune: str) -> int | None:
     carried: dict[tuple[str, int], int] = {}
     pitches: list[int] = []
     for event in events[start : last + 1]:
-        pitches = []
-        for acc, letter, octave in _NOTE.findall(event.group(0)):
-            height = (1 if letter.islower() else 0) + octave.count("'") - octave.count(",")
-            upper = letter.upper()
-            if acc:
-                carried[(upper, height)] = _ALTER[acc]
-            alter = carried.get((upper, height), signature.get(upper, 0))
-            pitches.append(12 * height + _LETTER_PC[upper] + alter)
+        pitches = _pitches(event.group(0), carried, signature)
     return min(pitches) % 12 if pitches else None
+
+
+def _pitches(event: str, carried: dict[tuple[str, int], int], signature: dict[str, int]) -> list[int]:
+    """The pitches of a note or chord (semitones from middle C), with the bar's accidentals so far."""
+    pitches = []
+    for acc, letter, octave in _NOTE.findall(event):
+        height = (1 if letter.islower() else 0) + octave.count("'") - octave.count(",")
+        upper = letter.upper()
+        if acc:
+            carried[(upper, height)] = _ALTER[acc]
+        alter = carried.get((upper, height), signature.get(upper, 0))
+        pitches.append(12 * height + _LETTER_PC[upper] + alter)
+    return pitches
+
+
+# ---------------------------------------------------------------------------------------- melody
+
+
+def melody(tune: str) -> list[int]:
+    """The tune's notes as pitches in order (the top note of a chord), key signature and bar accidentals
+    applied; rests, grace notes and chord symbols are not notes."""
+    _, body = split_header(tune)
+    key = parse_abc_key(tune_key(tune) or "C")
+    signature = key[1] if key else {}
+    carried: dict[tuple[str, int], int] = {}
+    notes = []
+    for event in _EVENT.finditer(_music(body)):
+        if event.lastgroup == "bar":
+            carried = {}
+        elif pitches := _pitches(event.group(0), carried, signature):
+            notes.append(max(pitches))
+    return notes
+
+
+def _moves(tune: str) -> list[int]:
+    notes = melody(tune)
+    return [abs(b - a) for a, b in zip(notes, notes[1:], strict=False)]
+
+
+def stepwise_share(tune: str) -> float:
+    """Share of the melody's moves to another pitch that are a step (1 or 2 semitones); NaN with none.
+    O'Neill's 2,009 tunes: 0.61 +- 0.12 (the rest mostly thirds and the arpeggios of the chords)."""
+    moves = [m for m in _moves(tune) if m]
+    return sum(m <= 2 for m in moves) / len(moves) if moves else math.nan
+
+
+def repeated_note_share(tune: str) -> float:
+    """Share of the melody's moves that repeat the pitch; NaN for fewer than two notes."""
+    moves = _moves(tune)
+    return sum(m == 0 for m in moves) / len(moves) if moves else math.nan
+
+
+def leap_share(tune: str) -> float:
+    """Share of the moves to another pitch wider than a fifth (over 7 semitones); NaN with none."""
+    moves = [m for m in _moves(tune) if m]
+    return sum(m > 7 for m in moves) / len(moves) if moves else math.nan
+
+
+def pitch_range(tune: str) -> float:
+    """Semitones from the lowest note to the highest; NaN without notes."""
+    notes = melody(tune)
+    return float(max(notes) - min(notes)) if notes else math.nan
 
 
 def final_tonic(tune: str) -> float:

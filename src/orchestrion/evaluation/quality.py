@@ -116,6 +116,10 @@ def abc_measures() -> dict[str, Callable[[str], float]]:
         "final_tonic": m.final_tonic,
         "repeat_structure": lambda t: float(m.repeat_structure(t)),
         "strains": lambda t: float(m.strains(t)),
+        "stepwise": m.stepwise_share,
+        "repeated_notes": m.repeated_note_share,
+        "leaps": m.leap_share,
+        "pitch_range": m.pitch_range,
         "title_ok": lambda t: float(m.title_ok(field("T", t))) if field("T", t) else math.nan,
         "rhythm_ok": lambda t: float(m.rhythm_ok(field("R", t))) if field("R", t) else math.nan,
     }

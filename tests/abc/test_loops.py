@@ -40,3 +40,20 @@ def test_grace_notes_and_chord_symbols_are_not_notes() -> None:
     # Without the "G" chord symbols and {g} graces this tune has 8 pitches and no run.
     tune = HEAD + '"G"{g}GABc dedc|"G"{g}BAGF EDEF|GABc defg|agfe dcBA|GABc dedc|BAGF EDEF|GABc defg|agfe d4|\n'
     assert loop_reason(tune) is None
+
+
+def test_the_sampler_resamples_looped_tunes_and_says_so() -> None:
+    # At temperature 0.3 the shipped model falls into loops often: such draws are refused and sampled again
+    # (up to `abc_retries` times), and a tune that still loops after the last retry says why in its report.
+    from orchestrion.core.sampling import SamplingConfig
+    from orchestrion.registry import load_composer
+    from orchestrion.requests import ComposeRequest
+
+    composer = load_composer("builtin:folk")
+    retries = []
+    for seed in range(4):
+        piece = composer.compose(ComposeRequest(model="builtin:folk", rhythm="reel", seed=seed, temperature=0.3))
+        assert piece.report["looped"] == loop_reason(piece.abc), piece.abc
+        assert piece.report["looped"] is None or piece.report["retries"] == SamplingConfig.abc_retries
+        retries.append(piece.report["retries"])
+    assert sum(retries) > 0, "no draw was refused at temperature 0.3: the check is not being exercised"

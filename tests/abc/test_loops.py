@@ -25,6 +25,8 @@ def test_a_real_tune_is_not_a_loop() -> None:
         ("G2DDGDGD|G2DDGDGD|B2DDDGDD|G2DDDDGD|A2DDGDDG|G2DDDGDD|G2DDGDDG|G2DDGDD2|\n", "distinct pitches"),
         ("GABc dddd|ddde fgab|" * 4 + "\n", "in a row"),
         ("AcAGEE2B|AcAGEE2B|AcAGEE2B|d2cBAGFE|AcAGEE2B|G2ABcdef|g2fedcBA|G8|\n", "makes up"),
+        ("GABc dedc|BAGF EDEF|z8|GABc defg|z4 z4|agfe d4|\n", "rests only"),
+        ("GzAz Bzcz|dzcz BzAz|GABc defg|agfe dcBA|\n", "rests are"),
     ],
 )
 def test_each_kind_of_loop_is_named(body: str, why: str) -> None:

@@ -23,15 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from shipping import ROOT, export_with_card, install, repin
+
 BUILTIN = ROOT / "src/orchestrion/builtin/folk"
 RUN = Path("/work/runs/folk-long")
-MAX_BYTES = 25 * 2**20
 ENCODE = "orchestrion encode abc builtin:folk-abc --vocab folk --out /work/data/folk-abc-folk --workers 1"
 
 
@@ -101,55 +100,31 @@ def main() -> None:
 
     from orchestrion.core.abcmidi import validate
     from orchestrion.evaluation import abc_metrics
-    from orchestrion.evaluation.baselines import token_baselines
-    from orchestrion.gpt.likelihood import gpt_likelihood
-    from orchestrion.gpt.model import MODEL_FILES
-    from orchestrion.gpt.training import _card_markdown, export_checkpoint
-    from orchestrion.registry import load_composer
     from orchestrion.requests import ComposeRequest
 
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         copy_run(args.run, run, args.best)
         model_dir = Path(tmp) / "model"
-        card = export_checkpoint(run, model_dir, preset_name=args.preset)
-        card["best"] = args.best
-        composer = load_composer(model_dir)
-        context = int(composer.model.config.n_positions)
-        likelihood = gpt_likelihood(composer, card["data"], windows=32, context=context)
-        baselines = token_baselines(card["data"], likelihood["window_starts"], likelihood["window_length"])
-        card["likelihood"] = {k: v for k, v in likelihood.items() if k != "window_starts"}
-        card["baselines"] = baselines
-        records = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
-        (model_dir / "model_card.json").write_text(json.dumps(card, indent=2, sort_keys=True, default=str) + "\n")
-        text = _card_markdown(card).replace("# GPT-2 composer (abc)", "# builtin:folk: GPT-2 composer (abc)")
-        (model_dir / "model_card.md").write_text(text + card_sections(card, likelihood, baselines, records))
-        size = (model_dir / "model.safetensors").stat().st_size
-        if size > MAX_BYTES:
-            sys.exit(f"the weights are {size / 2**20:.1f} MB, over the 25 MB a built-in model may have")
-        tune = composer.compose(ComposeRequest(model=str(model_dir), rhythm="reel", seed=0)).abc or ""
+
+        made = export_with_card(run, model_dir, args.preset, "builtin:folk", card_sections, {"best": args.best})
+        tune = made.composer.compose(ComposeRequest(model=str(model_dir), rhythm="reel", seed=0)).abc or ""
         clean = validate(tune).ok and abc_metrics.bar_length_ok(tune, source="abc2midi")
         if not (clean and abc_metrics.final_tonic(tune) == 1.0 and abc_metrics.strains(tune) == 2):
             sys.exit(f"the exported model's reel breaks the decoding's promises:\n{tune}")
         print(
-            f"step {card['steps']}: {likelihood['bits_per_token']:.3f} bits/token, "
-            f"{likelihood['bits_per_character']:.3f} bits/char (token bigram "
-            f"{baselines['bigram']['bits_per_token']:.3f} bits/token), {size / 2**20:.1f} MB"
+            f"step {made.card['steps']}: {made.likelihood['bits_per_token']:.3f} bits/token, "
+            f"{made.likelihood['bits_per_character']:.3f} bits/char (token bigram "
+            f"{made.baselines['bigram']['bits_per_token']:.3f} bits/token), {made.size / 2**20:.1f} MB"
         )
         if args.keep:
             shutil.copytree(model_dir, args.keep, dirs_exist_ok=True)
             print(f"kept in {args.keep}")
         if args.dry_run:
             return
-        args.out.mkdir(parents=True, exist_ok=True)
-        for name in MODEL_FILES:
-            shutil.copy2(model_dir / name, args.out / name)
-        print(f"shipped to {args.out}")
+        install(model_dir, args.out)
     if args.repin:
-        golden = ROOT / "tests/golden/folk.abc"
-        command = [str(Path(sys.executable).with_name("orchestrion")), "generate", "builtin:folk", "--rhythm", "reel"]
-        subprocess.run([*command, "--seed", "11", "--out", str(golden)], check=True, cwd=ROOT)
-        print(f"re-pinned {golden.relative_to(ROOT)}")
+        repin(ROOT / "tests/golden/folk.abc", ["generate", "builtin:folk", "--rhythm", "reel", "--seed", "11"])
 
 
 if __name__ == "__main__":

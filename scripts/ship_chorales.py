@@ -19,17 +19,14 @@ Run the quality benchmark after it: `.venv/bin/python benchmarks/quality.py --mo
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from shipping import ROOT, export_with_card, install, repin
+
 BUILTIN = ROOT / "src/orchestrion/builtin/chorales"
 RUN = Path("/work/runs/chorales-pos/run")
-MAX_BYTES = 25 * 2**20
 ENCODE = "orchestrion encode mmm builtin:bach-chorales --out /work/data/chorales-mmm --bars 4 --hop 2 --transpose -5:6"
 
 
@@ -98,11 +95,6 @@ def main() -> None:
     parser.add_argument("--dry-run", action="store_true", help="export and measure into a temporary folder only")
     args = parser.parse_args()
 
-    from orchestrion.evaluation.baselines import token_baselines
-    from orchestrion.gpt.likelihood import gpt_likelihood
-    from orchestrion.gpt.model import MODEL_FILES
-    from orchestrion.gpt.training import _card_markdown, export_checkpoint
-    from orchestrion.registry import load_composer
     from orchestrion.requests import ComposeRequest
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,38 +104,19 @@ def main() -> None:
             shutil.copy2(args.run / name, run / name)
         shutil.copytree(args.run / "checkpoint", run / "checkpoint")
         model_dir = Path(tmp) / "model"
-        card = export_checkpoint(run, model_dir, preset_name="chorale")
-        composer = load_composer(model_dir)
-        likelihood = gpt_likelihood(composer, card["data"], windows=32, context=512)
-        baselines = token_baselines(card["data"], likelihood["window_starts"], likelihood["window_length"])
-        card["likelihood"] = {k: v for k, v in likelihood.items() if k != "window_starts"}
-        card["baselines"] = baselines
-        records = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
-        (model_dir / "model_card.json").write_text(json.dumps(card, indent=2, sort_keys=True, default=str) + "\n")
-        text = _card_markdown(card).replace("# GPT-2 composer (mmm)", "# builtin:chorales: GPT-2 composer (mmm)")
-        (model_dir / "model_card.md").write_text(text + card_sections(card, likelihood, baselines, records))
-        size = (model_dir / "model.safetensors").stat().st_size
-        if size > MAX_BYTES:
-            sys.exit(f"the weights are {size / 2**20:.1f} MB, over the 25 MB a built-in model may have")
-        piece = composer.compose(ComposeRequest(model=str(model_dir), bars=4, seed=0))
+        made = export_with_card(run, model_dir, "chorale", "builtin:chorales", card_sections)
+        piece = made.composer.compose(ComposeRequest(model=str(model_dir), bars=4, seed=0))
         assert piece.report.get("decode_repairs") == [], piece.report
+        likelihood, bigram = made.likelihood, made.baselines["bigram"]["bits_per_token"]
         print(
-            f"step {card['steps']}: validation loss {likelihood['loss']:.4f} nats/token "
-            f"({likelihood['bits_per_token']:.3f} bits; bigram {baselines['bigram']['bits_per_token']:.3f}), "
-            f"{size / 2**20:.1f} MB"
+            f"step {made.card['steps']}: validation loss {likelihood['loss']:.4f} nats/token "
+            f"({likelihood['bits_per_token']:.3f} bits; bigram {bigram:.3f}), {made.size / 2**20:.1f} MB"
         )
         if args.dry_run:
             return
-        args.out.mkdir(parents=True, exist_ok=True)
-        for name in MODEL_FILES:
-            shutil.copyfile(model_dir / name, args.out / name)  # the shipped files' own modes, not 0600
-        print(f"shipped to {args.out}")
+        install(model_dir, args.out)
     if args.repin:
-        golden = ROOT / "tests/golden/chorales.mid"
-        command = [str(Path(sys.executable).with_name("orchestrion")), "generate", "builtin:chorales", "--bars", "2"]
-        command += ["--seed", "11"]
-        subprocess.run([*command, "--out", str(golden)], check=True, cwd=ROOT)
-        print(f"re-pinned {golden.relative_to(ROOT)}")
+        repin(ROOT / "tests/golden/chorales.mid", ["generate", "builtin:chorales", "--bars", "2", "--seed", "11"])
 
 
 if __name__ == "__main__":
